@@ -1,0 +1,41 @@
+"""Data contracts: one Pandera DataFrameModel per table, plus cross-table rules.
+
+A contract is checked before anything is written; a broken one raises `ContractError`, whose
+message names the rule, the column and the offending rows.
+"""
+
+from contracts.cross_table import (
+    LAG_INTEGRITY_RULE,
+    RECONCILIATION_RULE,
+    check_lag_integrity,
+    check_product_reconciles_with_country,
+)
+from contracts.tables import (
+    CONTRACTS,
+    ChannelResponseTruth,
+    ChannelSpendResponse,
+    CountryDemand,
+    ProductDemand,
+    ProductDemandTruth,
+    TrainingDataset,
+)
+from contracts.validation import ContractContext, ContractError, ContractReport, TableContract, Violation
+
+__all__ = [
+    "CONTRACTS",
+    "LAG_INTEGRITY_RULE",
+    "RECONCILIATION_RULE",
+    "ChannelResponseTruth",
+    "ChannelSpendResponse",
+    "ContractContext",
+    "ContractError",
+    "ContractReport",
+    "CountryDemand",
+    "ProductDemand",
+    "ProductDemandTruth",
+    "TableContract",
+    "TrainingDataset",
+    "Violation",
+    "check_lag_integrity",
+    "check_product_reconciles_with_country",
+]

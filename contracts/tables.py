@@ -1,0 +1,156 @@
+"""One DataFrameModel per table: types, required non-nulls, plausible ranges, unique keys.
+
+The window a frame must fall in and the categories it may contain depend on the run and the
+source, so `TableContract.schema` adds those checks at validation time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Optional
+
+import pandera.polars as pa
+
+from contracts.validation import TableContract
+
+__all__ = [
+    "CONTRACTS",
+    "ChannelResponseTruth",
+    "ChannelSpendResponse",
+    "CountryDemand",
+    "ProductDemand",
+    "ProductDemandTruth",
+    "TrainingDataset",
+]
+
+
+class CountryDemand(pa.DataFrameModel):
+    """Daily organic demand per country and the macro indicators that move it."""
+
+    DATE: dt.date = pa.Field(nullable=False)
+    COUNTRY: str = pa.Field(nullable=False)
+    # Plausible bounds: an index near 100, rates in percent as published by statistics offices.
+    ECONOMIC_INDEX: float = pa.Field(nullable=False, gt=0, le=1000)
+    INFLATION_RATE: float = pa.Field(nullable=False, ge=-10, le=50)
+    UNEMPLOYMENT_RATE: float = pa.Field(nullable=False, ge=0, le=50)
+    BASELINE_DEMAND: float = pa.Field(nullable=False, ge=0)
+
+    class Config:
+        strict = True
+        unique = ["DATE", "COUNTRY"]
+
+
+class ChannelSpendResponse(pa.DataFrameModel):
+    """Daily spend per country x marketing channel and the incremental demand it drove."""
+
+    DATE: dt.date = pa.Field(nullable=False)
+    COUNTRY: str = pa.Field(nullable=False)
+    CHANNEL: str = pa.Field(nullable=False)
+    SPEND: float = pa.Field(nullable=False, ge=0)
+    CHANNEL_RESPONSE: float = pa.Field(nullable=False, ge=0)
+
+    class Config:
+        strict = True
+        unique = ["DATE", "COUNTRY", "CHANNEL"]
+
+
+class ProductDemand(pa.DataFrameModel):
+    """Observed daily sales per country x product; censored (IN_STOCK false) on stockout days."""
+
+    DATE: dt.date = pa.Field(nullable=False)
+    COUNTRY: str = pa.Field(nullable=False)
+    PRODUCT: str = pa.Field(nullable=False)
+    PRODUCT_DEMAND: int = pa.Field(nullable=False, ge=0)
+    PRICE: float = pa.Field(nullable=False, gt=0)
+    PROMO: bool = pa.Field(nullable=False)
+    IN_STOCK: bool = pa.Field(nullable=False)
+
+    class Config:
+        strict = True
+        unique = ["DATE", "COUNTRY", "PRODUCT"]
+
+
+class ProductDemandTruth(pa.DataFrameModel):
+    """Synthetic ground truth: uncensored demand and the generator's expected demand (the oracle)."""
+
+    DATE: dt.date = pa.Field(nullable=False)
+    COUNTRY: str = pa.Field(nullable=False)
+    PRODUCT: str = pa.Field(nullable=False)
+    TRUE_DEMAND: int = pa.Field(nullable=False, ge=0)
+    EXPECTED_DEMAND: float = pa.Field(nullable=False, ge=0)
+    LOST_SALES: int = pa.Field(nullable=False, ge=0)
+
+    class Config:
+        strict = True
+        unique = ["DATE", "COUNTRY", "PRODUCT"]
+
+
+class ChannelResponseTruth(pa.DataFrameModel):
+    """Synthetic ground truth: the true adstock and Hill parameters behind CHANNEL_RESPONSE."""
+
+    DATE: dt.date = pa.Field(nullable=False)
+    COUNTRY: str = pa.Field(nullable=False)
+    CHANNEL: str = pa.Field(nullable=False)
+    ADSTOCKED_SPEND: float = pa.Field(nullable=False, ge=0)
+    TRUE_DECAY: float = pa.Field(nullable=False, ge=0, lt=1)
+    TRUE_MAX_LAG: int = pa.Field(nullable=False, ge=0)
+    TRUE_HALF_SATURATION: float = pa.Field(nullable=False, gt=0)
+    TRUE_HILL_SLOPE: float = pa.Field(nullable=False, gt=0)
+    TRUE_RESPONSE_CAP: float = pa.Field(nullable=False, ge=0)
+
+    class Config:
+        strict = True
+        unique = ["DATE", "COUNTRY", "CHANNEL"]
+
+
+class TrainingDataset(pa.DataFrameModel):
+    """One row per DATE x COUNTRY x PRODUCT: the target and features known at forecast time.
+
+    Lags and rolling means are null where the look-back reaches before the first stored day.
+    Spend and macro columns are optional: a source without those domains yields none.
+    """
+
+    DATE: dt.date = pa.Field(nullable=False)
+    COUNTRY: str = pa.Field(nullable=False)
+    PRODUCT: str = pa.Field(nullable=False)
+    CATEGORY: str = pa.Field(nullable=False)
+    PRODUCT_DEMAND: int = pa.Field(nullable=False, ge=0)
+    IN_STOCK: bool = pa.Field(nullable=False)
+    PRICE: float = pa.Field(nullable=False, gt=0)
+    PROMO: bool = pa.Field(nullable=False)
+    DEMAND_LAG_1: Optional[int] = pa.Field(nullable=True, ge=0)
+    DEMAND_LAG_7: Optional[int] = pa.Field(nullable=True, ge=0)
+    DEMAND_LAG_14: Optional[int] = pa.Field(nullable=True, ge=0)
+    DEMAND_LAG_28: Optional[int] = pa.Field(nullable=True, ge=0)
+    DEMAND_ROLL_MEAN_7: Optional[float] = pa.Field(nullable=True, ge=0)
+    DEMAND_ROLL_MEAN_28: Optional[float] = pa.Field(nullable=True, ge=0)
+    DAY_OF_WEEK: int = pa.Field(nullable=False, ge=1, le=7)
+    WEEK_OF_YEAR: int = pa.Field(nullable=False, ge=1, le=53)
+    MONTH: int = pa.Field(nullable=False, ge=1, le=12)
+    DAY_OF_YEAR: int = pa.Field(nullable=False, ge=1, le=366)
+    IS_HOLIDAY: bool = pa.Field(nullable=False)
+    ECONOMIC_INDEX: Optional[float] = pa.Field(nullable=True, gt=0)
+    INFLATION_RATE: Optional[float] = pa.Field(nullable=True)
+    UNEMPLOYMENT_RATE: Optional[float] = pa.Field(nullable=True, ge=0)
+    SPEND: Optional[float] = pa.Field(nullable=True, ge=0, alias=r"^SPEND_[A-Z0-9_]+$", regex=True)
+    RESPONSE: Optional[float] = pa.Field(nullable=True, ge=0, alias=r"^RESPONSE_[A-Z0-9_]+$", regex=True)
+
+    class Config:
+        strict = True
+        unique = ["DATE", "COUNTRY", "PRODUCT"]
+
+
+CONTRACTS: dict[str, TableContract] = {
+    "country_demand": TableContract("country_demand", CountryDemand, ("DATE", "COUNTRY"), ("COUNTRY",)),
+    "channel_spend_response": TableContract(
+        "channel_spend_response", ChannelSpendResponse, ("DATE", "COUNTRY", "CHANNEL"), ("COUNTRY", "CHANNEL")
+    ),
+    "product_demand": TableContract("product_demand", ProductDemand, ("DATE", "COUNTRY", "PRODUCT"), ("COUNTRY", "PRODUCT")),
+    "product_demand_truth": TableContract(
+        "product_demand_truth", ProductDemandTruth, ("DATE", "COUNTRY", "PRODUCT"), ("COUNTRY", "PRODUCT")
+    ),
+    "channel_response_truth": TableContract(
+        "channel_response_truth", ChannelResponseTruth, ("DATE", "COUNTRY", "CHANNEL"), ("COUNTRY", "CHANNEL")
+    ),
+    "training_dataset": TableContract("training_dataset", TrainingDataset, ("DATE", "COUNTRY", "PRODUCT"), ("COUNTRY", "PRODUCT")),
+}

@@ -1,0 +1,22 @@
+"""The demand_assets code location: every asset, check and resource in one Definitions."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from demand_assets.domains.raw import (
+    channel_response_truth,
+    channel_spend_response,
+    country_demand,
+    product_demand,
+    product_demand_truth,
+)
+from demand_assets.domains.training import training_dataset
+from resources import resources_from_env
+
+RAW_DOMAIN_ASSETS = [country_demand, channel_spend_response, product_demand]
+GROUND_TRUTH_ASSETS = [product_demand_truth, channel_response_truth]
+FEATURE_ASSETS = [training_dataset]
+ALL_ASSETS = [*RAW_DOMAIN_ASSETS, *GROUND_TRUTH_ASSETS, *FEATURE_ASSETS]
+
+defs = dg.Definitions(assets=ALL_ASSETS, resources=resources_from_env())

@@ -1,0 +1,1 @@
+"""Dagster assets of the four data domains (thin wrappers over `sources`, `features`, `contracts`)."""

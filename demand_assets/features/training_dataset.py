@@ -1,0 +1,108 @@
+"""The model training dataset: one row per DATE x COUNTRY x PRODUCT.
+
+Every feature of a row is something a forecaster knows when the day starts: target lags and
+rolling means end the day before, spend is the day's planned spend, channel response enters
+only lagged (it is an outcome of the day), macro indicators and price/promo are known covariates.
+A row depends only on the LOOKBACK_DAYS before it, so a day built alone equals the same day
+built inside a year-long backfill.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import polars as pl
+
+from demand_assets.features.calendar import holiday_calendar
+
+__all__ = [
+    "CHANNEL_LOOKBACK_DAYS",
+    "DEMAND_LAGS",
+    "LOOKBACK_DAYS",
+    "RESPONSE_LAGS",
+    "ROLLING_WINDOWS",
+    "SPEND_LAGS",
+    "build_training_dataset",
+]
+
+DEMAND_LAGS: tuple[int, ...] = (1, 7, 14, 28)
+ROLLING_WINDOWS: tuple[int, ...] = (7, 28)
+SPEND_LAGS: tuple[int, ...] = (7,)
+RESPONSE_LAGS: tuple[int, ...] = (1, 7)
+# Rolling means end the day before, so a 28-day mean reaches back 28 days, as does lag 28.
+LOOKBACK_DAYS = max(max(DEMAND_LAGS), max(ROLLING_WINDOWS))
+CHANNEL_LOOKBACK_DAYS = max(max(SPEND_LAGS), max(RESPONSE_LAGS))
+_SERIES = ["COUNTRY", "PRODUCT"]
+_TARGET = "PRODUCT_DEMAND"
+
+
+def build_training_dataset(
+    product_history: pl.DataFrame,
+    country: pl.DataFrame | None,
+    channel_history: pl.DataFrame | None,
+    products: pl.DataFrame,
+    start: dt.date,
+    end: dt.date,
+) -> pl.DataFrame:
+    """Rows for [start, end).
+
+    `product_history` covers [start - LOOKBACK_DAYS, end), `channel_history`
+    [start - CHANNEL_LOOKBACK_DAYS, end); missing history days give null lags, never shifted
+    ones. `country` and `channel_history` are None for sources without those domains.
+    """
+    first = start - dt.timedelta(days=LOOKBACK_DAYS)
+    demand = _demand_features(product_history.filter(pl.col("DATE").is_between(first, end, closed="left")), first, end)
+    rows = demand.filter(pl.col("DATE").is_between(start, end, closed="left"))
+    rows = rows.join(products.select("PRODUCT", "CATEGORY"), on="PRODUCT", how="left")
+    rows = rows.with_columns(
+        pl.col("DATE").dt.weekday().cast(pl.Int64).alias("DAY_OF_WEEK"),
+        pl.col("DATE").dt.week().cast(pl.Int64).alias("WEEK_OF_YEAR"),
+        pl.col("DATE").dt.month().cast(pl.Int64).alias("MONTH"),
+        pl.col("DATE").dt.ordinal_day().cast(pl.Int64).alias("DAY_OF_YEAR"),
+    )
+    countries = rows["COUNTRY"].unique().sort().to_list()
+    rows = rows.join(holiday_calendar(countries, start, end), on=["DATE", "COUNTRY"], how="left")
+    if country is not None:
+        macro = country.select("DATE", "COUNTRY", "ECONOMIC_INDEX", "INFLATION_RATE", "UNEMPLOYMENT_RATE")
+        rows = rows.join(macro, on=["DATE", "COUNTRY"], how="left")
+    if channel_history is not None:
+        rows = rows.join(_channel_features(channel_history, start, end), on=["DATE", "COUNTRY"], how="left")
+    base = [
+        "DATE", "COUNTRY", "PRODUCT", "CATEGORY", _TARGET, "IN_STOCK", "PRICE", "PROMO",
+        *(f"DEMAND_LAG_{k}" for k in DEMAND_LAGS),
+        *(f"DEMAND_ROLL_MEAN_{w}" for w in ROLLING_WINDOWS),
+        "DAY_OF_WEEK", "WEEK_OF_YEAR", "MONTH", "DAY_OF_YEAR", "IS_HOLIDAY",
+    ]
+    extra = [c for c in rows.columns if c not in base]
+    return rows.select(*base, *extra).sort("DATE", "COUNTRY", "PRODUCT")
+
+
+def _demand_features(history: pl.DataFrame, first: dt.date, end: dt.date) -> pl.DataFrame:
+    # A dense day grid per series makes shift(k) mean "k days earlier" even when a day is missing.
+    days = pl.DataFrame({"DATE": pl.date_range(first, end, interval="1d", closed="left", eager=True)})
+    grid = history.select(_SERIES).unique().join(days, how="cross")
+    dense = grid.join(history, on=["DATE", *_SERIES], how="left").sort(*_SERIES, "DATE")
+    target = pl.col(_TARGET)
+    dense = dense.with_columns(
+        *(target.shift(k).over(_SERIES).alias(f"DEMAND_LAG_{k}") for k in DEMAND_LAGS),
+        *(
+            target.cast(pl.Float64).shift(1).rolling_mean(w, min_samples=w).over(_SERIES).alias(f"DEMAND_ROLL_MEAN_{w}")
+            for w in ROLLING_WINDOWS
+        ),
+    )
+    # Grid rows with no observation (the missing days themselves) are not training rows.
+    return dense.filter(target.is_not_null())
+
+
+def _channel_features(channel_history: pl.DataFrame, start: dt.date, end: dt.date) -> pl.DataFrame:
+    """Wide per DATE x COUNTRY: SPEND_<CH>, SPEND_<CH>_LAG_k, RESPONSE_<CH>_LAG_k."""
+    wide = channel_history.pivot(on="CHANNEL", index=["DATE", "COUNTRY"], values=["SPEND", "CHANNEL_RESPONSE"], aggregate_function=None)
+    channels = sorted(channel_history["CHANNEL"].unique().to_list())
+    wide = wide.rename({f"CHANNEL_RESPONSE_{ch}": f"RESPONSE_{ch}" for ch in channels})
+    out = wide.filter(pl.col("DATE").is_between(start, end, closed="left")).select("DATE", "COUNTRY", *(f"SPEND_{ch}" for ch in channels))
+    lagged = [(f"SPEND_{ch}", k) for ch in channels for k in SPEND_LAGS] + [(f"RESPONSE_{ch}", k) for ch in channels for k in RESPONSE_LAGS]
+    for column, k in lagged:
+        shifted = wide.select(pl.col("DATE") + dt.timedelta(days=k), "COUNTRY", pl.col(column).alias(f"{column}_LAG_{k}"))
+        out = out.join(shifted, on=["DATE", "COUNTRY"], how="left")
+    return out

@@ -1,0 +1,87 @@
+"""The interface every data source implements.
+
+A source yields each domain for a half-open date window [start, end) as an iterator of polars
+frames (chunks), so a year at M5 scale streams through validation into one Delta commit without
+being held in memory. A source declares which domains it provides: a transaction-log or M5
+adapter has product demand but no spend or macro data, and the graph must not invent them.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+import enum
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import polars as pl
+
+__all__ = ["Catalog", "DemandSource", "Domain", "DomainNotProvided", "iter_date_chunks"]
+
+
+class Domain(str, enum.Enum):
+    COUNTRY_DEMAND = "country_demand"
+    CHANNEL_SPEND_RESPONSE = "channel_spend_response"
+    PRODUCT_DEMAND = "product_demand"
+    # Ground truth only a generator can know: uncensored demand, true response parameters.
+    PRODUCT_DEMAND_TRUTH = "product_demand_truth"
+    CHANNEL_RESPONSE_TRUTH = "channel_response_truth"
+
+
+class DomainNotProvided(LookupError):
+    """Raised when an asset asks a source for a domain it does not have."""
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The known categories a source's tables may contain (the contracts check against it)."""
+
+    countries: tuple[str, ...]
+    channels: tuple[str, ...]
+    products: pl.DataFrame  # PRODUCT, CATEGORY, BASE_PRICE
+
+    @property
+    def product_ids(self) -> tuple[str, ...]:
+        return tuple(self.products["PRODUCT"].to_list())
+
+    @property
+    def n_series(self) -> int:
+        return len(self.countries) * self.products.height
+
+
+def iter_date_chunks(start: dt.date, end: dt.date, chunk_days: int) -> Iterator[tuple[dt.date, dt.date]]:
+    """Split [start, end) into consecutive [a, b) windows of at most `chunk_days` days."""
+    if chunk_days < 1:
+        raise ValueError("chunk_days must be >= 1")
+    cursor = start
+    while cursor < end:
+        stop = min(cursor + dt.timedelta(days=chunk_days), end)
+        yield cursor, stop
+        cursor = stop
+
+
+class DemandSource(abc.ABC):
+    """A provider of the raw domains for any date window."""
+
+    name: str = "abstract"
+
+    @property
+    @abc.abstractmethod
+    def provides(self) -> frozenset[Domain]: ...
+
+    @abc.abstractmethod
+    def catalog(self) -> Catalog: ...
+
+    def read(self, domain: Domain, start: dt.date, end: dt.date) -> Iterator[pl.DataFrame]:
+        """Chunks of `domain` for [start, end), in date order."""
+        if domain not in self.provides:
+            raise DomainNotProvided(
+                f"source '{self.name}' does not provide '{domain.value}' "
+                f"(it provides: {', '.join(sorted(d.value for d in self.provides))})"
+            )
+        if end <= start:
+            raise ValueError(f"empty window [{start}, {end})")
+        return self._read(domain, start, end)
+
+    @abc.abstractmethod
+    def _read(self, domain: Domain, start: dt.date, end: dt.date) -> Iterator[pl.DataFrame]: ...

@@ -1,0 +1,76 @@
+"""Scale settings and the per-channel response profiles of the synthetic generator."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+__all__ = ["ChannelProfile", "CHANNEL_PROFILES", "COUNTRY_CODES", "SyntheticConfig"]
+
+# ISO codes the `holidays` package knows, so every synthetic country has real public holidays.
+COUNTRY_CODES: tuple[str, ...] = (
+    "US", "DE", "GB", "FR", "ES", "IT", "NL", "CA", "AU", "JP",
+    "BR", "MX", "PL", "SE", "BE", "AT", "CH", "IE", "PT", "DK",
+)
+
+
+@dataclass(frozen=True)
+class ChannelProfile:
+    """How a channel spends and how demand answers it (true parameters before per-country jitter)."""
+
+    decay: float  # geometric adstock decay per day
+    max_lag: int  # days of carry-over
+    daily_spend: float  # typical spend per day for a country of size 1
+    slope: float  # Hill shape: >1 gives an S-curve
+    response_share: float  # maximum incremental demand as a share of organic demand
+    weekly: tuple[float, float, float, float, float, float, float]  # Mon..Sun spend pattern
+    flighted: bool  # bought in on/off weekly flights (TV, display)
+    off_flight_level: float  # spend level during an off week, relative to on
+
+
+CHANNEL_PROFILES: dict[str, ChannelProfile] = {
+    "SEARCH": ChannelProfile(0.25, 3, 4000.0, 1.2, 0.08, (1.1, 1.1, 1.05, 1.0, 0.95, 0.85, 0.95), False, 1.0),
+    "SOCIAL": ChannelProfile(0.45, 7, 2500.0, 1.6, 0.05, (0.9, 0.9, 0.95, 1.0, 1.05, 1.15, 1.05), False, 1.0),
+    "DISPLAY": ChannelProfile(0.55, 10, 1500.0, 2.0, 0.03, (1.0,) * 7, True, 0.1),
+    "EMAIL": ChannelProfile(0.30, 5, 300.0, 1.0, 0.02, (1.3, 1.2, 1.2, 1.1, 1.2, 0.5, 0.5), False, 1.0),
+    "TV": ChannelProfile(0.75, 14, 8000.0, 2.5, 0.07, (0.9, 0.9, 0.9, 1.0, 1.1, 1.1, 1.1), True, 0.0),
+    "AFFILIATE": ChannelProfile(0.20, 3, 800.0, 1.1, 0.02, (1.0,) * 7, False, 1.0),
+    "RADIO": ChannelProfile(0.60, 10, 1200.0, 1.8, 0.02, (1.1, 1.1, 1.1, 1.1, 1.1, 0.8, 0.7), True, 0.0),
+    "OUT_OF_HOME": ChannelProfile(0.80, 14, 2000.0, 2.2, 0.02, (1.0,) * 7, True, 0.0),
+}
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Everything that fixes the synthetic world. Same config, same seed: same data, any order.
+
+    `origin` is day zero of the trend and of the slow processes; data exists for any date.
+    """
+
+    seed: int = 7
+    n_countries: int = 3
+    n_products: int = 50
+    n_channels: int = 5
+    origin: dt.date = dt.date(2023, 1, 1)
+    mean_units_per_series: float = 6.0
+    stockout_start_rate: float = 0.012
+    chunk_rows: int = 4_000_000  # product rows per generated chunk; bounds memory at M5 scale
+    categories: tuple[str, ...] = field(default=("FOODS", "HOUSEHOLD", "HOBBIES"))
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.n_countries <= len(COUNTRY_CODES):
+            raise ValueError(f"n_countries must be in 1..{len(COUNTRY_CODES)}, got {self.n_countries}")
+        if not 1 <= self.n_channels <= len(CHANNEL_PROFILES):
+            raise ValueError(f"n_channels must be in 1..{len(CHANNEL_PROFILES)}, got {self.n_channels}")
+        if self.n_products < 1:
+            raise ValueError(f"n_products must be >= 1, got {self.n_products}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+
+    @property
+    def countries(self) -> tuple[str, ...]:
+        return COUNTRY_CODES[: self.n_countries]
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return tuple(CHANNEL_PROFILES)[: self.n_channels]

@@ -1,0 +1,16 @@
+"""Typed Dagster resources: where data comes from, where tables live, contract settings."""
+
+from resources.contract_settings import ContractSettings
+from resources.data_source import DemandSourceResource
+from resources.delta_store import DeltaStore, MissingTableError, WriteSummary
+from resources.settings import demand_home, resources_from_env
+
+__all__ = [
+    "ContractSettings",
+    "DeltaStore",
+    "DemandSourceResource",
+    "MissingTableError",
+    "WriteSummary",
+    "demand_home",
+    "resources_from_env",
+]

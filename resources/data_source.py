@@ -1,0 +1,45 @@
+"""The data source, chosen by configuration: the synthetic generator or CSV snapshots."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal, Optional
+
+import dagster as dg
+from pydantic import Field
+
+from demand_assets.sources.base import DemandSource
+from demand_assets.sources.csv_snapshot import CsvSnapshotSource
+from demand_assets.sources.synthetic import SyntheticConfig, SyntheticDemandSource
+
+__all__ = ["DemandSourceResource"]
+
+
+class DemandSourceResource(dg.ConfigurableResource):
+    """Where the raw domains come from. `synthetic` has known ground truth; `csv` reads seed-001
+    style snapshots (demand_spend_country_daily.csv, demand_spend_by_channel_daily.csv,
+    demand_by_product_daily.csv)."""
+
+    kind: Literal["synthetic", "csv"] = Field(default="synthetic", description="DEMAND_SOURCE")
+    csv_dir: Optional[str] = Field(default=None, description="DEMAND_CSV_DIR: folder of the CSV snapshot")
+    seed: int = Field(default=7, ge=0, description="DEMAND_SEED")
+    n_countries: int = Field(default=3, ge=1, description="DEMAND_COUNTRIES")
+    n_products: int = Field(default=50, ge=1, description="DEMAND_PRODUCTS")
+    n_channels: int = Field(default=5, ge=1, description="DEMAND_CHANNELS")
+    origin: str = Field(default="2023-01-01", description="DEMAND_ORIGIN: day zero of the synthetic trend")
+
+    def synthetic_config(self) -> SyntheticConfig:
+        return SyntheticConfig(
+            seed=self.seed,
+            n_countries=self.n_countries,
+            n_products=self.n_products,
+            n_channels=self.n_channels,
+            origin=dt.date.fromisoformat(self.origin),
+        )
+
+    def open(self) -> DemandSource:
+        if self.kind == "csv":
+            if not self.csv_dir:
+                raise ValueError("DEMAND_SOURCE=csv needs DEMAND_CSV_DIR, the folder holding the CSV snapshot")
+            return CsvSnapshotSource(self.csv_dir)
+        return SyntheticDemandSource(self.synthetic_config())

@@ -1,0 +1,142 @@
+"""Delta Lake tables under one root: a local folder by default, object storage by configuration.
+
+Writes replace a date window in a single Delta transaction. Chunks stream through validation
+into that transaction, so a broken chunk (or any failure) aborts the commit: readers keep the
+last good version and nothing partial becomes visible.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Optional
+
+import dagster as dg
+import polars as pl
+import pyarrow as pa
+from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import DeltaError
+from pydantic import Field
+
+from resources.settings import demand_home
+
+__all__ = ["DeltaStore", "MissingTableError", "WriteSummary"]
+
+
+class MissingTableError(LookupError):
+    """A table was read before anything materialized it."""
+
+
+@dataclass(frozen=True)
+class WriteSummary:
+    table: str
+    uri: str
+    version: int
+    rows: int
+    window_start: dt.date
+    window_end: dt.date
+
+
+class DeltaStore(dg.ConfigurableResource):
+    """Delta Lake tables, one folder (or object-store prefix) per table under `root_uri`."""
+
+    root_uri: Optional[str] = Field(
+        default=None,
+        description="Root for all tables, e.g. s3://bucket/demand. Default: $DEMAND_HOME/delta.",
+    )
+    storage_options: dict[str, str] = Field(
+        default_factory=dict, description="deltalake storage options (credentials, endpoint) for object stores."
+    )
+
+    def uri(self, table: str) -> str:
+        root = self.root_uri or str(demand_home() / "delta")
+        return f"{root.rstrip('/')}/{table}"
+
+    def exists(self, table: str) -> bool:
+        return DeltaTable.is_deltatable(self.uri(table), storage_options=self.storage_options or None)
+
+    def version(self, table: str) -> Optional[int]:
+        if not self.exists(table):
+            return None
+        return DeltaTable(self.uri(table), storage_options=self.storage_options or None).version()
+
+    def scan(self, table: str) -> pl.LazyFrame:
+        if not self.exists(table):
+            raise MissingTableError(f"table '{table}' has not been materialized yet (looked in {self.uri(table)})")
+        return pl.scan_delta(self.uri(table), storage_options=self.storage_options or None)
+
+    def read_window(self, table: str, start: dt.date, end: dt.date, columns: Optional[list[str]] = None) -> pl.DataFrame:
+        """Rows with start <= DATE < end, sorted by DATE then the remaining key columns."""
+        lf = self.scan(table).filter(pl.col("DATE").is_between(start, end, closed="left"))
+        if columns:
+            lf = lf.select(columns)
+        frame = lf.collect()
+        keys = [c for c in ("DATE", "COUNTRY", "CHANNEL", "PRODUCT") if c in frame.columns]
+        return frame.sort(keys)
+
+    def replace_window(self, table: str, chunks: Iterable[pl.DataFrame], start: dt.date, end: dt.date) -> WriteSummary:
+        """Replace [start, end) of `table` with `chunks`, atomically.
+
+        An exception raised while producing a chunk (a broken contract, a source error) is
+        re-raised as is, and the table stays at its previous version.
+        """
+        stream = _ArrowStream(iter(chunks))
+        first = stream.first()
+        if first is None:
+            raise ValueError(f"no rows to write to '{table}' for [{start}, {end}): the source returned nothing")
+        uri = self.uri(table)
+        reader = pa.RecordBatchReader.from_batches(first.schema, stream.batches(first))
+        options = self.storage_options or None
+        try:
+            if self.exists(table):
+                predicate = f"DATE >= '{start.isoformat()}' AND DATE < '{end.isoformat()}'"
+                write_deltalake(uri, reader, mode="overwrite", predicate=predicate, storage_options=options)
+            else:
+                write_deltalake(uri, reader, mode="error", storage_options=options)
+        except (DeltaError, OSError, pa.ArrowException) as err:
+            if stream.error is not None:
+                raise stream.error from None
+            raise
+        if stream.error is not None:
+            raise stream.error
+        version = DeltaTable(uri, storage_options=options).version()
+        return WriteSummary(table, uri, version, stream.rows, start, end)
+
+
+class _ArrowStream:
+    """Polars chunks as Arrow batches, remembering an exception raised upstream.
+
+    The writer sees a failing chunk only as an Arrow stream error; keeping the original lets the
+    caller re-raise the real reason (a ContractError with its rows) instead.
+    """
+
+    def __init__(self, chunks: Iterator[pl.DataFrame]) -> None:
+        self._chunks = chunks
+        self.error: Optional[BaseException] = None
+        self.rows = 0
+
+    def _next_table(self) -> Optional[pa.Table]:
+        try:
+            chunk = next(self._chunks)
+        except StopIteration:
+            return None
+        except Exception as err:  # noqa: BLE001 - stored and re-raised by replace_window
+            self.error = err
+            raise
+        self.rows += chunk.height
+        return chunk.to_arrow(compat_level=pl.CompatLevel.oldest())
+
+    def first(self) -> Optional[pa.Table]:
+        table = self._next_table()
+        while table is not None and table.num_rows == 0:
+            table = self._next_table()
+        return table
+
+    def batches(self, first: pa.Table) -> Iterator[pa.RecordBatch]:
+        schema = first.schema
+        yield from first.to_batches()
+        while (table := self._next_table()) is not None:
+            if table.schema != schema:
+                table = table.cast(schema)
+            yield from table.to_batches()

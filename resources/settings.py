@@ -1,0 +1,47 @@
+"""Where local state lives, and the resources built from documented environment variables.
+
+Settings are read when Definitions are assembled, never branched on: the same code runs on
+the embedded defaults and on production storage, only the values differ.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["demand_home", "resources_from_env", "DEFAULT_DEMAND_HOME"]
+
+DEFAULT_DEMAND_HOME = ".demand_home"
+
+
+def demand_home() -> Path:
+    """$DEMAND_HOME (default ./.demand_home), absolute."""
+    return Path(os.environ.get("DEMAND_HOME", DEFAULT_DEMAND_HOME)).expanduser().resolve()
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def resources_from_env() -> dict:
+    """The resources of the code location, configured from DEMAND_* variables (see README)."""
+    from resources.contract_settings import ContractSettings
+    from resources.data_source import DemandSourceResource
+    from resources.delta_store import DeltaStore
+
+    return {
+        "source": DemandSourceResource(
+            kind=_env("DEMAND_SOURCE", "synthetic"),
+            csv_dir=os.environ.get("DEMAND_CSV_DIR") or None,
+            seed=int(_env("DEMAND_SEED", "7")),
+            n_countries=int(_env("DEMAND_COUNTRIES", "3")),
+            n_products=int(_env("DEMAND_PRODUCTS", "50")),
+            n_channels=int(_env("DEMAND_CHANNELS", "5")),
+            origin=_env("DEMAND_ORIGIN", "2023-01-01"),
+        ),
+        "store": DeltaStore(root_uri=os.environ.get("DEMAND_DELTA_URI") or None),
+        "contract_settings": ContractSettings(
+            reconcile_tolerance=float(_env("DEMAND_RECONCILE_TOLERANCE", "0.01")),
+        ),
+    }
