@@ -140,16 +140,11 @@ def publish_window(
     if summaries and describe is not None:
         metadata |= describe(pl.concat(summaries))
     context.log.info(f"{table}: wrote {written.rows:,} rows for [{start}, {end}) as Delta version {written.version}")
-    yield dg.MaterializeResult(
-        asset_key=asset_key,
-        metadata=metadata,
-        check_results=[
-            dg.AssetCheckResult(
-                check_name=name,
-                asset_key=asset_key,
-                passed=True,
-                metadata={"rows_checked": report.n_rows, "delta_version": written.version},
-            )
-            for name, report in reports.items()
-        ],
-    )
+    yield dg.MaterializeResult(asset_key=asset_key, metadata=metadata)
+    for name, report in reports.items():
+        yield dg.AssetCheckResult(
+            check_name=name,
+            asset_key=asset_key,
+            passed=True,
+            metadata={"rows_checked": report.n_rows, "delta_version": written.version},
+        )

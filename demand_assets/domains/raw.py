@@ -149,6 +149,7 @@ def _truth_asset(name: str, domain: Domain, check_name: str, description: str):
 
     @dg.multi_asset(
         name=name,
+        can_subset=True,  # makes the check output optional too, so a skip is a clean skip
         specs=[dg.AssetSpec(name, skippable=True, group_name="ground_truth", kinds=_KINDS, description=description, deps=["product_demand"])],
         check_specs=[blocking_check_spec(check_name, name, f"Pandera contract for {name}.")],
         partitions_def=daily_partitions,

@@ -1,0 +1,173 @@
+"""The assets through Dagster: storage round-trips, idempotence, blocking contracts."""
+
+import datetime as dt
+
+import dagster as dg
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from demand_assets.definitions import ALL_ASSETS, defs
+from demand_assets.domains.raw import CHANNEL_SPEND_RESPONSE_CONTRACT, country_demand
+from demand_assets.sources import DemandSource, Domain
+from demand_assets.sources.csv_snapshot import CsvSnapshotSource, export_snapshot
+from resources import DeltaStore, DemandSourceResource
+from tests.conftest import SMALL, materialize_range, small_resources
+
+TABLES = ["country_demand", "channel_spend_response", "product_demand", "training_dataset"]
+JAN1, MAR1 = dt.date(2024, 1, 1), dt.date(2024, 3, 1)
+
+
+def test_definitions_load_with_daily_partitions_and_blocking_checks():
+    dg.Definitions.validate_loadable(defs)
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert set(TABLES) | {"product_demand_truth", "channel_response_truth"} == keys
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert isinstance(node.partitions_def, dg.DailyPartitionsDefinition)
+        assert node.backfill_policy == dg.BackfillPolicy.single_run()
+    checks = {c.name: c for c in graph.asset_check_keys}
+    assert "product_demand_reconciles_with_country_total" in checks and "training_dataset_lag_integrity" in checks
+    assert all(graph.get_check_spec(key).blocking for key in graph.asset_check_keys)
+
+
+def test_whole_graph_round_trips_through_delta(materialized_store):
+    n_series = SMALL["n_countries"] * SMALL["n_products"]
+    days = (MAR1 - JAN1).days
+    expected_rows = {
+        "country_demand": days * SMALL["n_countries"],
+        "channel_spend_response": days * SMALL["n_countries"] * SMALL["n_channels"],
+        "product_demand": days * n_series,
+        "training_dataset": days * n_series,
+        "product_demand_truth": days * n_series,
+    }
+    for table, rows in expected_rows.items():
+        frame = materialized_store.read_window(table, JAN1, MAR1)
+        assert frame.height == rows, table
+        keys = [c for c in ("DATE", "COUNTRY", "CHANNEL", "PRODUCT") if c in frame.columns]
+        assert not frame.select(keys).is_duplicated().any(), table
+    training = materialized_store.read_window("training_dataset", JAN1, MAR1)
+    # The first day has no stored history: lags are null, never invented.
+    assert training.filter(pl.col("DATE") == JAN1)["DEMAND_LAG_1"].null_count() == n_series
+    assert training.filter(pl.col("DATE") == dt.date(2024, 2, 15))["DEMAND_LAG_28"].null_count() == 0
+
+
+def test_rematerializing_a_window_gives_the_same_rows(tmp_path):
+    resources = small_resources(tmp_path / "delta")
+    assert materialize_range(resources, "2024-01-01", "2024-01-20").success
+    store: DeltaStore = resources["store"]
+    before = {t: store.read_window(t, JAN1, MAR1) for t in TABLES}
+    versions = {t: store.version(t) for t in TABLES}
+    assert materialize_range(resources, "2024-01-05", "2024-01-12").success
+    for table in TABLES:
+        assert store.version(table) == versions[table] + 1, table
+        assert_frame_equal(store.read_window(table, JAN1, MAR1), before[table])
+
+
+def test_a_day_materialized_alone_equals_the_day_inside_the_backfill(tmp_path, materialized_store):
+    resources = small_resources(tmp_path / "delta")
+    # Materialize the raw history first, then the training dataset for one day on its own.
+    assert materialize_range(resources, "2024-01-01", "2024-02-20").success
+    assert materialize_range(resources, "2024-02-20", "2024-02-20", selection=["training_dataset"]).success
+    day = dt.date(2024, 2, 20)
+    alone = resources["store"].read_window("training_dataset", day, day + dt.timedelta(days=1))
+    assert_frame_equal(alone, materialized_store.read_window("training_dataset", day, day + dt.timedelta(days=1)))
+
+
+class _NegativeSpendOn(DemandSource):
+    """Wraps a real source and breaks the spend contract on one day."""
+
+    name = "corrupting"
+
+    def __init__(self, inner: DemandSource, day: dt.date) -> None:
+        self.inner, self.day = inner, day
+
+    @property
+    def provides(self):
+        return self.inner.provides
+
+    def catalog(self):
+        return self.inner.catalog()
+
+    def _read(self, domain, start, end):
+        for chunk in self.inner.read(domain, start, end):
+            if domain is Domain.CHANNEL_SPEND_RESPONSE:
+                chunk = chunk.with_columns(
+                    pl.when((pl.col("DATE") == self.day) & (pl.col("COUNTRY") == "US")).then(-100.0).otherwise(pl.col("SPEND")).alias("SPEND")
+                )
+            yield chunk
+
+
+class CorruptingSource(DemandSourceResource):
+    corrupt_day: str = "2024-01-10"
+
+    def open(self) -> DemandSource:
+        return _NegativeSpendOn(super().open(), dt.date.fromisoformat(self.corrupt_day))
+
+
+def test_a_broken_contract_writes_nothing_keeps_the_table_and_blocks_downstream(tmp_path):
+    good = small_resources(tmp_path / "delta")
+    assert materialize_range(good, "2024-01-01", "2024-01-20").success
+    store: DeltaStore = good["store"]
+    before = {t: (store.version(t), store.read_window(t, JAN1, MAR1)) for t in TABLES}
+
+    bad = small_resources(tmp_path / "delta", source=CorruptingSource(**SMALL))
+    instance = dg.DagsterInstance.ephemeral()
+    result = materialize_range(bad, "2024-01-05", "2024-01-15", instance=instance)
+    assert not result.success
+
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = failure.event_specific_data.error.to_string()
+    assert "greater_than_or_equal_to(0)" in message and "SPEND" in message
+    assert "DATE=2024-01-10" in message and "COUNTRY=US" in message
+    assert "nothing was written" in message
+
+    evaluations = {
+        e.event_specific_data.check_name: e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+    assert evaluations[CHANNEL_SPEND_RESPONSE_CONTRACT].passed is False
+
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert "channel_spend_response" not in materialized
+    assert "product_demand" not in materialized and "training_dataset" not in materialized
+    for table in TABLES:
+        version, frame = before[table]
+        if table == "country_demand":
+            continue  # independent of the broken table, it may legitimately be rewritten
+        assert store.version(table) == version, table
+        assert_frame_equal(store.read_window(table, JAN1, MAR1), frame)
+
+
+def test_synthetic_to_csv_snapshot_to_csv_source_gives_identical_assets(tmp_path, materialized_store, small_source):
+    snapshot = tmp_path / "snapshot"
+    export_snapshot(small_source, JAN1, MAR1, snapshot)
+    csv = small_resources(tmp_path / "delta_csv", source=DemandSourceResource(kind="csv", csv_dir=str(snapshot)))
+    result = materialize_range(csv, "2024-01-01", "2024-02-29")
+    assert result.success
+    store: DeltaStore = csv["store"]
+    for table in TABLES:
+        assert_frame_equal(store.read_window(table, JAN1, MAR1), materialized_store.read_window(table, JAN1, MAR1))
+    # The CSV source has no ground truth: those assets are skipped, not failed.
+    assert not store.exists("product_demand_truth")
+    assert set(CsvSnapshotSource(snapshot).provides) == {Domain.COUNTRY_DEMAND, Domain.CHANNEL_SPEND_RESPONSE, Domain.PRODUCT_DEMAND}
+
+
+def test_country_demand_invoked_directly_with_a_partition_context(tmp_path):
+    store = DeltaStore(root_uri=str(tmp_path / "delta"))
+    context = dg.build_asset_context(partition_key="2024-03-05")
+    events = list(country_demand(context=context, source=DemandSourceResource(**SMALL), store=store))
+    result, check = events
+    assert isinstance(result, dg.MaterializeResult) and isinstance(check, dg.AssetCheckResult)
+    assert result.metadata["dagster/row_count"] == SMALL["n_countries"]
+    assert result.metadata["window"] == "[2024-03-05, 2024-03-06)"
+    assert check.passed and check.metadata["rows_checked"].value == SMALL["n_countries"]
+    stored = store.read_window("country_demand", dt.date(2024, 3, 5), dt.date(2024, 3, 6))
+    assert stored["COUNTRY"].to_list() == ["DE", "US"]
+
+
+def test_csv_source_needs_its_folder():
+    with pytest.raises(ValueError, match="DEMAND_CSV_DIR"):
+        DemandSourceResource(kind="csv").open()
+    with pytest.raises(FileNotFoundError, match="demand_by_product_daily.csv"):
+        DemandSourceResource(kind="csv", csv_dir="/nonexistent").open()

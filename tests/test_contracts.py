@@ -1,0 +1,173 @@
+import datetime as dt
+
+import polars as pl
+import pytest
+
+from contracts import (
+    CONTRACTS,
+    ContractContext,
+    ContractError,
+    check_lag_integrity,
+    check_product_reconciles_with_country,
+)
+from demand_assets.features import DEMAND_LAGS, LOOKBACK_DAYS, ROLLING_WINDOWS, build_training_dataset
+from demand_assets.sources import Domain
+from tests.conftest import read_all
+
+START, END = dt.date(2024, 3, 1), dt.date(2024, 3, 8)
+
+
+@pytest.fixture(scope="module")
+def frames(small_source):
+    cat = small_source.catalog()
+    ctx = ContractContext(START, END, {"COUNTRY": cat.countries, "CHANNEL": cat.channels, "PRODUCT": cat.product_ids})
+    data = {d.value: read_all(small_source, d, START, END) for d in Domain}
+    return ctx, data
+
+
+def _only_violation(report):
+    assert not report.passed
+    return {(v.rule, v.column): v for v in report.violations}
+
+
+@pytest.mark.parametrize("table", ["country_demand", "channel_spend_response", "product_demand", "product_demand_truth", "channel_response_truth"])
+def test_generated_tables_satisfy_their_contracts(frames, table):
+    ctx, data = frames
+    report = CONTRACTS[table].validate(data[table], ctx)
+    assert report.passed, report.describe()
+
+
+BAD_CASES = [
+    # table, column, corruption of row 3, expected rule fragment
+    ("channel_spend_response", "SPEND", pl.lit(-5.0), "greater_than_or_equal_to(0)"),
+    ("channel_spend_response", "CHANNEL", pl.lit("CARRIER_PIGEON"), "known_channel"),
+    ("country_demand", "INFLATION_RATE", pl.lit(75.0), "less_than_or_equal_to(50)"),
+    ("country_demand", "UNEMPLOYMENT_RATE", pl.lit(-1.0), "greater_than_or_equal_to(0)"),
+    ("country_demand", "COUNTRY", pl.lit("ATLANTIS"), "known_country"),
+    ("country_demand", "BASELINE_DEMAND", pl.lit(None, pl.Float64), "not_nullable"),
+    ("product_demand", "PRODUCT_DEMAND", pl.lit(-1, pl.Int64), "greater_than_or_equal_to(0)"),
+    ("product_demand", "PRICE", pl.lit(0.0), "greater_than(0)"),
+    ("product_demand", "PRODUCT", pl.lit("P99999"), "known_product"),
+    ("product_demand", "DATE", pl.lit(dt.date(2024, 3, 9)), "date_inside_partition"),
+]
+
+
+@pytest.mark.parametrize(("table", "column", "value", "rule"), BAD_CASES, ids=[f"{c[0]}-{c[1]}-{c[3]}" for c in BAD_CASES])
+def test_each_rule_rejects_a_crafted_bad_row(frames, table, column, value, rule):
+    ctx, data = frames
+    frame = data[table].with_row_index("_i").with_columns(
+        pl.when(pl.col("_i") == 3).then(value).otherwise(pl.col(column)).alias(column)
+    ).drop("_i")
+    report = CONTRACTS[table].validate(frame, ctx)
+    violations = _only_violation(report)
+    match = [v for (r, c), v in violations.items() if rule in r and c == column]
+    assert match, report.describe()
+    offending = match[0]
+    assert offending.n_rows == 1
+    # The message names the rule, the column and the offending row by its keys.
+    message = str(ContractError([report]))
+    assert rule in message and column in message
+    key_values = data[table].row(3, named=True)
+    assert str(key_values["DATE"]) in message or column == "DATE"
+    assert str(key_values["COUNTRY"]) in message or column == "COUNTRY"
+
+
+def test_duplicate_keys_are_rejected(frames):
+    ctx, data = frames
+    frame = pl.concat([data["product_demand"], data["product_demand"].head(2)])
+    violations = _only_violation(CONTRACTS["product_demand"].validate(frame, ctx))
+    assert any("uniqueness" in rule for rule, _ in violations)
+
+
+def test_wrong_dtype_and_missing_column_are_rejected(frames):
+    ctx, data = frames
+    wrong_type = data["product_demand"].with_columns(pl.col("PRODUCT_DEMAND").cast(pl.Float64))
+    violations = _only_violation(CONTRACTS["product_demand"].validate(wrong_type, ctx))
+    assert ("dtype('Int64')", "PRODUCT_DEMAND") in violations
+    missing = data["product_demand"].drop("IN_STOCK")
+    report = CONTRACTS["product_demand"].validate(missing, ctx)
+    assert not report.passed and "IN_STOCK" in report.describe()
+
+
+def test_unexpected_column_is_rejected(frames):
+    ctx, data = frames
+    report = CONTRACTS["country_demand"].validate(data["country_demand"].with_columns(pl.lit(1.0).alias("GDP")), ctx)
+    assert not report.passed and "GDP" in report.describe()
+
+
+def test_reconciliation_passes_on_generated_data_and_catches_inflated_sales(frames):
+    _, data = frames
+    product, country, channel = data["product_demand"], data["country_demand"], data["channel_spend_response"]
+    assert check_product_reconciles_with_country(product, country, channel, tolerance=0.01).passed
+    # A double-counted product (a unit error, a duplicated feed) pushes sales above the total.
+    target = product.filter(pl.col("IN_STOCK")).sort("PRODUCT_DEMAND", descending=True).row(0, named=True)
+    inflated = product.with_columns(
+        pl.when((pl.col("DATE") == target["DATE"]) & (pl.col("COUNTRY") == target["COUNTRY"]) & (pl.col("PRODUCT") == target["PRODUCT"]))
+        .then(pl.col("PRODUCT_DEMAND") * 10)
+        .otherwise(pl.col("PRODUCT_DEMAND"))
+    )
+    report = check_product_reconciles_with_country(inflated, country, channel, tolerance=0.01)
+    assert not report.passed
+    (violation,) = report.violations
+    assert violation.rule.startswith("product_sum_at_most_country_total") and violation.column == "PRODUCT_DEMAND"
+    assert violation.examples[0]["DATE"] == target["DATE"] and violation.examples[0]["COUNTRY"] == target["COUNTRY"]
+
+
+def test_reconciliation_catches_missing_products_only_when_nothing_is_censored(frames):
+    _, data = frames
+    product, country, channel = data["product_demand"], data["country_demand"], data["channel_spend_response"]
+    in_stock_days = product.group_by("DATE", "COUNTRY").agg(pl.col("IN_STOCK").all()).filter(pl.col("IN_STOCK"))
+    day = in_stock_days.sort("DATE").row(0, named=True)
+    # Drop the best seller on a fully in-stock day: sales no longer reach the country's total.
+    best = product.filter((pl.col("DATE") == day["DATE"]) & (pl.col("COUNTRY") == day["COUNTRY"])).sort("PRODUCT_DEMAND").row(-1, named=True)
+    missing = product.filter(~((pl.col("DATE") == day["DATE"]) & (pl.col("COUNTRY") == day["COUNTRY"]) & (pl.col("PRODUCT") == best["PRODUCT"])))
+    report = check_product_reconciles_with_country(missing, country, channel, tolerance=0.01)
+    assert any(v.rule.startswith("product_sum_reaches_country_total_when_in_stock") for v in report.violations)
+    # The same shortfall on a day flagged as censored is legitimate (lost sales are unobserved).
+    censored = missing.with_columns(
+        pl.when((pl.col("DATE") == day["DATE"]) & (pl.col("COUNTRY") == day["COUNTRY"]) & (pl.col("PRODUCT") == missing["PRODUCT"][0]))
+        .then(False)
+        .otherwise(pl.col("IN_STOCK"))
+        .alias("IN_STOCK")
+    )
+    assert check_product_reconciles_with_country(censored, country, channel, tolerance=0.01).passed
+
+
+def test_reconciliation_flags_a_missing_country_total(frames):
+    _, data = frames
+    country = data["country_demand"].filter(pl.col("DATE") != START)
+    report = check_product_reconciles_with_country(data["product_demand"], country, data["channel_spend_response"], tolerance=0.01)
+    assert [v.rule for v in report.violations] == ["country_total_present"]
+
+
+@pytest.fixture(scope="module")
+def training(small_source):
+    history = read_all(small_source, Domain.PRODUCT_DEMAND, START - dt.timedelta(days=LOOKBACK_DAYS), END)
+    frame = build_training_dataset(history, None, None, small_source.catalog().products, START, END)
+    return history, frame
+
+
+def test_lag_integrity_passes_on_built_features(training):
+    history, frame = training
+    assert check_lag_integrity(frame, history, lags=DEMAND_LAGS, windows=ROLLING_WINDOWS).passed
+
+
+@pytest.mark.parametrize("column", ["DEMAND_LAG_7", "DEMAND_LAG_28", "DEMAND_ROLL_MEAN_7"])
+def test_lag_integrity_catches_a_shifted_feature(training, column):
+    history, frame = training
+    tampered = frame.with_row_index("_i").with_columns(
+        pl.when(pl.col("_i") == 5).then(pl.col(column) + 1).otherwise(pl.col(column)).alias(column)
+    ).drop("_i")
+    report = check_lag_integrity(tampered, history, lags=DEMAND_LAGS, windows=ROLLING_WINDOWS)
+    assert [v.column for v in report.violations] == [column]
+    assert report.violations[0].n_rows == 1
+    assert column in report.describe()
+
+
+def test_training_contract_accepts_built_features_and_rejects_negative_lag(training, frames):
+    ctx, _ = frames
+    _, frame = training
+    contract = CONTRACTS["training_dataset"]
+    assert contract.validate(frame, ctx).passed
+    bad = frame.with_columns(pl.lit(-1, pl.Int64).alias("DEMAND_LAG_1"))
+    assert not contract.validate(bad, ctx).passed

@@ -1,0 +1,54 @@
+import datetime as dt
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from resources import DeltaStore, MissingTableError
+
+
+def _frame(start: dt.date, days: int, value: int) -> pl.DataFrame:
+    dates = pl.date_range(start, start + dt.timedelta(days=days - 1), eager=True)
+    return pl.DataFrame({"DATE": dates, "COUNTRY": "US", "V": [value] * days})
+
+
+@pytest.fixture
+def store(tmp_path):
+    return DeltaStore(root_uri=str(tmp_path / "delta"))
+
+
+def test_replace_window_is_idempotent_and_only_touches_its_window(store):
+    jan = dt.date(2024, 1, 1)
+    store.replace_window("t", [_frame(jan, 10, 1)], jan, jan + dt.timedelta(days=10))
+    mid = dt.date(2024, 1, 4)
+    for _ in range(2):  # the same window twice: replaced, never duplicated
+        store.replace_window("t", [_frame(mid, 3, 2)], mid, mid + dt.timedelta(days=3))
+    table = store.read_window("t", jan, jan + dt.timedelta(days=10))
+    assert table.height == 10
+    assert table["V"].to_list() == [1, 1, 1, 2, 2, 2, 1, 1, 1, 1]
+    assert store.version("t") == 2
+
+
+def test_a_failure_mid_stream_leaves_the_last_good_version(store):
+    jan = dt.date(2024, 1, 1)
+    store.replace_window("t", [_frame(jan, 10, 1)], jan, jan + dt.timedelta(days=10))
+    before = store.read_window("t", jan, jan + dt.timedelta(days=10))
+
+    def chunks():
+        yield _frame(jan, 5, 9)
+        raise RuntimeError("source died after the first chunk")
+
+    with pytest.raises(RuntimeError, match="source died"):
+        store.replace_window("t", chunks(), jan, jan + dt.timedelta(days=10))
+    assert store.version("t") == 0
+    assert_frame_equal(store.read_window("t", jan, jan + dt.timedelta(days=10)), before)
+
+
+def test_reading_a_missing_table_says_so(store):
+    with pytest.raises(MissingTableError, match="not been materialized"):
+        store.read_window("nope", dt.date(2024, 1, 1), dt.date(2024, 1, 2))
+
+
+def test_an_empty_write_is_refused(store):
+    with pytest.raises(ValueError, match="no rows"):
+        store.replace_window("t", [], dt.date(2024, 1, 1), dt.date(2024, 1, 2))
