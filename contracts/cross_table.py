@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
+import numpy as np
 import polars as pl
 
 from contracts.validation import MAX_EXAMPLES, ContractReport, Violation
@@ -76,39 +77,57 @@ def check_lag_integrity(
     target: str = "PRODUCT_DEMAND",
 ) -> ContractReport:
     """Every DEMAND_LAG_k equals the target k days earlier; every DEMAND_ROLL_MEAN_w equals the
-    mean of the target over the w days before (null where any of those days is missing)."""
-    hist = history.select(*_KEYS, target)
-    expected = training.select(_KEYS)
-    for k in lags:
-        shifted = hist.with_columns(pl.col("DATE") + dt.timedelta(days=k)).rename({target: f"EXPECTED_LAG_{k}"})
-        expected = expected.join(shifted, on=_KEYS, how="left")
-    rolled = hist.sort("COUNTRY", "PRODUCT", "DATE").with_columns(
-        pl.col(target)
-        .cast(pl.Float64)
-        .rolling_mean_by("DATE", window_size=f"{w}d", closed="left", min_samples=w)
-        .over("COUNTRY", "PRODUCT")
-        .alias(f"EXPECTED_ROLL_{w}")
-        for w in windows
-    )
-    expected = expected.join(rolled.select(*_KEYS, *(f"EXPECTED_ROLL_{w}" for w in windows)), on=_KEYS, how="left")
-    both = training.join(expected, on=_KEYS, how="left")
+    mean of the target over the w days before (null where any of those days is missing).
+
+    The stored target is laid out as a (series x day) grid, lags are read by index and rolling
+    means from prefix sums: a different computation from the feature builder's shifts.
+    """
+    series_hash = pl.struct("COUNTRY", "PRODUCT").hash()
+    hist = history.select(series_hash.alias("s"), pl.col("DATE").cast(pl.Int32).alias("d"), pl.col(target).cast(pl.Float64).alias("y"))
+    rows = training.select(series_hash.alias("s"), pl.col("DATE").cast(pl.Int32).alias("d"))
+    uniq = np.unique(hist["s"].to_numpy())
+    first_day = int(hist["d"].min())
+    n_days = int(max(hist["d"].max(), rows["d"].max())) - first_day + 1
+    grid = np.full((len(uniq), n_days + 1), np.nan)  # one spare column for out-of-range lookups
+    grid[np.searchsorted(uniq, hist["s"].to_numpy()), hist["d"].to_numpy() - first_day] = hist["y"].to_numpy()
+
+    row_series = np.searchsorted(uniq, rows["s"].to_numpy()).clip(0, len(uniq) - 1)
+    known = uniq[row_series] == rows["s"].to_numpy()
+    row_day = rows["d"].to_numpy() - first_day
+
+    def lookup(day: np.ndarray) -> np.ndarray:
+        inside = known & (day >= 0) & (day < n_days)
+        return np.where(inside, grid[row_series, np.where(inside, day, n_days)], np.nan)
+
+    present = ~np.isnan(grid)
+    prefix_sum = np.concatenate([np.zeros((len(uniq), 1)), np.cumsum(np.where(present, grid, 0.0), axis=1)], axis=1)
+    prefix_count = np.concatenate([np.zeros((len(uniq), 1)), np.cumsum(present, axis=1)], axis=1)
 
     violations = []
     for k in lags:
-        col, exp = f"DEMAND_LAG_{k}", f"EXPECTED_LAG_{k}"
-        violations += _mismatches(both, col, exp, pl.col(col).eq_missing(pl.col(exp)).not_(), f"lag_{k}_equals_target_{k}_days_earlier")
+        col = f"DEMAND_LAG_{k}"
+        violations += _mismatches(training, col, lookup(row_day - k), f"lag_{k}_equals_target_{k}_days_earlier", exact=True)
     for w in windows:
-        col, exp = f"DEMAND_ROLL_MEAN_{w}", f"EXPECTED_ROLL_{w}"
-        differs = pl.when(pl.col(col).is_null() & pl.col(exp).is_null()).then(False).otherwise(
-            ((pl.col(col) - pl.col(exp)).abs() > 1e-9 * (1 + pl.col(exp).abs())).fill_null(True)
-        )
-        violations += _mismatches(both, col, exp, differs, f"rolling_mean_{w}_equals_mean_of_previous_{w}_days")
+        col = f"DEMAND_ROLL_MEAN_{w}"
+        lo = row_day - w
+        ok = known & (lo >= 0)
+        lo_c, hi_c = np.where(ok, lo, 0), np.where(ok, row_day, 0)
+        total = prefix_sum[row_series, hi_c] - prefix_sum[row_series, lo_c]
+        count = prefix_count[row_series, hi_c] - prefix_count[row_series, lo_c]
+        expected = np.where(ok & (count == w), total / w, np.nan)
+        violations += _mismatches(training, col, expected, f"rolling_mean_{w}_equals_mean_of_previous_{w}_days", exact=False)
     return ContractReport(LAG_INTEGRITY_RULE, training.height, tuple(violations))
 
 
-def _mismatches(frame: pl.DataFrame, column: str, expected: str, broken: pl.Expr, rule: str) -> list[Violation]:
-    bad = frame.filter(broken)
-    if not bad.height:
+def _mismatches(frame: pl.DataFrame, column: str, expected: np.ndarray, rule: str, *, exact: bool) -> list[Violation]:
+    observed = frame[column].cast(pl.Float64).to_numpy()
+    both_null = np.isnan(observed) & np.isnan(expected)
+    if exact:
+        equal = observed == expected
+    else:
+        equal = np.abs(observed - expected) <= 1e-9 * (1.0 + np.abs(expected))
+    broken = ~(both_null | equal)
+    if not broken.any():
         return []
-    examples = tuple(bad.head(MAX_EXAMPLES).select(*_KEYS, column, pl.col(expected).alias("EXPECTED")).to_dicts())
-    return [Violation(rule, column, bad.height, examples)]
+    bad = frame.filter(pl.Series(broken)).select(*_KEYS, column).with_columns(pl.Series("EXPECTED", expected[broken]))
+    return [Violation(rule, column, bad.height, tuple(bad.head(MAX_EXAMPLES).to_dicts()))]

@@ -27,6 +27,9 @@ class DemandSourceResource(dg.ConfigurableResource):
     n_products: int = Field(default=50, ge=1, description="DEMAND_PRODUCTS")
     n_channels: int = Field(default=5, ge=1, description="DEMAND_CHANNELS")
     origin: str = Field(default="2023-01-01", description="DEMAND_ORIGIN: day zero of the synthetic trend")
+    chunk_rows: int = Field(
+        default=4_000_000, ge=1, description="DEMAND_CHUNK_ROWS: product rows generated per chunk (bounds memory)"
+    )
 
     def synthetic_config(self) -> SyntheticConfig:
         return SyntheticConfig(
@@ -35,6 +38,7 @@ class DemandSourceResource(dg.ConfigurableResource):
             n_products=self.n_products,
             n_channels=self.n_channels,
             origin=dt.date.fromisoformat(self.origin),
+            chunk_rows=self.chunk_rows,
         )
 
     def open(self) -> DemandSource:

@@ -8,6 +8,8 @@ last good version and nothing partial becomes visible.
 from __future__ import annotations
 
 import datetime as dt
+import queue
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Optional
@@ -81,7 +83,7 @@ class DeltaStore(dg.ConfigurableResource):
         An exception raised while producing a chunk (a broken contract, a source error) is
         re-raised as is, and the table stays at its previous version.
         """
-        stream = _ArrowStream(iter(chunks))
+        stream = _ArrowStream(_produced_in_background(chunks))
         first = stream.first()
         if first is None:
             raise ValueError(f"no rows to write to '{table}' for [{start}, {end}): the source returned nothing")
@@ -102,6 +104,49 @@ class DeltaStore(dg.ConfigurableResource):
             raise stream.error
         version = DeltaTable(uri, storage_options=options).version()
         return WriteSummary(table, uri, version, stream.rows, start, end)
+
+
+def _produced_in_background(chunks: Iterable[pl.DataFrame], depth: int = 1) -> Iterator[pl.DataFrame]:
+    """Iterate `chunks` on a worker thread, `depth` chunks ahead of the writer.
+
+    The Delta writer pulls batches from inside its async runtime; producing a chunk may itself
+    read Delta tables (the training dataset reads its look-back), which must not happen on that
+    runtime's thread. The worker also overlaps computing the next chunk with writing this one.
+    """
+    handoff: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: tuple) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                if not put(("chunk", chunk)):
+                    return
+            put(("done", None))
+        except BaseException as err:  # noqa: BLE001 - handed to the consumer and re-raised there
+            put(("error", err))
+
+    worker = threading.Thread(target=produce, name="delta-chunk-producer", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, value = handoff.get()
+            if kind == "chunk":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                return
+    finally:
+        stop.set()
 
 
 class _ArrowStream:

@@ -39,6 +39,7 @@ def resources_from_env() -> dict:
             n_products=int(_env("DEMAND_PRODUCTS", "50")),
             n_channels=int(_env("DEMAND_CHANNELS", "5")),
             origin=_env("DEMAND_ORIGIN", "2023-01-01"),
+            chunk_rows=int(_env("DEMAND_CHUNK_ROWS", "4000000")),
         ),
         "store": DeltaStore(root_uri=os.environ.get("DEMAND_DELTA_URI") or None),
         "contract_settings": ContractSettings(

@@ -65,6 +65,18 @@ def test_rematerializing_a_window_gives_the_same_rows(tmp_path):
         assert_frame_equal(store.read_window(table, JAN1, MAR1), before[table])
 
 
+def test_a_backfill_in_many_small_chunks_equals_one_chunk(tmp_path, materialized_store, monkeypatch):
+    """Chunks after the first are pulled by the Delta writer while it runs; producing them (and
+    the training dataset's look-back reads) must work there and give the same tables."""
+    import demand_assets.domains.training as training
+
+    monkeypatch.setattr(training, "CHUNK_ROWS", 1)  # 7-day training chunks
+    resources = small_resources(tmp_path / "delta", source=DemandSourceResource(**SMALL, chunk_rows=100))
+    assert materialize_range(resources, "2024-01-01", "2024-02-29").success
+    for table in TABLES:
+        assert_frame_equal(resources["store"].read_window(table, JAN1, MAR1), materialized_store.read_window(table, JAN1, MAR1))
+
+
 def test_a_day_materialized_alone_equals_the_day_inside_the_backfill(tmp_path, materialized_store):
     resources = small_resources(tmp_path / "delta")
     # Materialize the raw history first, then the training dataset for one day on its own.

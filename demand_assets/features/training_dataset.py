@@ -79,20 +79,24 @@ def build_training_dataset(
 
 
 def _demand_features(history: pl.DataFrame, first: dt.date, end: dt.date) -> pl.DataFrame:
-    # A dense day grid per series makes shift(k) mean "k days earlier" even when a day is missing.
-    days = pl.DataFrame({"DATE": pl.date_range(first, end, interval="1d", closed="left", eager=True)})
-    grid = history.select(_SERIES).unique().join(days, how="cross")
-    dense = grid.join(history, on=["DATE", *_SERIES], how="left").sort(*_SERIES, "DATE")
+    # A dense day grid per series, sorted by series then day, makes a plain shift(k) mean "k days
+    # earlier" within a series; rows whose look-back would cross into the previous series
+    # (DAY_INDEX < k) are masked to null. Missing history days stay null, never shifted over.
+    n_days = (end - first).days
+    days = pl.DataFrame({"DATE": pl.date_range(first, end, interval="1d", closed="left", eager=True)}).with_row_index("DAY_INDEX")
+    grid = history.select(_SERIES).unique().sort(_SERIES).join(days, how="cross")
+    dense = grid.join(history, on=["DATE", *_SERIES], how="left", maintain_order="left")
     target = pl.col(_TARGET)
+    day = pl.col("DAY_INDEX")
     dense = dense.with_columns(
-        *(target.shift(k).over(_SERIES).alias(f"DEMAND_LAG_{k}") for k in DEMAND_LAGS),
+        *(pl.when(day >= k).then(target.shift(k)).alias(f"DEMAND_LAG_{k}") for k in DEMAND_LAGS),
         *(
-            target.cast(pl.Float64).shift(1).rolling_mean(w, min_samples=w).over(_SERIES).alias(f"DEMAND_ROLL_MEAN_{w}")
+            pl.when(day >= w).then(target.cast(pl.Float64).shift(1).rolling_mean(w, min_samples=w)).alias(f"DEMAND_ROLL_MEAN_{w}")
             for w in ROLLING_WINDOWS
         ),
     )
     # Grid rows with no observation (the missing days themselves) are not training rows.
-    return dense.filter(target.is_not_null())
+    return dense.filter(target.is_not_null()).drop("DAY_INDEX")
 
 
 def _channel_features(channel_history: pl.DataFrame, start: dt.date, end: dt.date) -> pl.DataFrame:
