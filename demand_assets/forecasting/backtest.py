@@ -1,0 +1,146 @@
+"""Rolling-origin backtests: fit at each origin, forecast the next H days, score.
+
+Fold semantics: folds are the last `n_folds` windows of `horizon` days, `step` days apart,
+ending on the last day of data. Fold k trains on every day up to and including its origin
+(the day before its test window) and is scored on the test window only. Later folds see more
+history; no fold ever trains on a day it is scored on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from demand_assets.forecasting.metrics import bias, interval_coverage, mase, pinball_loss, rmse, seasonal_scale, wape
+from demand_assets.forecasting.panel import KEYS, SERIES, TARGET, future_frame
+
+__all__ = ["Fold", "BacktestResult", "rolling_origin_folds", "run_backtest", "score_forecasts"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Fold:
+    index: int
+    origin: dt.date  # last training day
+    test_start: dt.date
+    test_end: dt.date  # exclusive
+
+    @property
+    def horizon(self) -> int:
+        return (self.test_end - self.test_start).days
+
+
+def rolling_origin_folds(last_date: dt.date, *, n_folds: int = 4, horizon: int = 28, step: int | None = None) -> list[Fold]:
+    """The last `n_folds` origins, oldest first; the newest test window ends on `last_date`."""
+    if n_folds < 1 or horizon < 1:
+        raise ValueError("n_folds and horizon must be >= 1")
+    step = step or horizon
+    folds = []
+    for k in range(n_folds):
+        test_end = last_date + dt.timedelta(days=1 - (n_folds - 1 - k) * step)
+        test_start = test_end - dt.timedelta(days=horizon)
+        folds.append(Fold(k, test_start - dt.timedelta(days=1), test_start, test_end))
+    return folds
+
+
+@dataclass
+class BacktestResult:
+    forecasts: pl.DataFrame  # MODEL, FOLD, DATE, COUNTRY, PRODUCT, MEAN, P10, P50, P90, ACTUAL, IN_STOCK (+ TRUE_DEMAND)
+    metrics: pl.DataFrame  # MODEL, FOLD, REGIME, WAPE, RMSE, MASE, BIAS, PINBALL_P10/P50/P90, COVERAGE_P10_P90
+    timings: pl.DataFrame  # MODEL, FOLD, FIT_SECONDS, PREDICT_SECONDS
+
+
+def run_backtest(
+    dataset: pl.DataFrame,
+    models: dict[str, Callable[[], object]],
+    folds: Sequence[Fold],
+    *,
+    truth: pl.DataFrame | None = None,
+) -> BacktestResult:
+    """Fit a fresh model from each factory at every fold and score its forecasts.
+
+    `truth` (DATE, COUNTRY, PRODUCT, TRUE_DEMAND), when the source has it, adds the regime
+    scored against uncensored demand.
+    """
+    frames, timings = [], []
+    for fold in folds:
+        train = dataset.filter(pl.col("DATE") <= fold.origin)
+        future = future_frame(dataset, fold.origin, fold.horizon)
+        actual = dataset.filter(pl.col("DATE").is_between(fold.test_start, fold.test_end, closed="left")).select(
+            *KEYS, pl.col(TARGET).alias("ACTUAL"), "IN_STOCK"
+        )
+        for name, factory in models.items():
+            model = factory()
+            t0 = time.perf_counter()
+            model.fit(train)
+            t1 = time.perf_counter()
+            forecast = model.predict(train, future)
+            t2 = time.perf_counter()
+            log.info("backtest %s fold %d: fit %.1fs, predict %.1fs", name, fold.index, t1 - t0, t2 - t1)
+            timings.append({"MODEL": name, "FOLD": fold.index, "FIT_SECONDS": t1 - t0, "PREDICT_SECONDS": t2 - t1})
+            frames.append(
+                forecast.join(actual, on=KEYS, how="inner").with_columns(pl.lit(name).alias("MODEL"), pl.lit(fold.index).alias("FOLD"))
+            )
+    forecasts = pl.concat(frames, how="diagonal_relaxed")
+    if truth is not None:
+        forecasts = forecasts.join(truth.select(*KEYS, "TRUE_DEMAND"), on=KEYS, how="left")
+    scales = _series_scales(dataset, folds)
+    return BacktestResult(forecasts, score_forecasts(forecasts, scales), pl.DataFrame(timings))
+
+
+def _series_scales(dataset: pl.DataFrame, folds: Sequence[Fold]) -> pl.DataFrame:
+    """MASE scale per series and fold, from that fold's training history only."""
+    rows = []
+    for fold in folds:
+        hist = dataset.filter(pl.col("DATE") <= fold.origin).sort(KEYS)
+        for (country, product), series in hist.group_by(SERIES, maintain_order=True):
+            rows.append({"FOLD": fold.index, "COUNTRY": country, "PRODUCT": product, "SCALE": seasonal_scale(series[TARGET].to_numpy(), 7)})
+    return pl.DataFrame(rows)
+
+
+def score_forecasts(forecasts: pl.DataFrame, scales: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Metrics per model and fold (and FOLD = -1 for all folds) in each regime.
+
+    Regimes: `all` scores against observed sales on every day; `in_stock` only on days with
+    no stockout; `true` (synthetic sources) against uncensored demand on every day.
+    """
+    frame = forecasts
+    if scales is not None:
+        frame = frame.join(scales, on=["FOLD", *SERIES], how="left")
+    regimes = {"all": ("ACTUAL", None), "in_stock": ("ACTUAL", pl.col("IN_STOCK"))}
+    if "TRUE_DEMAND" in frame.columns:
+        regimes["true"] = ("TRUE_DEMAND", None)
+    rows = []
+    for (model, fold), part in _with_overall(frame).group_by(["MODEL", "FOLD"], maintain_order=True):
+        for regime, (target, keep) in regimes.items():
+            sub = part.filter(keep) if keep is not None else part
+            a = sub[target].cast(pl.Float64).to_numpy()
+            scale = sub["SCALE"].to_numpy() if "SCALE" in sub.columns else np.full(a.shape, np.nan)
+            rows.append(
+                {
+                    "MODEL": model,
+                    "FOLD": fold,
+                    "REGIME": regime,
+                    "ROWS": sub.height,
+                    "WAPE": wape(a, sub["P50"].to_numpy()),
+                    "RMSE": rmse(a, sub["MEAN"].to_numpy()),
+                    "MASE": mase(a, sub["P50"].to_numpy(), scale),
+                    "BIAS": bias(a, sub["MEAN"].to_numpy()),
+                    "PINBALL_P10": pinball_loss(a, sub["P10"].to_numpy(), 0.1),
+                    "PINBALL_P50": pinball_loss(a, sub["P50"].to_numpy(), 0.5),
+                    "PINBALL_P90": pinball_loss(a, sub["P90"].to_numpy(), 0.9),
+                    "COVERAGE_P10_P90": interval_coverage(a, sub["P10"].to_numpy(), sub["P90"].to_numpy()),
+                }
+            )
+    return pl.DataFrame(rows).sort("MODEL", "FOLD", "REGIME")
+
+
+def _with_overall(frame: pl.DataFrame) -> pl.DataFrame:
+    return pl.concat([frame, frame.with_columns(pl.lit(-1).cast(frame["FOLD"].dtype).alias("FOLD"))])

@@ -1,0 +1,163 @@
+import datetime as dt
+
+import numpy as np
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from demand_assets.forecasting.backtest import rolling_origin_folds, run_backtest, score_forecasts
+from demand_assets.forecasting.models import SeasonalNaive
+from demand_assets.forecasting.models.lightgbm_global import LightGBMForecaster
+from demand_assets.forecasting.panel import future_frame
+from tests.forecasting_panel import small_panel
+
+TINY_LGBM = {"num_boost_round": 40, "num_leaves": 15, "min_data_in_leaf": 10}
+
+
+def test_fold_boundaries_hand_computed():
+    folds = rolling_origin_folds(dt.date(2024, 3, 31), n_folds=3, horizon=7, step=14)
+    # test_end = last + 1 - (n_folds - 1 - k) * step; test_start = test_end - horizon; origin the day before
+    assert [(f.origin, f.test_start, f.test_end) for f in folds] == [
+        (dt.date(2024, 2, 25), dt.date(2024, 2, 26), dt.date(2024, 3, 4)),
+        (dt.date(2024, 3, 10), dt.date(2024, 3, 11), dt.date(2024, 3, 18)),
+        (dt.date(2024, 3, 24), dt.date(2024, 3, 25), dt.date(2024, 4, 1)),
+    ]
+    for f in folds:
+        assert f.origin < f.test_start and f.horizon == 7
+
+
+def test_default_folds_tile_the_last_days_without_gaps():
+    folds = rolling_origin_folds(dt.date(2024, 12, 31), n_folds=4, horizon=28)
+    assert folds[-1].test_end == dt.date(2025, 1, 1)
+    for a, b in zip(folds, folds[1:]):
+        assert a.test_end == b.test_start
+    with pytest.raises(ValueError):
+        rolling_origin_folds(dt.date(2024, 1, 1), n_folds=0)
+
+
+def test_future_frame_carries_no_target_information():
+    dataset, _ = small_panel()
+    origin = dt.date(2024, 1, 31)
+    future = future_frame(dataset, origin, 14)
+    assert future["DATE"].min() == origin + dt.timedelta(days=1) and future["DATE"].max() == origin + dt.timedelta(days=14)
+    forbidden = {"PRODUCT_DEMAND", "IN_STOCK"} | {c for c in dataset.columns if c.startswith(("DEMAND_", "RESPONSE_"))}
+    assert not forbidden & set(future.columns)
+    # Macro indicators are as of the origin, not the (unknown) future values.
+    at_origin = dataset.filter(pl.col("DATE") == origin).select("COUNTRY", "PRODUCT", "ECONOMIC_INDEX")
+    joined = future.join(at_origin, on=["COUNTRY", "PRODUCT"], suffix="_ORIGIN")
+    assert (joined["ECONOMIC_INDEX"] == joined["ECONOMIC_INDEX_ORIGIN"]).all()
+
+
+def test_no_fold_trains_on_a_day_it_is_scored_on():
+    dataset, _ = small_panel()
+    seen = {}
+
+    class Spy(SeasonalNaive):
+        def fit(self, train):
+            seen.setdefault("max_train", []).append(train["DATE"].max())
+            return self
+
+    folds = rolling_origin_folds(dataset["DATE"].max(), n_folds=2, horizon=14)
+    result = run_backtest(dataset, {"spy": Spy}, folds)
+    for fold, trained_until in zip(folds, seen["max_train"]):
+        assert trained_until == fold.origin
+        scored = result.forecasts.filter(pl.col("FOLD") == fold.index)["DATE"]
+        assert scored.min() == fold.test_start and scored.max() < fold.test_end
+
+
+def test_seasonal_naive_repeats_last_week_hand_computed():
+    dates = pl.date_range(dt.date(2024, 1, 1), dt.date(2024, 1, 21), eager=True)
+    history = pl.DataFrame({"DATE": dates, "COUNTRY": "US", "PRODUCT": "P1", "PRODUCT_DEMAND": list(range(21)), "IN_STOCK": [True] * 21})
+    future = pl.DataFrame({"DATE": pl.date_range(dt.date(2024, 1, 22), dt.date(2024, 1, 30), eager=True), "COUNTRY": "US", "PRODUCT": "P1"})
+    out = SeasonalNaive(error_weeks=1).predict(history, future)
+    # Jan 22 is a Monday: the last Monday (Jan 15) sold 14; Jan 29 repeats it too.
+    assert out["P50"].to_list() == [14.0, 15.0, 16.0, 17.0, 18.0, 19.0, 20.0, 14.0, 15.0]
+    # In-sample errors are all +7 (a linear trend): the band reaches 7 above the point and is
+    # clamped to contain the point below.
+    assert out["P90"].to_list()[0] == pytest.approx(21.0)
+    assert out["P10"].to_list()[0] == pytest.approx(14.0)
+
+
+def test_censoring_aware_seasonal_naive_skips_stockout_days():
+    dates = pl.date_range(dt.date(2024, 1, 1), dt.date(2024, 1, 14), eager=True)
+    demand = [10] * 14
+    in_stock = [True] * 14
+    demand[7], in_stock[7] = 0, False  # Monday Jan 8 was a stockout
+    history = pl.DataFrame({"DATE": dates, "COUNTRY": "US", "PRODUCT": "P1", "PRODUCT_DEMAND": demand, "IN_STOCK": in_stock})
+    future = pl.DataFrame({"DATE": [dt.date(2024, 1, 15)], "COUNTRY": "US", "PRODUCT": "P1"})
+    assert SeasonalNaive(error_weeks=1).predict(history, future)["P50"][0] == 0.0
+    assert SeasonalNaive(error_weeks=1, censoring_aware=True).predict(history, future)["P50"][0] == 10.0
+
+
+def test_scores_match_hand_computed_metrics():
+    forecasts = pl.DataFrame(
+        {
+            "MODEL": "m", "FOLD": 0, "DATE": [dt.date(2024, 1, d) for d in (1, 2, 3, 4)], "COUNTRY": "US", "PRODUCT": "P1",
+            "ACTUAL": [10, 0, 5, 5], "IN_STOCK": [True, False, True, True],
+            "MEAN": [8.0, 1.0, 5.0, 9.0], "P50": [8.0, 1.0, 5.0, 9.0], "P10": [5.0, 0.0, 4.0, 6.0], "P90": [12.0, 2.0, 6.0, 10.0],
+        }
+    )
+    m = score_forecasts(forecasts).filter((pl.col("FOLD") == 0))
+    all_days = m.filter(pl.col("REGIME") == "all").row(0, named=True)
+    assert all_days["WAPE"] == pytest.approx(7 / 20) and all_days["COVERAGE_P10_P90"] == pytest.approx(3 / 4)
+    in_stock = m.filter(pl.col("REGIME") == "in_stock").row(0, named=True)
+    assert in_stock["ROWS"] == 3 and in_stock["WAPE"] == pytest.approx(6 / 20)
+
+
+@pytest.fixture(scope="module")
+def lgbm_fit():
+    dataset, truth = small_panel()
+    origin = dt.date(2024, 1, 31)
+    train = dataset.filter(pl.col("DATE") <= origin)
+    model = LightGBMForecaster(**TINY_LGBM).fit(train)
+    return dataset, truth, origin, train, model
+
+
+def test_lightgbm_forecasts_are_complete_ordered_and_non_negative(lgbm_fit):
+    dataset, _, origin, train, model = lgbm_fit
+    future = future_frame(dataset, origin, 14)
+    out = model.predict(train, future)
+    assert out.height == future.height
+    assert (out["P10"] <= out["P50"]).all() and (out["P50"] <= out["P90"]).all() and (out["P10"] >= 0).all()
+
+
+def test_lightgbm_cannot_see_the_future_target(lgbm_fit):
+    """Scrambling every target after the origin changes nothing in the forecast."""
+    dataset, _, origin, train, model = lgbm_fit
+    scrambled = dataset.with_columns(
+        pl.when(pl.col("DATE") > origin).then(pl.col("PRODUCT_DEMAND") * 13 + 7).otherwise(pl.col("PRODUCT_DEMAND")).alias("PRODUCT_DEMAND")
+    )
+    a = model.predict(train, future_frame(dataset, origin, 14))
+    b = model.predict(scrambled.filter(pl.col("DATE") <= origin), future_frame(scrambled, origin, 14))
+    assert_frame_equal(a, b)
+
+
+def test_lightgbm_recursion_feeds_its_own_forecasts_into_lags(lgbm_fit):
+    dataset, _, origin, train, model = lgbm_fit
+    one = model.predict(train, future_frame(dataset, origin, 1))
+    two = model.predict(train, future_frame(dataset, origin, 2))
+    assert_frame_equal(one, two.filter(pl.col("DATE") == origin + dt.timedelta(days=1)))
+
+
+def test_censoring_aware_training_raises_forecasts_towards_true_demand():
+    """With many stockouts, zero-weighting censored days removes part of the downward bias."""
+    dataset, truth = small_panel(stockout_start_rate=0.06)
+    origin = dt.date(2024, 1, 31)
+    train = dataset.filter(pl.col("DATE") <= origin)
+    assert 1 - train["IN_STOCK"].mean() > 0.10  # heavy censoring, as seed 003 injects
+    future = future_frame(dataset, origin, 28)
+    naive = LightGBMForecaster(**TINY_LGBM, censoring_aware=False).fit(train).predict(train, future)
+    aware = LightGBMForecaster(**TINY_LGBM, censoring_aware=True).fit(train).predict(train, future)
+    true_total = future.join(truth, on=["DATE", "COUNTRY", "PRODUCT"])["TRUE_DEMAND"].sum()
+    assert aware["MEAN"].sum() > naive["MEAN"].sum()
+    assert abs(aware["MEAN"].sum() - true_total) < abs(naive["MEAN"].sum() - true_total)
+
+
+def test_lightgbm_beats_seasonal_naive_on_a_small_backtest():
+    dataset, truth = small_panel()
+    folds = rolling_origin_folds(dataset["DATE"].max(), n_folds=2, horizon=28)
+    result = run_backtest(dataset, {"naive": SeasonalNaive, "lgbm": lambda: LightGBMForecaster(**TINY_LGBM)}, folds, truth=truth)
+    overall = result.metrics.filter((pl.col("FOLD") == -1) & (pl.col("REGIME") == "true"))
+    wape = dict(zip(overall["MODEL"], overall["WAPE"]))
+    assert wape["lgbm"] < wape["naive"]
+    assert set(result.timings["MODEL"]) == {"naive", "lgbm"} and np.all(result.timings["FIT_SECONDS"].to_numpy() >= 0)
