@@ -1,0 +1,191 @@
+"""GluonTS DeepAR (torch): a global autoregressive RNN with a negative-binomial output.
+
+Static categories: country and product. Dynamic real features known in advance: log price
+relative to the series' median price, promotion, log of the country's planned spend, public
+holiday (GluonTS adds its own calendar features and an age feature). Forecasts are sample
+paths, summarised to mean and p10/p50/p90.
+
+Censoring (seed 003): stockout days enter as NaN targets, which GluonTS turns into its
+`observed_values` mask: they are left out of the loss and imputed in the network's input.
+
+Training runs on a GPU when one is present (Lightning's accelerator="auto"), else on the CPU.
+Lightning's checkpoints go to a temporary folder, never to the working directory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import polars as pl
+
+from demand_assets.forecasting.models.base import quantile_frame
+from demand_assets.forecasting.panel import KEYS, SERIES, TARGET
+
+__all__ = ["DeepARConfig", "DeepARForecaster"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DeepARConfig:
+    prediction_length: int = 28
+    context_length: int = 56
+    hidden_size: int = 40
+    num_layers: int = 2
+    dropout_rate: float = 0.1
+    lr: float = 1e-3
+    batch_size: int = 64
+    num_batches_per_epoch: int = 50
+    max_epochs: int = 20
+    num_samples: int = 200
+    lags_seq: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 14, 21, 28)
+    seed: int = 0
+    trainer_kwargs: dict = field(default_factory=dict)
+
+
+class DeepARForecaster:
+    name = "deepar"
+
+    def __init__(self, config: DeepARConfig | None = None, *, censoring_aware: bool = True) -> None:
+        self.config = config or DeepARConfig()
+        self.censoring_aware = censoring_aware
+        self.predictor = None
+        self.vocab: dict[str, dict[str, int]] = {}
+        self.median_price: pl.DataFrame | None = None
+
+    # ------------------------------------------------------------------ data
+    def _dynamic(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Known-in-advance features per DATE x series (works on history and future frames)."""
+        spend_cols = [c for c in frame.columns if c.startswith("SPEND_") and "_LAG_" not in c]
+        spend = pl.sum_horizontal(spend_cols) if spend_cols else pl.lit(0.0)
+        return frame.join(self.median_price, on=SERIES, how="left").select(
+            *KEYS,
+            (pl.col("PRICE") / pl.col("MEDIAN_PRICE")).log().fill_null(0.0).alias("LOG_RELATIVE_PRICE"),
+            pl.col("PROMO").cast(pl.Float64),
+            spend.log1p().alias("LOG_SPEND"),
+            pl.col("IS_HOLIDAY").cast(pl.Float64),
+        )
+
+    def _entries(self, history: pl.DataFrame, covariates: pl.DataFrame, *, end: dt.date) -> list[dict]:
+        """One GluonTS entry per series: target up to the history's end, features up to `end`."""
+        from gluonts.dataset.field_names import FieldName
+
+        start = history["DATE"].min()
+        days = pl.DataFrame({"DATE": pl.date_range(start, end, eager=True)})
+        hist_end = history["DATE"].max()
+        y = pl.col(TARGET).cast(pl.Float64)
+        if self.censoring_aware:
+            y = pl.when(pl.col("IN_STOCK")).then(y)  # NaN: unobserved, masked out of the loss
+        target = history.select(*KEYS, y.alias("Y"))
+        entries = []
+        for (country, product), cov in covariates.group_by(SERIES, maintain_order=True):
+            cov = days.join(cov, on="DATE", how="left").sort("DATE")
+            feats = cov.select("LOG_RELATIVE_PRICE", "PROMO", "LOG_SPEND", "IS_HOLIDAY").fill_null(strategy="forward").fill_null(0.0)
+            series_target = days.filter(pl.col("DATE") <= hist_end).join(
+                target.filter((pl.col("COUNTRY") == country) & (pl.col("PRODUCT") == product)), on="DATE", how="left"
+            )
+            entries.append(
+                {
+                    FieldName.START: pd.Period(start, freq="D"),
+                    FieldName.TARGET: series_target["Y"].to_numpy().astype(np.float32),
+                    FieldName.FEAT_STATIC_CAT: np.array([self.vocab["COUNTRY"].get(country, 0), self.vocab["PRODUCT"].get(product, 0)]),
+                    FieldName.FEAT_DYNAMIC_REAL: feats.to_numpy().T.astype(np.float32),
+                    FieldName.ITEM_ID: f"{country}|{product}",
+                }
+            )
+        return entries
+
+    # ------------------------------------------------------------------- fit
+    def fit(self, train: pl.DataFrame) -> "DeepARForecaster":
+        import lightning
+        from gluonts.torch.distributions import NegativeBinomialOutput
+        from gluonts.torch.model.deepar import DeepAREstimator
+
+        cfg = self.config
+        lightning.seed_everything(cfg.seed, workers=True, verbose=False)
+        self.vocab = {c: {v: i for i, v in enumerate(sorted(train[c].unique().to_list()))} for c in SERIES}
+        self.median_price = train.group_by(SERIES).agg(pl.col("PRICE").median().alias("MEDIAN_PRICE"))
+        entries = self._entries(train, self._dynamic(train), end=train["DATE"].max())
+        self._root = tempfile.mkdtemp(prefix="deepar-")
+        trainer_kwargs = {
+            "max_epochs": cfg.max_epochs,
+            "accelerator": "auto",  # a GPU when there is one
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "logger": False,
+            "default_root_dir": self._root,
+        } | cfg.trainer_kwargs
+        estimator = DeepAREstimator(
+            freq="D",
+            prediction_length=cfg.prediction_length,
+            context_length=cfg.context_length,
+            num_layers=cfg.num_layers,
+            hidden_size=cfg.hidden_size,
+            dropout_rate=cfg.dropout_rate,
+            lr=cfg.lr,
+            num_feat_dynamic_real=4,
+            num_feat_static_cat=2,
+            cardinality=[len(self.vocab["COUNTRY"]), len(self.vocab["PRODUCT"])],
+            distr_output=NegativeBinomialOutput(),
+            lags_seq=list(cfg.lags_seq),
+            batch_size=cfg.batch_size,
+            num_batches_per_epoch=cfg.num_batches_per_epoch,
+            num_parallel_samples=cfg.num_samples,
+            trainer_kwargs=trainer_kwargs,
+        )
+        try:
+            self.predictor = estimator.train(entries, cache_data=True)
+        finally:
+            shutil.rmtree(self._root, ignore_errors=True)  # the trained network is in memory
+        log.info("deepar: trained on %d series (%d epochs)", len(entries), cfg.max_epochs)
+        return self
+
+    # --------------------------------------------------------------- predict
+    def predict_samples(self, history: pl.DataFrame, future: pl.DataFrame) -> tuple[pl.DataFrame, np.ndarray]:
+        """Sample paths (series x samples x horizon) for the future frame's days after the history."""
+        if self.predictor is None:
+            raise RuntimeError("fit the model before predicting")
+        import torch
+
+        origin: dt.date = history["DATE"].max()
+        horizon = (future["DATE"].max() - origin).days
+        if horizon > self.config.prediction_length:
+            raise ValueError(f"horizon {horizon} exceeds the trained prediction_length {self.config.prediction_length}")
+        covariates = pl.concat([self._dynamic(history), self._dynamic(future)], how="diagonal_relaxed")
+        end = origin + dt.timedelta(days=self.config.prediction_length)
+        entries = self._entries(history, covariates, end=end)
+        torch.manual_seed(self.config.seed)
+        forecasts = list(self.predictor.predict(entries))
+        samples = np.stack([f.samples[:, :horizon] for f in forecasts])
+        keys = pl.DataFrame([e["item_id"].split("|") for e in entries], schema=SERIES, orient="row")
+        return keys, samples
+
+    def predict(self, history: pl.DataFrame, future: pl.DataFrame) -> pl.DataFrame:
+        keys, samples = self.predict_samples(history, future)
+        return summarise_samples(keys, samples, history["DATE"].max(), future)
+
+
+def summarise_samples(keys: pl.DataFrame, samples: np.ndarray, origin: dt.date, future: pl.DataFrame) -> pl.DataFrame:
+    """Sample paths to one row per series-day with MEAN and p10/p50/p90."""
+    n_series, _, horizon = samples.shape
+    dates = [origin + dt.timedelta(days=h) for h in range(1, horizon + 1)]
+    q10, q50, q90 = np.quantile(samples, [0.1, 0.5, 0.9], axis=1)
+    frame = pl.DataFrame(
+        {
+            "DATE": pl.Series(dates * n_series, dtype=pl.Date),
+            "COUNTRY": np.repeat(keys["COUNTRY"].to_numpy(), horizon),
+            "PRODUCT": np.repeat(keys["PRODUCT"].to_numpy(), horizon),
+            "M": samples.mean(axis=1).reshape(-1),
+            "Q10": q10.reshape(-1),
+            "Q50": q50.reshape(-1),
+            "Q90": q90.reshape(-1),
+        }
+    )
+    out = future.select(KEYS).join(frame, on=KEYS, how="left").fill_null(0.0)
+    return quantile_frame(out, out["M"].to_numpy(), out["Q10"].to_numpy(), out["Q50"].to_numpy(), out["Q90"].to_numpy())

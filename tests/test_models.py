@@ -1,0 +1,121 @@
+"""Each model trains and predicts on a tiny panel; DeepAR masks censored days; the hybrid's
+stage 2 only sees what was known at each forecast origin."""
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+import pytest
+
+from demand_assets.forecasting.models.deepar import DeepARConfig, DeepARForecaster
+from demand_assets.forecasting.models.ets import ETSForecaster
+from demand_assets.forecasting.models.hybrid import DeepARLightGBMHybrid
+from demand_assets.forecasting.models.seasonal_naive import SeasonalNaive
+from demand_assets.forecasting.panel import future_frame
+from tests.forecasting_panel import small_panel
+
+ORIGIN = dt.date(2024, 1, 31)
+TINY_DEEPAR = DeepARConfig(prediction_length=14, context_length=28, hidden_size=8, num_layers=1, batch_size=16,
+                           num_batches_per_epoch=3, max_epochs=1, num_samples=20)
+
+
+def _check_forecast(out: pl.DataFrame, future: pl.DataFrame) -> None:
+    assert out.height == future.height
+    assert out.select("DATE", "COUNTRY", "PRODUCT").sort("DATE", "COUNTRY", "PRODUCT").equals(
+        future.select("DATE", "COUNTRY", "PRODUCT").sort("DATE", "COUNTRY", "PRODUCT")
+    )
+    assert (out["P10"] >= 0).all() and (out["P10"] <= out["P50"]).all() and (out["P50"] <= out["P90"]).all()
+    assert out["MEAN"].is_finite().all()
+
+
+@pytest.fixture(scope="module")
+def panel():
+    dataset, truth = small_panel()
+    train = dataset.filter(pl.col("DATE") <= ORIGIN)
+    return dataset, truth, train, future_frame(dataset, ORIGIN, 14)
+
+
+def test_ets_forecasts_every_series_and_day(panel):
+    _, _, train, future = panel
+    _check_forecast(ETSForecaster(history_days=120).fit(train).predict(train, future), future)
+
+
+def test_deepar_trains_and_forecasts_on_a_tiny_panel(panel):
+    _, _, train, future = panel
+    model = DeepARForecaster(TINY_DEEPAR).fit(train)
+    out = model.predict(train, future)
+    _check_forecast(out, future)
+    # sample paths, not a point: the band has width
+    assert (out["P90"] - out["P10"]).mean() > 0
+
+
+def test_deepar_refuses_a_horizon_longer_than_it_was_trained_for(panel):
+    dataset, _, train, _ = panel
+    model = DeepARForecaster(TINY_DEEPAR).fit(train)
+    with pytest.raises(ValueError, match="prediction_length"):
+        model.predict(train, future_frame(dataset, ORIGIN, 28))
+
+
+def test_deepar_masks_censored_days_through_observed_values(panel):
+    """Censored days become NaN targets, which GluonTS's own transform turns into a zero in the
+    observed_values mask (out of the loss); the naive variant keeps them as real zeros."""
+    from gluonts.dataset.field_names import FieldName
+    from gluonts.transform import AddObservedValuesIndicator
+
+    _, _, train, _ = panel
+    series = train.filter((pl.col("COUNTRY") == train["COUNTRY"][0]) & (pl.col("PRODUCT") == train["PRODUCT"][0]))
+    assert (~series["IN_STOCK"]).sum() > 0, "the test series needs stockout days"
+    indicator = AddObservedValuesIndicator(target_field=FieldName.TARGET, output_field=FieldName.OBSERVED_VALUES)
+    masks = {}
+    for aware in (True, False):
+        model = DeepARForecaster(TINY_DEEPAR, censoring_aware=aware)
+        model.vocab = {"COUNTRY": {}, "PRODUCT": {}}
+        model.median_price = series.group_by("COUNTRY", "PRODUCT").agg(pl.col("PRICE").median().alias("MEDIAN_PRICE"))
+        (entry,) = model._entries(series, model._dynamic(series), end=series["DATE"].max())
+        masks[aware] = next(iter(indicator([entry], is_train=True)))[FieldName.OBSERVED_VALUES]
+    in_stock = series.sort("DATE")["IN_STOCK"].to_numpy()
+    np.testing.assert_array_equal(masks[True], in_stock.astype(np.float32))
+    assert masks[False].all()
+
+
+class _RecordingDeepAR:
+    """Stands in for DeepAR in the orchestration test: records what it was given, answers with
+    a seasonal naive forecast."""
+
+    calls: list = []
+
+    def __init__(self, config, censoring_aware=True):
+        self.config = config
+
+    def fit(self, train):
+        _RecordingDeepAR.calls.append(("fit", train["DATE"].max(), None))
+        return self
+
+    def predict(self, history, future):
+        _RecordingDeepAR.calls.append(("predict", history["DATE"].max(), future["DATE"].min()))
+        return SeasonalNaive().predict(history, future)
+
+
+def test_hybrid_stage2_only_sees_out_of_sample_deepar_forecasts(panel, monkeypatch):
+    import demand_assets.forecasting.models.hybrid as hybrid_module
+
+    _RecordingDeepAR.calls = []
+    monkeypatch.setattr(hybrid_module, "DeepARForecaster", _RecordingDeepAR)
+    _, _, train, future = panel
+    model = DeepARLightGBMHybrid(DeepARConfig(prediction_length=14), stage2_windows=2, num_boost_round=20, min_data_in_leaf=5).fit(train)
+    fit_call, *predict_calls = _RecordingDeepAR.calls
+    trained_until = fit_call[1]
+    assert trained_until == ORIGIN - dt.timedelta(days=28)
+    for _, history_end, first_forecast_day in predict_calls:
+        assert history_end >= trained_until  # the model never saw the days it forecasts...
+        assert first_forecast_day == history_end + dt.timedelta(days=1)  # ...and forecasts right after its history
+    assert [c[1] for c in predict_calls] == [ORIGIN - dt.timedelta(days=28), ORIGIN - dt.timedelta(days=14)]
+    out = model.predict(train, future)
+    _check_forecast(out, future)
+    assert _RecordingDeepAR.calls[-1][1] == ORIGIN  # at prediction time DeepAR conditions on all history
+
+
+def test_hybrid_end_to_end_with_real_deepar(panel):
+    _, _, train, future = panel
+    model = DeepARLightGBMHybrid(TINY_DEEPAR, stage2_windows=1, num_boost_round=20, min_data_in_leaf=5).fit(train)
+    _check_forecast(model.predict(train, future), future)
