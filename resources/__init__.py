@@ -3,6 +3,7 @@
 from resources.contract_settings import ContractSettings
 from resources.data_source import DemandSourceResource
 from resources.delta_store import DeltaStore, MissingTableError, WriteSummary
+from resources.mlflow_tracking import MlflowTracking
 from resources.settings import demand_home, resources_from_env
 
 __all__ = [
@@ -10,6 +11,7 @@ __all__ = [
     "DeltaStore",
     "DemandSourceResource",
     "MissingTableError",
+    "MlflowTracking",
     "WriteSummary",
     "demand_home",
     "resources_from_env",

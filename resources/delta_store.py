@@ -77,6 +77,29 @@ class DeltaStore(dg.ConfigurableResource):
         keys = [c for c in ("DATE", "COUNTRY", "CHANNEL", "PRODUCT") if c in frame.columns]
         return frame.sort(keys)
 
+    def overwrite(self, table: str, frame: pl.DataFrame) -> WriteSummary:
+        """Replace a whole (unpartitioned) table in one transaction."""
+        if frame.is_empty():
+            raise ValueError(f"refusing to overwrite '{table}' with no rows")
+        uri = self.uri(table)
+        data = frame.to_arrow(compat_level=pl.CompatLevel.oldest())
+        write_deltalake(uri, data, mode="overwrite", schema_mode="overwrite", storage_options=self.storage_options or None)
+        version = DeltaTable(uri, storage_options=self.storage_options or None).version()
+        dates = frame["DATE"] if "DATE" in frame.columns else None
+        lo = dates.min() if dates is not None else dt.date.min
+        hi = dates.max() if dates is not None else dt.date.min
+        return WriteSummary(table, uri, version, frame.height, lo, hi)
+
+    def read_all(self, table: str) -> pl.DataFrame:
+        return self.scan(table).collect()
+
+    def last_date(self, table: str) -> dt.date:
+        """The newest DATE stored in `table`."""
+        value = self.scan(table).select(pl.col("DATE").max()).collect().item()
+        if value is None:
+            raise MissingTableError(f"table '{table}' is empty")
+        return value
+
     def replace_window(self, table: str, chunks: Iterable[pl.DataFrame], start: dt.date, end: dt.date) -> WriteSummary:
         """Replace [start, end) of `table` with `chunks`, atomically.
 

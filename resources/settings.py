@@ -29,6 +29,7 @@ def resources_from_env() -> dict:
     from resources.contract_settings import ContractSettings
     from resources.data_source import DemandSourceResource
     from resources.delta_store import DeltaStore
+    from resources.mlflow_tracking import MlflowTracking
 
     return {
         "source": DemandSourceResource(
@@ -42,6 +43,10 @@ def resources_from_env() -> dict:
             chunk_rows=int(_env("DEMAND_CHUNK_ROWS", "4000000")),
         ),
         "store": DeltaStore(root_uri=os.environ.get("DEMAND_DELTA_URI") or None),
+        "mlflow_tracking": MlflowTracking(
+            tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or None,
+            ui_url=_env("DEMAND_MLFLOW_UI_URL", "http://127.0.0.1:5000"),
+        ),
         "contract_settings": ContractSettings(
             reconcile_tolerance=float(_env("DEMAND_RECONCILE_TOLERANCE", "0.01")),
         ),

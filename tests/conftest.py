@@ -11,7 +11,7 @@ import pytest
 
 from demand_assets.definitions import ALL_ASSETS
 from demand_assets.sources.synthetic import SyntheticConfig, SyntheticDemandSource
-from resources import ContractSettings, DeltaStore, DemandSourceResource
+from resources import ContractSettings, DeltaStore, DemandSourceResource, MlflowTracking
 
 SMALL = {"seed": 11, "n_countries": 2, "n_products": 12, "n_channels": 3}
 
@@ -26,10 +26,14 @@ def read_all(source, domain, start: dt.date, end: dt.date) -> pl.DataFrame:
 
 
 def small_resources(delta_root, source: DemandSourceResource | None = None, tolerance: float = 0.01) -> dict:
+    mlflow_dir = delta_root.parent / f"{delta_root.name}_mlflow"
     return {
         "source": source or DemandSourceResource(**SMALL),
         "store": DeltaStore(root_uri=str(delta_root)),
         "contract_settings": ContractSettings(reconcile_tolerance=tolerance),
+        "mlflow_tracking": MlflowTracking(
+            tracking_uri=f"sqlite:///{mlflow_dir}.db", artifact_location=(mlflow_dir / "artifacts").as_uri()
+        ),
     }
 
 

@@ -12,7 +12,12 @@ matplotlib.use("Agg")  # no display on workers
 import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
 
-__all__ = ["line_chart_markdown", "scatter_chart_markdown"]
+__all__ = ["figure_to_markdown", "forecast_band_figure", "line_chart_markdown", "metric_comparison_figure", "scatter_chart_markdown"]
+
+
+def figure_to_markdown(fig, title: str) -> str:
+    """A figure as a markdown image (data URI), closing it."""
+    return _to_markdown(fig, title)
 
 
 def _to_markdown(fig, title: str) -> str:
@@ -54,3 +59,42 @@ def scatter_chart_markdown(frame: pl.DataFrame, x: str, y: str, by: str, title: 
         ax.set_visible(False)
     fig.suptitle(title or f"{y} vs {x}", fontsize=9)
     return _to_markdown(fig, title or f"{y} vs {x}")
+
+
+def forecast_band_figure(frame: pl.DataFrame, series: Sequence[tuple[str, str]], title: str = ""):
+    """Per series: observed sales, true demand (if present), the p50 forecast and its p10-p90
+    band. `frame` has DATE, COUNTRY, PRODUCT, ACTUAL, P10, P50, P90 (and TRUE_DEMAND)."""
+    fig, axes = plt.subplots(len(series), 1, figsize=(9, 2.3 * len(series)), squeeze=False)
+    for ax, (country, product) in zip(axes[:, 0], series):
+        part = frame.filter((pl.col("COUNTRY") == country) & (pl.col("PRODUCT") == product)).sort("DATE")
+        dates = part["DATE"].to_list()
+        ax.fill_between(dates, part["P10"].to_list(), part["P90"].to_list(), alpha=0.25, label="p10-p90")
+        ax.plot(dates, part["P50"].to_list(), linewidth=1.2, label="p50")
+        ax.plot(dates, part["ACTUAL"].to_list(), "k.", markersize=4, label="observed sales")
+        if "TRUE_DEMAND" in part.columns:
+            ax.plot(dates, part["TRUE_DEMAND"].to_list(), "r+", markersize=4, label="true demand")
+        ax.set_title(f"{country} / {product}", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0, 0].legend(fontsize=7, ncol=4, loc="upper left")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    return fig
+
+
+def metric_comparison_figure(metrics: pl.DataFrame, metric: str, group: str, hue: str, title: str = ""):
+    """Grouped bars: `metric` per `group` (e.g. model), one bar per `hue` (e.g. regime)."""
+    groups = metrics[group].unique(maintain_order=True).to_list()
+    hues = metrics[hue].unique(maintain_order=True).to_list()
+    width = 0.8 / max(len(hues), 1)
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(groups)), 3.2))
+    for i, h in enumerate(hues):
+        values = [metrics.filter((pl.col(group) == g) & (pl.col(hue) == h))[metric].mean() for g in groups]
+        ax.bar([x + i * width for x in range(len(groups))], [v if v is not None else 0 for v in values], width, label=str(h))
+    ax.set_xticks([x + width * (len(hues) - 1) / 2 for x in range(len(groups))])
+    ax.set_xticklabels(groups, fontsize=7, rotation=20)
+    ax.set_ylabel(metric, fontsize=8)
+    ax.legend(fontsize=7)
+    ax.set_title(title or f"{metric} by {group}", fontsize=9)
+    return fig

@@ -1,0 +1,178 @@
+"""Model assets: a rolling-origin backtest of every model, and the registered champion."""
+
+import datetime as dt
+import logging
+
+import dagster as dg
+import mlflow
+import polars as pl
+
+from demand_assets.domains.training import training_dataset
+from demand_assets.forecasting.backtest import rolling_origin_folds, run_backtest
+from demand_assets.forecasting.registry import CHAMPION_ALIAS, ForecasterPyfunc, choose_champion
+from demand_assets.forecasting.suite import ALL_MODELS, BASELINE, UNCENSORED_SUFFIX, SuiteSettings, model_factories
+from demand_assets.reporting import figure_to_markdown, forecast_band_figure, frame_to_markdown, metric_comparison_figure
+from resources import DeltaStore
+from resources.mlflow_tracking import MlflowTracking
+
+__all__ = ["ForecastingConfig", "champion_model", "model_backtest"]
+
+log = logging.getLogger(__name__)
+_METRICS = ["WAPE", "RMSE", "MASE", "BIAS", "PINBALL_P10", "PINBALL_P50", "PINBALL_P90", "COVERAGE_P10_P90"]
+
+
+class ForecastingConfig(dg.Config):
+    """Which models, how they are backtested, and how hard they train."""
+
+    models: list[str] = list(ALL_MODELS) + ["lightgbm" + UNCENSORED_SUFFIX]
+    n_folds: int = 4
+    horizon: int = 28
+    step: int = 0  # days between fold origins; 0 means one horizon
+    history_days: int = 730  # training window, ending on the newest stored day
+    champion_regime: str = "in_stock"  # the days WAPE is judged on when choosing the champion
+    lgbm_rounds: int = 300
+    ets_history_days: int = 365
+    deepar_epochs: int = 10
+    deepar_batches_per_epoch: int = 30
+    deepar_hidden_size: int = 32
+    deepar_samples: int = 200
+    hybrid_windows: int = 2
+
+    def suite(self) -> SuiteSettings:
+        return SuiteSettings(
+            models=tuple(self.models), horizon=self.horizon, lgbm_rounds=self.lgbm_rounds,
+            ets_history_days=self.ets_history_days, deepar_epochs=self.deepar_epochs,
+            deepar_batches_per_epoch=self.deepar_batches_per_epoch, deepar_hidden_size=self.deepar_hidden_size,
+            deepar_samples=self.deepar_samples, hybrid_windows=self.hybrid_windows,
+        )
+
+
+def _training_window(store: DeltaStore, config: ForecastingConfig) -> tuple[pl.DataFrame, pl.DataFrame | None, dict[str, str]]:
+    """The newest `history_days` of the training dataset (and truth), with lineage tags."""
+    end = store.last_date("training_dataset")
+    start = end - dt.timedelta(days=config.history_days - 1)
+    dataset = store.read_window("training_dataset", start, end + dt.timedelta(days=1))
+    truth = None
+    if store.exists("product_demand_truth"):
+        truth = store.read_window("product_demand_truth", start, end + dt.timedelta(days=1))
+    tags = {
+        "partition_range": f"{dataset['DATE'].min()}...{end}",
+        "delta_version.training_dataset": str(store.version("training_dataset")),
+    }
+    if truth is not None:
+        tags["delta_version.product_demand_truth"] = str(store.version("product_demand_truth"))
+    return dataset, truth, tags
+
+
+@dg.asset(
+    group_name="models",
+    kinds={"lightgbm", "pytorch", "mlflow", "deltalake"},
+    deps=[training_dataset, "product_demand_truth"],
+)
+def model_backtest(context: dg.AssetExecutionContext, config: ForecastingConfig, store: DeltaStore, mlflow_tracking: MlflowTracking):
+    """Rolling-origin backtest of every model (seasonal naive, ETS, LightGBM, DeepAR, the
+    DeepAR-to-LightGBM hybrid, and LightGBM trained as if stockouts were demand) over the newest
+    `history_days` of the training dataset: K folds of H days. Metrics per model and fold in
+    three regimes: all days, in-stock days, and true uncensored demand (synthetic source).
+    Writes backtest_forecasts and backtest_metrics (Delta) and one MLflow run per model."""
+    dataset, truth, tags = _training_window(store, config)
+    folds = rolling_origin_folds(dataset["DATE"].max(), n_folds=config.n_folds, horizon=config.horizon, step=config.step or None)
+    context.log.info(f"backtesting {config.models} on {dataset.height:,} rows, folds: {[str(f.test_start) for f in folds]}")
+    result = run_backtest(dataset, model_factories(config.suite()), folds, truth=truth)
+    forecasts_written = store.overwrite("backtest_forecasts", result.forecasts)
+    metrics_written = store.overwrite("backtest_metrics", result.metrics)
+
+    overall = result.metrics.filter(pl.col("FOLD") == -1)
+    comparison = metric_comparison_figure(overall, "WAPE", "MODEL", "REGIME", "Backtest WAPE by model: all days, in-stock days, true demand")
+    bias = metric_comparison_figure(overall, "BIAS", "MODEL", "REGIME", "Backtest bias by model (negative: under-forecast)")
+    last_fold = result.forecasts.filter(pl.col("FOLD") == folds[-1].index)
+    top = last_fold.group_by("COUNTRY", "PRODUCT").agg(pl.col("ACTUAL").sum()).sort("ACTUAL", descending=True).head(3)
+    series = list(zip(top["COUNTRY"], top["PRODUCT"]))
+
+    run_links = {}
+    for model in config.models:
+        with mlflow_tracking.run(f"backtest/{model}", tags=tags | {"model": model, "stage": "backtest"}) as run:
+            mlflow.log_params({"model": model, "n_folds": config.n_folds, "horizon": config.horizon, **config.suite().__dict__} | {"models": ",".join(config.models)})
+            for row in result.metrics.filter(pl.col("MODEL") == model).iter_rows(named=True):
+                for metric in _METRICS:
+                    if row[metric] == row[metric]:  # skip NaN
+                        name = f"{row['REGIME']}_{metric.lower()}"
+                        if row["FOLD"] == -1:
+                            mlflow.log_metric(name, row[metric])
+                        else:
+                            mlflow.log_metric(f"fold_{name}", row[metric], step=row["FOLD"])
+            timing = result.timings.filter(pl.col("MODEL") == model)
+            mlflow.log_metric("fit_seconds_mean", float(timing["FIT_SECONDS"].mean()))
+            mlflow.log_metric("predict_seconds_mean", float(timing["PREDICT_SECONDS"].mean()))
+            band = forecast_band_figure(last_fold.filter(pl.col("MODEL") == model), series, f"{model}: last fold")
+            mlflow.log_figure(band, f"{model}_forecast_bands.png")
+            run_links[model] = mlflow_tracking.run_url(run.info.run_id)
+    mlflow_comparison = metric_comparison_figure(overall, "WAPE", "MODEL", "REGIME")
+    with mlflow_tracking.run("backtest/comparison", tags=tags | {"stage": "backtest"}):
+        mlflow.log_figure(mlflow_comparison, "wape_by_model_and_regime.png")
+        mlflow.log_table(overall.to_pandas(), "overall_metrics.json")
+
+    table = overall.select("MODEL", "REGIME", *_METRICS).sort("REGIME", "WAPE")
+    best_model = table.filter(pl.col("REGIME") == config.champion_regime).sort("WAPE")["MODEL"][0]
+    band = forecast_band_figure(last_fold.filter(pl.col("MODEL") == best_model), series, f"{best_model} (best on {config.champion_regime} days): last fold")
+    return dg.MaterializeResult(
+        metadata={
+            "metrics": dg.MetadataValue.md(frame_to_markdown(table, max_rows=60)),
+            "wape_by_model_and_regime": dg.MetadataValue.md(figure_to_markdown(comparison, "WAPE by model and regime")),
+            "bias_by_model_and_regime": dg.MetadataValue.md(figure_to_markdown(bias, "bias by model and regime")),
+            "forecast_bands": dg.MetadataValue.md(figure_to_markdown(band, "forecast bands")),
+            "timings": dg.MetadataValue.md(frame_to_markdown(result.timings.group_by("MODEL").agg(pl.col("FIT_SECONDS").mean(), pl.col("PREDICT_SECONDS").mean()).sort("MODEL"))),
+            "folds": dg.MetadataValue.md("\n".join(f"- fold {f.index}: train to {f.origin}, test {f.test_start} .. {f.test_end - dt.timedelta(days=1)}" for f in folds)),
+            "mlflow_runs": dg.MetadataValue.md("\n".join(f"- [{m}]({u})" for m, u in run_links.items())),
+            "backtest_metrics_version": metrics_written.version,
+            "backtest_forecasts_rows": forecasts_written.rows,
+            **{f"lineage/{k}": v for k, v in tags.items()},
+        }
+    )
+
+
+@dg.asset(group_name="models", kinds={"mlflow"}, deps=[model_backtest])
+def champion_model(context: dg.AssetExecutionContext, config: ForecastingConfig, store: DeltaStore, mlflow_tracking: MlflowTracking):
+    """Every backtested model, refitted on the whole training window, logged as an MLflow pyfunc
+    and registered as a version of the `demand_forecast` model. The version of the model with
+    the lowest backtest WAPE on in-stock days that also beats seasonal naive gets the alias
+    `champion`; if none beats it, the alias is left where it was."""
+    metrics = store.read_all("backtest_metrics")
+    overall = metrics.filter(pl.col("FOLD") == -1)
+    winner, reason = choose_champion(overall, baseline=BASELINE, regime=config.champion_regime)
+    context.log.info(f"champion decision: {reason}")
+    dataset, _, tags = _training_window(store, config)
+    factories = model_factories(config.suite())
+    versions = {}
+    for name in config.models:
+        if name.endswith(UNCENSORED_SUFFIX):
+            continue  # a reference for the censoring study, never a candidate
+        model = factories[name]().fit(dataset)
+        wape = overall.filter((pl.col("MODEL") == name) & (pl.col("REGIME") == config.champion_regime))["WAPE"]
+        with mlflow_tracking.run(f"train/{name}", tags=tags | {"model": name, "stage": "train"}) as run:
+            mlflow.log_param("model", name)
+            if not wape.is_empty():
+                mlflow.log_metric(f"backtest_{config.champion_regime}_wape", float(wape[0]))
+            version = mlflow_tracking.log_and_register(
+                ForecasterPyfunc(model, name), name,
+                tags | {"model": name, "trained_until": str(dataset["DATE"].max()), "mlflow_run": run.info.run_id},
+            )
+        versions[name] = version
+        context.log.info(f"registered {name} as version {version}")
+    previous = mlflow_tracking.champion_version(CHAMPION_ALIAS)
+    if winner is not None:
+        mlflow_tracking.set_champion(versions[winner], CHAMPION_ALIAS)
+    champion = mlflow_tracking.champion_version(CHAMPION_ALIAS)
+    with mlflow_tracking.run("champion_selection", tags=tags | {"stage": "promotion"}):
+        mlflow.log_params({"winner": winner or "none", "previous_champion_version": previous or "none", "champion_version": champion or "none"})
+        mlflow.set_tag("decision", reason)
+    return dg.MaterializeResult(
+        metadata={
+            "decision": reason,
+            "champion_model": winner or "unchanged",
+            "champion_version": champion or "none",
+            "registered_versions": dg.MetadataValue.json(versions),
+            "registered_model": mlflow_tracking.registered_model,
+            **{f"lineage/{k}": v for k, v in tags.items()},
+        }
+    )

@@ -1,0 +1,55 @@
+"""Forecasters as MLflow pyfunc models, and how the champion is chosen."""
+
+from __future__ import annotations
+
+import mlflow.pyfunc
+import pandas as pd
+import polars as pl
+
+from demand_assets.forecasting.panel import TARGET
+
+__all__ = ["CHAMPION_ALIAS", "ForecasterPyfunc", "choose_champion", "split_request"]
+
+CHAMPION_ALIAS = "champion"
+
+
+def split_request(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A scoring request holds history rows (target known) and future rows (target null)."""
+    frame = frame.with_columns(pl.col("DATE").cast(pl.Date))  # pandas hands dates over as datetimes
+    history = frame.filter(pl.col(TARGET).is_not_null())
+    future = frame.filter(pl.col(TARGET).is_null())
+    if history.is_empty() or future.is_empty():
+        raise ValueError("a forecast request needs history rows (PRODUCT_DEMAND set) and future rows (PRODUCT_DEMAND null)")
+    return history.with_columns(pl.col(TARGET).cast(pl.Int64)), future
+
+
+class ForecasterPyfunc(mlflow.pyfunc.PythonModel):
+    """A fitted forecaster behind MLflow's generic interface.
+
+    Input: a pandas frame in the training-dataset layout, history rows with PRODUCT_DEMAND and
+    future rows with PRODUCT_DEMAND null (their known covariates filled). Output: DATE, COUNTRY,
+    PRODUCT, MEAN, P10, P50, P90 for the future rows.
+    """
+
+    def __init__(self, forecaster, model_name: str) -> None:
+        self.forecaster = forecaster
+        self.model_name = model_name
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        history, future = split_request(pl.from_pandas(model_input))
+        return self.forecaster.predict(history, future).to_pandas()
+
+
+def choose_champion(overall: pl.DataFrame, *, baseline: str, regime: str) -> tuple[str | None, str]:
+    """The model with the lowest WAPE in `regime` that also beats `baseline`; with the reason."""
+    scores = overall.filter(pl.col("REGIME") == regime).select("MODEL", "WAPE").sort("WAPE")
+    baseline_wape = scores.filter(pl.col("MODEL") == baseline)["WAPE"]
+    if baseline_wape.is_empty():
+        return None, f"baseline {baseline} was not backtested; no champion chosen"
+    best = scores.filter(pl.col("MODEL") != baseline).head(1)
+    if best.is_empty() or best["WAPE"][0] >= baseline_wape[0]:
+        return None, f"no model beat {baseline} (WAPE {baseline_wape[0]:.3f} on {regime} days)"
+    return best["MODEL"][0], (
+        f"{best['MODEL'][0]} has the lowest WAPE on {regime} days ({best['WAPE'][0]:.3f}), "
+        f"beating {baseline} ({baseline_wape[0]:.3f})"
+    )

@@ -1,0 +1,90 @@
+"""MLflow as a typed resource: tracking, model logging, the registry and its champion alias.
+
+Embedded default: a SQLite tracking store and local artifacts under $DEMAND_HOME/mlflow. A
+tracking server (MLFLOW_TRACKING_URI=http://...) or any database URI swaps in by configuration.
+dagster-mlflow's `mlflow_tracking` is an op-era resource configured through run config; assets
+take this typed resource instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Optional
+
+import dagster as dg
+import mlflow
+from mlflow import MlflowClient
+from pydantic import Field
+
+from resources.settings import demand_home
+
+__all__ = ["MlflowTracking"]
+
+# What a logged forecaster needs to load elsewhere; listed so MLflow does not spend a minute
+# inferring it from a subprocess on every log.
+_PIP_REQUIREMENTS = ["demand-assets", "mlflow", "polars", "pandas", "lightgbm", "statsmodels", "gluonts[torch]", "torch==2.13.0"]
+
+
+class MlflowTracking(dg.ConfigurableResource):
+    tracking_uri: Optional[str] = Field(default=None, description="MLFLOW_TRACKING_URI; default sqlite under $DEMAND_HOME/mlflow")
+    artifact_location: Optional[str] = Field(default=None, description="artifact root for a new experiment; default $DEMAND_HOME/mlflow/artifacts")
+    experiment: str = Field(default="demand_assets", description="MLflow experiment name")
+    registered_model: str = Field(default="demand_forecast", description="registered model that holds every candidate as a version")
+    ui_url: str = Field(default="http://127.0.0.1:5000", description="base URL of `mlflow ui`, for links in asset metadata")
+
+    def _uri(self) -> str:
+        if self.tracking_uri:
+            return self.tracking_uri
+        folder = demand_home() / "mlflow"
+        folder.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{folder / 'mlflow.db'}"
+
+    def client(self) -> MlflowClient:
+        mlflow.set_tracking_uri(self._uri())
+        mlflow.set_registry_uri(self._uri())
+        return MlflowClient(self._uri(), self._uri())
+
+    def experiment_id(self) -> str:
+        client = self.client()
+        found = client.get_experiment_by_name(self.experiment)
+        if found is not None:
+            return found.experiment_id
+        location = self.artifact_location or (demand_home() / "mlflow" / "artifacts").as_uri()
+        return client.create_experiment(self.experiment, artifact_location=location)
+
+    @contextlib.contextmanager
+    def run(self, name: str, tags: dict[str, str] | None = None) -> Iterator[mlflow.ActiveRun]:
+        experiment_id = self.experiment_id()
+        with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags or {}) as active:
+            yield active
+
+    def run_url(self, run_id: str) -> str:
+        return f"{self.ui_url.rstrip('/')}/#/experiments/{self.experiment_id()}/runs/{run_id}"
+
+    def log_and_register(self, python_model: mlflow.pyfunc.PythonModel, name: str, tags: dict[str, str]) -> str:
+        """Log a pyfunc in the active run and register it as a new version; returns the version."""
+        info = mlflow.pyfunc.log_model(
+            name=name,
+            python_model=python_model,
+            registered_model_name=self.registered_model,
+            pip_requirements=_PIP_REQUIREMENTS,
+        )
+        version = str(info.registered_model_version)
+        client = self.client()
+        for key, value in tags.items():
+            client.set_model_version_tag(self.registered_model, version, key, value)
+        return version
+
+    def set_champion(self, version: str, alias: str = "champion") -> None:
+        self.client().set_registered_model_alias(self.registered_model, alias, version)
+
+    def champion_version(self, alias: str = "champion") -> Optional[str]:
+        try:
+            return str(self.client().get_model_version_by_alias(self.registered_model, alias).version)
+        except mlflow.exceptions.MlflowException:
+            return None
+
+    def load(self, version: str) -> mlflow.pyfunc.PyFuncModel:
+        self.client()
+        return mlflow.pyfunc.load_model(f"models:/{self.registered_model}/{version}")

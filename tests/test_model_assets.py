@@ -1,0 +1,89 @@
+"""The model assets end to end in a temporary home: backtest tables, MLflow runs, registry."""
+
+import datetime as dt
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from demand_assets.domains.models import ForecastingConfig
+from demand_assets.forecasting.panel import future_frame
+from demand_assets.forecasting.registry import CHAMPION_ALIAS
+from tests.conftest import materialize_range, small_resources
+
+TINY = ForecastingConfig(
+    models=["seasonal_naive", "ets", "lightgbm", "deepar", "hybrid", "lightgbm_uncensored_training"],
+    n_folds=2, horizon=14, history_days=200, lgbm_rounds=30, ets_history_days=120,
+    deepar_epochs=1, deepar_batches_per_epoch=3, deepar_hidden_size=8, deepar_samples=20, hybrid_windows=1,
+)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models") / "delta"
+    resources = small_resources(root)
+    assert materialize_range(resources, "2023-07-01", "2024-02-29").success
+    run_config = dg.RunConfig(ops={"model_backtest": TINY, "champion_model": TINY})
+    result = dg.materialize(
+        __import__("demand_assets.definitions", fromlist=["ALL_ASSETS"]).ALL_ASSETS,
+        resources=resources, selection=["model_backtest", "champion_model"], run_config=run_config,
+        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+    )
+    return resources, result
+
+
+def test_model_assets_materialize(trained):
+    _, result = trained
+    assert result.success
+    keys = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert keys == {"model_backtest", "champion_model"}
+
+
+def test_backtest_tables_cover_every_model_fold_and_regime(trained):
+    resources, _ = trained
+    metrics = resources["store"].read_all("backtest_metrics")
+    assert set(metrics["MODEL"]) == set(TINY.models)
+    assert set(metrics["FOLD"]) == {-1, 0, 1}
+    assert set(metrics["REGIME"]) == {"all", "in_stock", "true"}
+    forecasts = resources["store"].read_all("backtest_forecasts")
+    per_model = forecasts.group_by("MODEL").agg(pl.len().alias("rows"))["rows"].unique().to_list()
+    assert per_model == [2 * 14 * 24]  # folds x horizon x series, for every model
+
+
+def test_mlflow_has_a_run_per_model_with_lineage_tags(trained):
+    resources, _ = trained
+    tracking = resources["mlflow_tracking"]
+    client = tracking.client()
+    runs = client.search_runs([tracking.experiment_id()], "tags.stage = 'backtest'")
+    by_model = {r.data.tags.get("model"): r for r in runs if r.data.tags.get("model")}
+    assert set(by_model) == set(TINY.models)
+    run = by_model["lightgbm"]
+    assert "in_stock_wape" in run.data.metrics and "true_coverage_p10_p90" in run.data.metrics
+    assert run.data.tags["partition_range"].endswith("2024-02-29")
+    assert run.data.tags["delta_version.training_dataset"].isdigit()
+    artifacts = [a.path for a in client.list_artifacts(run.info.run_id)]
+    assert "lightgbm_forecast_bands.png" in artifacts
+
+
+def test_champion_is_registered_beats_the_baseline_and_loads_back(trained):
+    resources, result = trained
+    tracking = resources["mlflow_tracking"]
+    client = tracking.client()
+    versions = client.search_model_versions(f"name = '{tracking.registered_model}'")
+    registered = {v.tags["model"] for v in versions}
+    assert registered == {"seasonal_naive", "ets", "lightgbm", "deepar", "hybrid"}  # no uncensored reference
+    champion = client.get_model_version_by_alias(tracking.registered_model, CHAMPION_ALIAS)
+    winner = champion.tags["model"]
+    overall = resources["store"].read_all("backtest_metrics").filter((pl.col("FOLD") == -1) & (pl.col("REGIME") == "in_stock"))
+    wape = dict(zip(overall["MODEL"], overall["WAPE"]))
+    assert winner != "seasonal_naive" and wape[winner] < wape["seasonal_naive"]
+    assert wape[winner] == min(v for m, v in wape.items() if not m.endswith("_uncensored_training") and m != "seasonal_naive")
+    # The champion's pyfunc answers a request built from the stored training dataset.
+    store = resources["store"]
+    dataset = store.read_window("training_dataset", dt.date(2024, 1, 1), dt.date(2024, 3, 1))
+    origin = dt.date(2024, 2, 15)
+    request = pl.concat([dataset.filter(pl.col("DATE") <= origin), future_frame(dataset, origin, 14)], how="diagonal_relaxed")
+    out = pl.from_pandas(tracking.load(champion.version).predict(request.to_pandas()))
+    assert out.height == 14 * 24 and (out["P10"] <= out["P90"]).all()
+    decision = next(e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "champion_model")
+    assert winner in decision.materialization.metadata["decision"].value
