@@ -11,7 +11,7 @@ DEMO_START ?= 2023-01-01
 DEMO_END ?= 2024-12-31
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test ui bench export-csv clean
+.PHONY: setup demo test ui mlflow-ui bench export-csv clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,11 +25,20 @@ $(DAGSTER_HOME)/dagster.yaml: deploy/dagster.yaml
 
 setup: $(BIN)/.installed $(DAGSTER_HOME)/dagster.yaml
 
-## Materialize every asset for DEMO_START..DEMO_END (inclusive) as one single-run backfill.
+DATA_ASSETS := group:raw_domains or group:ground_truth or group:features
+MATERIALIZE := $(BIN)/dagster asset materialize -m demand_assets.definitions
+
+## The whole graph: the data for DEMO_START..DEMO_END (inclusive) as one single-run backfill,
+## then the backtest and the registered champion, then the champion's forecast as of DEMO_END.
 demo: setup
-	$(BIN)/dagster asset materialize -m demand_assets.definitions --select '*' \
-		--partition-range $(DEMO_START)...$(DEMO_END)
-	@echo "Tables are in $(DEMAND_HOME)/delta; open the UI with: make ui"
+	$(MATERIALIZE) --select '$(DATA_ASSETS)' --partition-range $(DEMO_START)...$(DEMO_END)
+	$(MATERIALIZE) --select 'model_backtest,champion_model' -c deploy/demo_models.yaml
+	$(MATERIALIZE) --select demand_forecast --partition $(DEMO_END)
+	@echo "Tables: $(DEMAND_HOME)/delta. UI: make ui. MLflow: make mlflow-ui"
+
+## MLflow's UI on the embedded tracking store (http://127.0.0.1:5000).
+mlflow-ui: setup
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(DEMAND_HOME)/mlflow/mlflow.db --host 127.0.0.1 --port 5000
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

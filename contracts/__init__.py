@@ -5,8 +5,10 @@ message names the rule, the column and the offending rows.
 """
 
 from contracts.cross_table import (
+    FORECAST_HORIZON_RULE,
     LAG_INTEGRITY_RULE,
     RECONCILIATION_RULE,
+    check_forecast_horizon_complete,
     check_lag_integrity,
     check_product_reconciles_with_country,
 )
@@ -15,6 +17,7 @@ from contracts.tables import (
     ChannelResponseTruth,
     ChannelSpendResponse,
     CountryDemand,
+    DemandForecast,
     ProductDemand,
     ProductDemandTruth,
     TrainingDataset,
@@ -23,6 +26,7 @@ from contracts.validation import ContractContext, ContractError, ContractReport,
 
 __all__ = [
     "CONTRACTS",
+    "FORECAST_HORIZON_RULE",
     "LAG_INTEGRITY_RULE",
     "RECONCILIATION_RULE",
     "ChannelResponseTruth",
@@ -31,11 +35,13 @@ __all__ = [
     "ContractError",
     "ContractReport",
     "CountryDemand",
+    "DemandForecast",
     "ProductDemand",
     "ProductDemandTruth",
     "TableContract",
     "TrainingDataset",
     "Violation",
+    "check_forecast_horizon_complete",
     "check_lag_integrity",
     "check_product_reconciles_with_country",
 ]

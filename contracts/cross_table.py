@@ -16,14 +16,17 @@ import polars as pl
 from contracts.validation import MAX_EXAMPLES, ContractReport, Violation
 
 __all__ = [
+    "FORECAST_HORIZON_RULE",
     "LAG_INTEGRITY_RULE",
     "RECONCILIATION_RULE",
+    "check_forecast_horizon_complete",
     "check_lag_integrity",
     "check_product_reconciles_with_country",
 ]
 
 RECONCILIATION_RULE = "product_demand_reconciles_with_country_total"
 LAG_INTEGRITY_RULE = "training_dataset_lag_integrity"
+FORECAST_HORIZON_RULE = "demand_forecast_horizon_complete"
 _KEYS = ["DATE", "COUNTRY", "PRODUCT"]
 
 
@@ -131,3 +134,17 @@ def _mismatches(frame: pl.DataFrame, column: str, expected: np.ndarray, rule: st
         return []
     bad = frame.filter(pl.Series(broken)).select(*_KEYS, column).with_columns(pl.Series("EXPECTED", expected[broken]))
     return [Violation(rule, column, bad.height, tuple(bad.head(MAX_EXAMPLES).to_dicts()))]
+
+
+def check_forecast_horizon_complete(forecast: pl.DataFrame, series: pl.DataFrame, horizon: int) -> ContractReport:
+    """Every series in `series` (COUNTRY, PRODUCT) has all `horizon` days for every as-of DATE."""
+    expected = series.select("COUNTRY", "PRODUCT").unique().join(forecast.select("DATE").unique(), how="cross")
+    counts = forecast.group_by("DATE", "COUNTRY", "PRODUCT").agg(
+        pl.len().alias("DAYS"), pl.col("HORIZON_DAY").min().alias("FIRST"), pl.col("HORIZON_DAY").max().alias("LAST")
+    )
+    joined = expected.join(counts, on=["DATE", "COUNTRY", "PRODUCT"], how="left").with_columns(pl.col("DAYS").fill_null(0))
+    bad = joined.filter((pl.col("DAYS") != horizon) | (pl.col("FIRST") != 1) | (pl.col("LAST") != horizon)).sort("DATE", "COUNTRY", "PRODUCT")
+    if bad.is_empty():
+        return ContractReport(FORECAST_HORIZON_RULE, forecast.height)
+    violation = Violation(f"every_series_has_days_1_to_{horizon}", "HORIZON_DAY", bad.height, tuple(bad.head(MAX_EXAMPLES).to_dicts()))
+    return ContractReport(FORECAST_HORIZON_RULE, forecast.height, (violation,))

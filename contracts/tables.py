@@ -10,6 +10,7 @@ import datetime as dt
 from typing import Optional
 
 import pandera.polars as pa
+import polars as pl
 
 from contracts.validation import TableContract
 
@@ -18,6 +19,7 @@ __all__ = [
     "ChannelResponseTruth",
     "ChannelSpendResponse",
     "CountryDemand",
+    "DemandForecast",
     "ProductDemand",
     "ProductDemandTruth",
     "TrainingDataset",
@@ -140,6 +142,34 @@ class TrainingDataset(pa.DataFrameModel):
         unique = ["DATE", "COUNTRY", "PRODUCT"]
 
 
+class DemandForecast(pa.DataFrameModel):
+    """The champion's forecast made as of DATE for each of the next HORIZON_DAY days."""
+
+    DATE: dt.date = pa.Field(nullable=False)  # the forecast origin (as-of day, the partition)
+    COUNTRY: str = pa.Field(nullable=False)
+    PRODUCT: str = pa.Field(nullable=False)
+    HORIZON_DAY: int = pa.Field(nullable=False, ge=1)
+    TARGET_DATE: dt.date = pa.Field(nullable=False)
+    MEAN: float = pa.Field(nullable=False, ge=0)
+    P10: float = pa.Field(nullable=False, ge=0)
+    P50: float = pa.Field(nullable=False, ge=0)
+    P90: float = pa.Field(nullable=False, ge=0)
+    MODEL: str = pa.Field(nullable=False)
+    MODEL_VERSION: str = pa.Field(nullable=False)
+
+    @pa.dataframe_check(name="quantiles_ordered(P10 <= P50 <= P90)")
+    def quantiles_ordered(cls, data) -> pl.LazyFrame:
+        return data.lazyframe.select((pl.col("P10") <= pl.col("P50")) & (pl.col("P50") <= pl.col("P90")))
+
+    @pa.dataframe_check(name="target_date_is_date_plus_horizon_day")
+    def target_date_consistent(cls, data) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("TARGET_DATE") == pl.col("DATE") + pl.duration(days=pl.col("HORIZON_DAY")))
+
+    class Config:
+        strict = True
+        unique = ["DATE", "COUNTRY", "PRODUCT", "HORIZON_DAY"]
+
+
 CONTRACTS: dict[str, TableContract] = {
     "country_demand": TableContract("country_demand", CountryDemand, ("DATE", "COUNTRY"), ("COUNTRY",)),
     "channel_spend_response": TableContract(
@@ -153,4 +183,7 @@ CONTRACTS: dict[str, TableContract] = {
         "channel_response_truth", ChannelResponseTruth, ("DATE", "COUNTRY", "CHANNEL"), ("COUNTRY", "CHANNEL")
     ),
     "training_dataset": TableContract("training_dataset", TrainingDataset, ("DATE", "COUNTRY", "PRODUCT"), ("COUNTRY", "PRODUCT")),
+    "demand_forecast": TableContract(
+        "demand_forecast", DemandForecast, ("DATE", "COUNTRY", "PRODUCT", "HORIZON_DAY"), ("COUNTRY", "PRODUCT")
+    ),
 }

@@ -11,6 +11,7 @@ from demand_assets.domains.raw import (
     product_demand,
     product_demand_truth,
 )
+from demand_assets.domains.forecasts import demand_forecast
 from demand_assets.domains.models import champion_model, model_backtest
 from demand_assets.domains.training import training_dataset
 from resources import resources_from_env
@@ -19,7 +20,8 @@ RAW_DOMAIN_ASSETS = [country_demand, channel_spend_response, product_demand]
 GROUND_TRUTH_ASSETS = [product_demand_truth, channel_response_truth]
 FEATURE_ASSETS = [training_dataset]
 MODEL_ASSETS = [model_backtest, champion_model]
-PARTITIONED_ASSETS = [*RAW_DOMAIN_ASSETS, *GROUND_TRUTH_ASSETS, *FEATURE_ASSETS]
-ALL_ASSETS = [*PARTITIONED_ASSETS, *MODEL_ASSETS]
+FORECAST_ASSETS = [demand_forecast]
+DATA_ASSETS = [*RAW_DOMAIN_ASSETS, *GROUND_TRUTH_ASSETS, *FEATURE_ASSETS]
+ALL_ASSETS = [*DATA_ASSETS, *MODEL_ASSETS, *FORECAST_ASSETS]
 
 defs = dg.Definitions(assets=ALL_ASSETS, resources=resources_from_env())

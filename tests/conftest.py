@@ -9,7 +9,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from demand_assets.definitions import ALL_ASSETS
+from demand_assets.definitions import ALL_ASSETS, DATA_ASSETS
 from demand_assets.sources.synthetic import SyntheticConfig, SyntheticDemandSource
 from resources import ContractSettings, DeltaStore, DemandSourceResource, MlflowTracking
 
@@ -45,12 +45,13 @@ def materialize_range(
     selection: Sequence[str] | None = None,
     instance: dg.DagsterInstance | None = None,
 ) -> dg.ExecuteInProcessResult:
-    """One single-run backfill of [start, end] (inclusive partition keys), in process."""
+    """One single-run backfill of [start, end] (inclusive partition keys), in process; by default
+    of the data assets (the model assets are exercised in their own tests)."""
     return dg.materialize(
         ALL_ASSETS,
         resources=resources,
         instance=instance or dg.DagsterInstance.ephemeral(),
-        selection=selection,
+        selection=selection or DATA_ASSETS,
         tags={"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end},
         raise_on_error=False,
     )

@@ -22,9 +22,12 @@ def test_definitions_load_with_daily_partitions_and_blocking_checks():
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert set(TABLES) | {"product_demand_truth", "channel_response_truth"} == keys
+    assert set(TABLES) | {"product_demand_truth", "channel_response_truth", "model_backtest", "champion_model", "demand_forecast"} == keys
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
+        if key.to_user_string() in ("model_backtest", "champion_model"):
+            assert node.partitions_def is None  # they read an explicit window of the training dataset
+            continue
         assert isinstance(node.partitions_def, dg.DailyPartitionsDefinition)
         assert node.backfill_policy == dg.BackfillPolicy.single_run()
     checks = {c.name: c for c in graph.asset_check_keys}

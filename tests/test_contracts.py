@@ -171,3 +171,35 @@ def test_training_contract_accepts_built_features_and_rejects_negative_lag(train
     assert contract.validate(frame, ctx).passed
     bad = frame.with_columns(pl.lit(-1, pl.Int64).alias("DEMAND_LAG_1"))
     assert not contract.validate(bad, ctx).passed
+
+
+def _forecast_frame():
+    rows = [
+        {"DATE": START, "COUNTRY": "US", "PRODUCT": "P00001", "HORIZON_DAY": h, "TARGET_DATE": START + dt.timedelta(days=h),
+         "MEAN": 2.0, "P10": 1.0, "P50": 2.0, "P90": 3.0, "MODEL": "lightgbm", "MODEL_VERSION": "1"}
+        for h in (1, 2, 3)
+    ]
+    return pl.DataFrame(rows)
+
+
+def test_forecast_contract_rejects_crossed_quantiles_and_wrong_target_dates(frames):
+    ctx, _ = frames
+    contract = CONTRACTS["demand_forecast"]
+    assert contract.validate(_forecast_frame(), ctx).passed
+    crossed = _forecast_frame().with_columns(pl.when(pl.col("HORIZON_DAY") == 2).then(5.0).otherwise(pl.col("P10")).alias("P10"))
+    report = contract.validate(crossed, ctx)
+    assert any("quantiles_ordered" in v.rule and v.n_rows == 1 for v in report.violations), report.describe()
+    shifted = _forecast_frame().with_columns(pl.col("TARGET_DATE") + dt.timedelta(days=1))
+    assert any("target_date" in v.rule for v in contract.validate(shifted, ctx).violations)
+
+
+def test_forecast_horizon_completeness(frames):
+    from contracts import check_forecast_horizon_complete
+
+    series = pl.DataFrame({"COUNTRY": ["US", "DE"], "PRODUCT": ["P00001", "P00001"]})
+    report = check_forecast_horizon_complete(_forecast_frame(), series, 3)
+    (violation,) = report.violations
+    assert violation.n_rows == 1 and violation.examples[0]["COUNTRY"] == "DE"  # DE has no forecast at all
+    gap = _forecast_frame().filter(pl.col("HORIZON_DAY") != 2)
+    assert not check_forecast_horizon_complete(gap, series.head(1), 3).passed
+    assert check_forecast_horizon_complete(_forecast_frame(), series.head(1), 3).passed

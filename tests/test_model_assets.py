@@ -87,3 +87,26 @@ def test_champion_is_registered_beats_the_baseline_and_loads_back(trained):
     assert out.height == 14 * 24 and (out["P10"] <= out["P90"]).all()
     decision = next(e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "champion_model")
     assert winner in decision.materialization.metadata["decision"].value
+
+
+def test_demand_forecast_as_of_each_day_from_the_champion(trained):
+    from demand_assets.definitions import ALL_ASSETS
+    from demand_assets.domains.forecasts import DemandForecastConfig
+
+    resources, _ = trained
+    result = dg.materialize(
+        ALL_ASSETS, resources=resources, selection=["demand_forecast"], instance=dg.DagsterInstance.ephemeral(),
+        run_config=dg.RunConfig(ops={"demand_forecast": DemandForecastConfig(horizon=14, history_days=200)}),
+        tags={"dagster/asset_partition_range_start": "2024-02-20", "dagster/asset_partition_range_end": "2024-02-29"},
+        raise_on_error=False,
+    )
+    assert result.success
+    forecast = resources["store"].read_all("demand_forecast")
+    assert forecast.height == 10 * 24 * 14
+    # The last origins reach past the stored data: their later days were planned, not stored.
+    assert forecast["TARGET_DATE"].max() == dt.date(2024, 3, 14)
+    champion = resources["mlflow_tracking"].champion_version()
+    assert forecast["MODEL_VERSION"].unique().to_list() == [champion]
+    evaluations = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    assert {e.check_name for e in evaluations} == {"demand_forecast_contract", "demand_forecast_horizon_complete"}
+    assert all(e.passed for e in evaluations)

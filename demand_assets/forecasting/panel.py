@@ -14,6 +14,7 @@ import polars as pl
 
 __all__ = [
     "KEYS",
+    "planned_future",
     "QUANTILES",
     "SERIES",
     "TARGET",
@@ -55,3 +56,46 @@ def future_frame(dataset: pl.DataFrame, origin: dt.date, horizon: int) -> pl.Dat
         as_of = dataset.filter(pl.col("DATE") == origin).select(*SERIES, *macro)
         rows = rows.drop(macro).join(as_of, on=SERIES, how="left")
     return rows.select(keep).sort(KEYS)
+
+
+def planned_future(dataset: pl.DataFrame, origin: dt.date, horizon: int) -> pl.DataFrame:
+    """Like `future_frame`, but complete: days not yet in the dataset get a default plan.
+
+    A stored day keeps its stored covariates (the real plan). A day beyond the stored data gets
+    the plan a planner would assume without one: the last known price, no promotion, each
+    channel's planned spend repeating the last stored week, the calendar and public holidays
+    of the day, and macro indicators as of the origin.
+    """
+    from demand_assets.features.calendar import holiday_calendar
+
+    stored = future_frame(dataset, origin, horizon)
+    last = dataset.filter(pl.col("DATE") <= origin)
+    series = last.select(SERIES).unique().sort(SERIES)
+    days = pl.DataFrame({"DATE": pl.date_range(origin + dt.timedelta(days=1), origin + dt.timedelta(days=horizon), eager=True)})
+    missing = series.join(days, how="cross").join(stored.select(KEYS), on=KEYS, how="anti")
+    if missing.is_empty():
+        return stored
+    latest = last.sort("DATE").group_by(SERIES).agg(pl.all().exclude(SERIES).last())
+    spend_cols = [c for c in stored.columns if c.startswith("SPEND_")]
+    # Same weekday of the last stored week: origin - 6 .. origin map onto every later week.
+    base_spend = [c for c in spend_cols if "_LAG_" not in c]
+    week = last.filter(pl.col("DATE") > origin - dt.timedelta(days=7)).select(
+        *SERIES, pl.col("DATE").dt.weekday().alias("_DOW"), *base_spend
+    )
+    planned = (
+        missing.join(latest.select(*SERIES, "PRICE", *[c for c in ("CATEGORY",) if c in latest.columns], *macro_columns(dataset)), on=SERIES, how="left")
+        .with_columns(pl.lit(False).alias("PROMO"), pl.col("DATE").dt.weekday().alias("_DOW"))
+        .join(week, on=[*SERIES, "_DOW"], how="left")
+        # With a plan that repeats weekly, spend 7 days earlier is the same weekday's plan.
+        .with_columns(pl.col(c.split("_LAG_")[0]).alias(c) for c in spend_cols if "_LAG_" in c)
+        .with_columns(
+            pl.col("DATE").dt.weekday().cast(pl.Int64).alias("DAY_OF_WEEK"),
+            pl.col("DATE").dt.week().cast(pl.Int64).alias("WEEK_OF_YEAR"),
+            pl.col("DATE").dt.month().cast(pl.Int64).alias("MONTH"),
+            pl.col("DATE").dt.ordinal_day().cast(pl.Int64).alias("DAY_OF_YEAR"),
+        )
+        .drop("_DOW")
+    )
+    holidays = holiday_calendar(series["COUNTRY"].unique().sort().to_list(), days["DATE"].min(), days["DATE"].max() + dt.timedelta(days=1))
+    planned = planned.join(holidays, on=["DATE", "COUNTRY"], how="left")
+    return pl.concat([stored, planned.select(stored.columns)], how="vertical_relaxed").sort(KEYS)

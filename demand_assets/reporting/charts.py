@@ -67,12 +67,15 @@ def forecast_band_figure(frame: pl.DataFrame, series: Sequence[tuple[str, str]],
     fig, axes = plt.subplots(len(series), 1, figsize=(9, 2.3 * len(series)), squeeze=False)
     for ax, (country, product) in zip(axes[:, 0], series):
         part = frame.filter((pl.col("COUNTRY") == country) & (pl.col("PRODUCT") == product)).sort("DATE")
-        dates = part["DATE"].to_list()
-        ax.fill_between(dates, part["P10"].to_list(), part["P90"].to_list(), alpha=0.25, label="p10-p90")
-        ax.plot(dates, part["P50"].to_list(), linewidth=1.2, label="p50")
-        ax.plot(dates, part["ACTUAL"].to_list(), "k.", markersize=4, label="observed sales")
+        # History rows have no forecast and future rows no actual: draw each where it exists.
+        fc = part.filter(pl.col("P50").is_not_null())
+        ax.fill_between(fc["DATE"].to_list(), fc["P10"].to_list(), fc["P90"].to_list(), alpha=0.25, label="p10-p90")
+        ax.plot(fc["DATE"].to_list(), fc["P50"].to_list(), linewidth=1.2, label="p50")
+        seen = part.filter(pl.col("ACTUAL").is_not_null())
+        ax.plot(seen["DATE"].to_list(), seen["ACTUAL"].to_list(), "k.", markersize=4, label="observed sales")
         if "TRUE_DEMAND" in part.columns:
-            ax.plot(dates, part["TRUE_DEMAND"].to_list(), "r+", markersize=4, label="true demand")
+            true = part.filter(pl.col("TRUE_DEMAND").is_not_null())
+            ax.plot(true["DATE"].to_list(), true["TRUE_DEMAND"].to_list(), "r+", markersize=4, label="true demand")
         ax.set_title(f"{country} / {product}", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0, 0].legend(fontsize=7, ncol=4, loc="upper left")

@@ -1,0 +1,92 @@
+"""The champion's forecasts, as of every day."""
+
+import datetime as dt
+
+import dagster as dg
+import polars as pl
+
+from contracts import FORECAST_HORIZON_RULE, ContractContext, check_forecast_horizon_complete
+from demand_assets.domains.models import champion_model
+from demand_assets.domains.partitions import BACKFILL_POLICY, daily_partitions
+from demand_assets.domains.publishing import ChunkCheck, blocking_check_spec, contract_check, partition_dates, publish_window
+from demand_assets.domains.training import training_dataset
+from demand_assets.forecasting.panel import SERIES, planned_future
+from demand_assets.forecasting.registry import CHAMPION_ALIAS
+from demand_assets.reporting import figure_to_markdown, forecast_band_figure
+from resources import DeltaStore, MlflowTracking
+
+__all__ = ["DEMAND_FORECAST_CONTRACT", "DemandForecastConfig", "demand_forecast"]
+
+DEMAND_FORECAST_CONTRACT = "demand_forecast_contract"
+
+
+class DemandForecastConfig(dg.Config):
+    horizon: int = 28  # at most the champion's trained horizon
+    history_days: int = 400  # training-dataset days before each origin handed to the model
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    backfill_policy=BACKFILL_POLICY,
+    group_name="forecasts",
+    kinds={"mlflow", "deltalake", "pandera"},
+    deps=[training_dataset, champion_model],
+    check_specs=[
+        blocking_check_spec(DEMAND_FORECAST_CONTRACT, "demand_forecast", "Pandera contract DemandForecast: non-negative, P10 <= P50 <= P90, TARGET_DATE = DATE + HORIZON_DAY, unique keys."),
+        blocking_check_spec(FORECAST_HORIZON_RULE, "demand_forecast", "Every country x product has a forecast for each of the horizon's days."),
+    ],
+)
+def demand_forecast(context: dg.AssetExecutionContext, config: DemandForecastConfig, store: DeltaStore, mlflow_tracking: MlflowTracking):
+    """As of each partition day, the MLflow champion's forecast for the next `horizon` days per
+    country x product: MEAN and P10/P50/P90, with the model and registry version that made it.
+    Covariates of days not yet stored follow the default plan (last price, no promotion, last
+    week's spend repeated); stored days use their stored plan."""
+    start, end = partition_dates(context)
+    version = mlflow_tracking.champion_version(CHAMPION_ALIAS)
+    if version is None:
+        raise dg.Failure(description=f"no '{CHAMPION_ALIAS}' version of {mlflow_tracking.registered_model}: materialize champion_model first")
+    model = mlflow_tracking.load(version)
+    model_name = model.unwrap_python_model().model_name
+    dataset = store.read_window("training_dataset", start - dt.timedelta(days=config.history_days), end)
+    missing = {start + dt.timedelta(days=i) for i in range((end - start).days)} - set(dataset["DATE"].unique().to_list())
+    if missing:
+        raise dg.Failure(description=f"training_dataset has no rows for {sorted(missing)[:5]}...: materialize it for these days first")
+    series = dataset.select(SERIES).unique()
+    ctx = ContractContext(start, end, {"COUNTRY": series["COUNTRY"].unique().to_list(), "PRODUCT": series["PRODUCT"].unique().to_list()})
+    context.log.info(f"forecasting with {model_name} (version {version}) as of {(end - start).days} day(s)")
+
+    def chunks():
+        for i in range((end - start).days):
+            origin = start + dt.timedelta(days=i)
+            history = dataset.filter(pl.col("DATE") <= origin)
+            request = pl.concat([history, planned_future(dataset, origin, config.horizon)], how="diagonal_relaxed")
+            out = pl.from_pandas(model.predict(request.to_pandas())).with_columns(pl.col("DATE").cast(pl.Date))
+            yield out.select(
+                pl.lit(origin).alias("DATE"), "COUNTRY", "PRODUCT",
+                (pl.col("DATE") - pl.lit(origin)).dt.total_days().cast(pl.Int64).alias("HORIZON_DAY"),
+                pl.col("DATE").alias("TARGET_DATE"), "MEAN", "P10", "P50", "P90",
+                pl.lit(model_name).alias("MODEL"), pl.lit(version).alias("MODEL_VERSION"),
+            ).sort("COUNTRY", "PRODUCT", "HORIZON_DAY")
+
+    def summarize(chunk: pl.DataFrame) -> pl.DataFrame:
+        return chunk  # small: series x horizon per as-of day
+
+    def describe(summary: pl.DataFrame) -> dict:
+        latest = summary.filter(pl.col("DATE") == summary["DATE"].max())
+        top = latest.group_by("COUNTRY", "PRODUCT").agg(pl.col("MEAN").sum()).sort("MEAN", descending=True).head(3)
+        history = dataset.filter(pl.col("DATE") > latest["DATE"][0] - dt.timedelta(days=28)).select(
+            "DATE", "COUNTRY", "PRODUCT", pl.col("PRODUCT_DEMAND").alias("ACTUAL")
+        )
+        bands = latest.select(pl.col("TARGET_DATE").alias("DATE"), "COUNTRY", "PRODUCT", "P10", "P50", "P90")
+        frame = pl.concat([history, bands], how="diagonal_relaxed")
+        fig = forecast_band_figure(frame, list(zip(top["COUNTRY"], top["PRODUCT"])), f"{model_name} v{version} as of {latest['DATE'][0]}")
+        return {"forecast_bands": dg.MetadataValue.md(figure_to_markdown(fig, "forecast bands")), "model": model_name, "model_version": version}
+
+    yield from publish_window(
+        context, store, "demand_forecast", chunks(),
+        [
+            contract_check("demand_forecast", DEMAND_FORECAST_CONTRACT, ctx),
+            ChunkCheck(FORECAST_HORIZON_RULE, lambda chunk: check_forecast_horizon_complete(chunk, series, config.horizon)),
+        ],
+        summarize=summarize, describe=describe,
+    )
