@@ -161,3 +161,16 @@ def test_lightgbm_beats_seasonal_naive_on_a_small_backtest():
     wape = dict(zip(overall["MODEL"], overall["WAPE"]))
     assert wape["lgbm"] < wape["naive"]
     assert set(result.timings["MODEL"]) == {"naive", "lgbm"} and np.all(result.timings["FIT_SECONDS"].to_numpy() >= 0)
+
+
+def test_optuna_tuning_returns_params_it_tried_and_reports_each_trial():
+    from demand_assets.forecasting.tuning import tune_lightgbm
+
+    dataset, _ = small_panel()
+    folds = rolling_origin_folds(dataset["DATE"].max(), n_folds=1, horizon=7)
+    seen = []
+    best, value = tune_lightgbm(dataset, folds, n_trials=3, num_boost_round=15, on_trial=lambda n, p, w: seen.append((n, p, w)))
+    assert [n for n, _, _ in seen] == [0, 1, 2]
+    assert value == min(w for _, _, w in seen)
+    assert best in [p for _, p, _ in seen]
+    assert 15 <= best["num_leaves"] <= 127

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import logging
+import time
 
 import dagster as dg
 import mlflow
@@ -37,9 +38,11 @@ class ForecastingConfig(dg.Config):
     deepar_hidden_size: int = 32
     deepar_samples: int = 200
     hybrid_windows: int = 2
+    optuna_trials: int = 0  # > 0: tune LightGBM on the last fold first, then backtest with the best
 
-    def suite(self) -> SuiteSettings:
+    def suite(self, lgbm_params: dict | None = None) -> SuiteSettings:
         return SuiteSettings(
+            lgbm_params=tuple(sorted((lgbm_params or {}).items())),
             models=tuple(self.models), horizon=self.horizon, lgbm_rounds=self.lgbm_rounds,
             ets_history_days=self.ets_history_days, deepar_epochs=self.deepar_epochs,
             deepar_batches_per_epoch=self.deepar_batches_per_epoch, deepar_hidden_size=self.deepar_hidden_size,
@@ -78,7 +81,8 @@ def model_backtest(context: dg.AssetExecutionContext, config: ForecastingConfig,
     dataset, truth, tags = _training_window(store, config)
     folds = rolling_origin_folds(dataset["DATE"].max(), n_folds=config.n_folds, horizon=config.horizon, step=config.step or None)
     context.log.info(f"backtesting {config.models} on {dataset.height:,} rows, folds: {[str(f.test_start) for f in folds]}")
-    result = run_backtest(dataset, model_factories(config.suite()), folds, truth=truth)
+    tuned = _tune(context, config, dataset, folds, mlflow_tracking, tags) if config.optuna_trials > 0 and "lightgbm" in config.models else {}
+    result = run_backtest(dataset, model_factories(config.suite(tuned)), folds, truth=truth, progress=context.log.info)
     forecasts_written = store.overwrite("backtest_forecasts", result.forecasts)
     metrics_written = store.overwrite("backtest_metrics", result.metrics)
 
@@ -92,7 +96,7 @@ def model_backtest(context: dg.AssetExecutionContext, config: ForecastingConfig,
     run_links = {}
     for model in config.models:
         with mlflow_tracking.run(f"backtest/{model}", tags=tags | {"model": model, "stage": "backtest"}) as run:
-            mlflow.log_params({"model": model, "n_folds": config.n_folds, "horizon": config.horizon, **config.suite().__dict__} | {"models": ",".join(config.models)})
+            mlflow.log_params({"model": model, "n_folds": config.n_folds, "horizon": config.horizon, **config.suite(tuned).__dict__} | {"models": ",".join(config.models)})
             for row in result.metrics.filter(pl.col("MODEL") == model).iter_rows(named=True):
                 for metric in _METRICS:
                     if row[metric] == row[metric]:  # skip NaN
@@ -122,6 +126,7 @@ def model_backtest(context: dg.AssetExecutionContext, config: ForecastingConfig,
             "bias_by_model_and_regime": dg.MetadataValue.md(figure_to_markdown(bias, "bias by model and regime")),
             "forecast_bands": dg.MetadataValue.md(figure_to_markdown(band, "forecast bands")),
             "timings": dg.MetadataValue.md(frame_to_markdown(result.timings.group_by("MODEL").agg(pl.col("FIT_SECONDS").mean(), pl.col("PREDICT_SECONDS").mean()).sort("MODEL"))),
+            "lightgbm_tuned_params": dg.MetadataValue.json(tuned),
             "folds": dg.MetadataValue.md("\n".join(f"- fold {f.index}: train to {f.origin}, test {f.test_start} .. {f.test_end - dt.timedelta(days=1)}" for f in folds)),
             "mlflow_runs": dg.MetadataValue.md("\n".join(f"- [{m}]({u})" for m, u in run_links.items())),
             "backtest_metrics_version": metrics_written.version,
@@ -129,6 +134,24 @@ def model_backtest(context: dg.AssetExecutionContext, config: ForecastingConfig,
             **{f"lineage/{k}": v for k, v in tags.items()},
         }
     )
+
+
+def _tune(context, config: ForecastingConfig, dataset: pl.DataFrame, folds, mlflow_tracking: MlflowTracking, tags: dict) -> dict:
+    """Optuna over LightGBM on the newest fold, every trial logged to one MLflow run."""
+    from demand_assets.forecasting.tuning import tune_lightgbm
+
+    with mlflow_tracking.run("tuning/lightgbm", tags=tags | {"stage": "tuning", "model": "lightgbm"}):
+        def on_trial(number: int, params: dict, wape: float) -> None:
+            mlflow.log_metric(f"trial_{config.champion_regime}_wape", wape, step=number)
+            context.log.info(f"optuna trial {number + 1}/{config.optuna_trials}: WAPE {wape:.4f} with {params}")
+
+        best, value = tune_lightgbm(
+            dataset, folds[-1:], n_trials=config.optuna_trials, num_boost_round=config.lgbm_rounds,
+            regime=config.champion_regime, on_trial=on_trial,
+        )
+        mlflow.log_params({f"best_{k}": v for k, v in best.items()})
+        mlflow.log_metric(f"best_{config.champion_regime}_wape", value)
+    return best
 
 
 @dg.asset(group_name="models", kinds={"mlflow"}, deps=[model_backtest])
@@ -147,7 +170,9 @@ def champion_model(context: dg.AssetExecutionContext, config: ForecastingConfig,
     for name in config.models:
         if name.endswith(UNCENSORED_SUFFIX):
             continue  # a reference for the censoring study, never a candidate
+        started = time.perf_counter()
         model = factories[name]().fit(dataset)
+        context.log.info(f"refitted {name} on {dataset.height:,} rows in {time.perf_counter() - started:.1f}s")
         wape = overall.filter((pl.col("MODEL") == name) & (pl.col("REGIME") == config.champion_regime))["WAPE"]
         with mlflow_tracking.run(f"train/{name}", tags=tags | {"model": name, "stage": "train"}) as run:
             mlflow.log_param("model", name)

@@ -63,12 +63,15 @@ def run_backtest(
     folds: Sequence[Fold],
     *,
     truth: pl.DataFrame | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> BacktestResult:
     """Fit a fresh model from each factory at every fold and score its forecasts.
 
     `truth` (DATE, COUNTRY, PRODUCT, TRUE_DEMAND), when the source has it, adds the regime
-    scored against uncensored demand.
+    scored against uncensored demand. `progress` receives a line per model and fold (an
+    orchestrator's logger, say).
     """
+    report = progress or log.info
     frames, timings = [], []
     for fold in folds:
         train = dataset.filter(pl.col("DATE") <= fold.origin)
@@ -83,7 +86,7 @@ def run_backtest(
             t1 = time.perf_counter()
             forecast = model.predict(train, future)
             t2 = time.perf_counter()
-            log.info("backtest %s fold %d: fit %.1fs, predict %.1fs", name, fold.index, t1 - t0, t2 - t1)
+            report(f"backtest {name} fold {fold.index + 1}/{len(folds)} (origin {fold.origin}): fit {t1 - t0:.1f}s, predict {t2 - t1:.1f}s")
             timings.append({"MODEL": name, "FOLD": fold.index, "FIT_SECONDS": t1 - t0, "PREDICT_SECONDS": t2 - t1})
             frames.append(
                 forecast.join(actual, on=KEYS, how="inner").with_columns(pl.lit(name).alias("MODEL"), pl.lit(fold.index).alias("FOLD"))

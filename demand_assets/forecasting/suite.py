@@ -33,6 +33,7 @@ class SuiteSettings:
     deepar_samples: int = 200
     hybrid_windows: int = 2
     seed: int = 0
+    lgbm_params: tuple[tuple[str, float], ...] = ()  # tuned overrides, e.g. (("num_leaves", 63),)
 
 
 def model_factories(s: SuiteSettings) -> dict[str, Callable[[], object]]:
@@ -51,7 +52,7 @@ def model_factories(s: SuiteSettings) -> dict[str, Callable[[], object]]:
         return {
             BASELINE: lambda: SeasonalNaive(censoring_aware=False),
             "ets": lambda: ETSForecaster(history_days=s.ets_history_days, censoring_aware=aware),
-            "lightgbm": lambda: LightGBMForecaster(num_boost_round=s.lgbm_rounds, censoring_aware=aware, seed=s.seed),
+            "lightgbm": lambda: LightGBMForecaster(num_boost_round=s.lgbm_rounds, censoring_aware=aware, seed=s.seed, **dict(s.lgbm_params)),
             "deepar": lambda: DeepARForecaster(deepar, censoring_aware=aware),
             "hybrid": lambda: DeepARLightGBMHybrid(
                 deepar, stage2_windows=s.hybrid_windows, num_boost_round=max(50, s.lgbm_rounds // 2),
