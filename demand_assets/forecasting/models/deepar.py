@@ -108,6 +108,8 @@ class DeepARForecaster:
         from gluonts.torch.model.deepar import DeepAREstimator
 
         cfg = self.config
+        # Lightning announces every epoch's checkpoint at INFO; a run log needs only its warnings.
+        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
         lightning.seed_everything(cfg.seed, workers=True, verbose=False)
         self.vocab = {c: {v: i for i, v in enumerate(sorted(train[c].unique().to_list()))} for c in SERIES}
         self.median_price = train.group_by(SERIES).agg(pl.col("PRICE").median().alias("MEDIAN_PRICE"))
