@@ -7,7 +7,6 @@ bug in either shows up as a mismatch rather than agreeing with itself.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 
 import numpy as np

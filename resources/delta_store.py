@@ -119,7 +119,7 @@ class DeltaStore(dg.ConfigurableResource):
                 write_deltalake(uri, reader, mode="overwrite", predicate=predicate, storage_options=options)
             else:
                 write_deltalake(uri, reader, mode="error", storage_options=options)
-        except (DeltaError, OSError, pa.ArrowException) as err:
+        except (DeltaError, OSError, pa.ArrowException):
             if stream.error is not None:
                 raise stream.error from None
             raise

@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from demand_assets.definitions import ALL_ASSETS, defs
+from demand_assets.definitions import defs
 from demand_assets.domains.raw import CHANNEL_SPEND_RESPONSE_CONTRACT, country_demand
 from demand_assets.sources import DemandSource, Domain
 from demand_assets.sources.csv_snapshot import CsvSnapshotSource, export_snapshot

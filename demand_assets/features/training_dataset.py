@@ -10,7 +10,6 @@ built inside a year-long backfill.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
 
 import polars as pl
 
@@ -82,7 +81,6 @@ def _demand_features(history: pl.DataFrame, first: dt.date, end: dt.date) -> pl.
     # A dense day grid per series, sorted by series then day, makes a plain shift(k) mean "k days
     # earlier" within a series; rows whose look-back would cross into the previous series
     # (DAY_INDEX < k) are masked to null. Missing history days stay null, never shifted over.
-    n_days = (end - first).days
     days = pl.DataFrame({"DATE": pl.date_range(first, end, interval="1d", closed="left", eager=True)}).with_row_index("DAY_INDEX")
     grid = history.select(_SERIES).unique().sort(_SERIES).join(days, how="cross")
     dense = grid.join(history, on=["DATE", *_SERIES], how="left", maintain_order="left")

@@ -21,17 +21,16 @@ import datetime as dt
 import logging
 
 import lightgbm as lgb
-import numpy as np
 import polars as pl
 
 from demand_assets.forecasting.models.base import quantile_frame
+from demand_assets.forecasting.models.boosting import category_vocab, encode, train_boosters
 from demand_assets.forecasting.models.deepar import DeepARConfig, DeepARForecaster
-from demand_assets.forecasting.panel import KEYS, QUANTILES, SERIES, TARGET, exogenous_columns, future_frame
+from demand_assets.forecasting.panel import KEYS, SERIES, TARGET, exogenous_columns, future_frame
 
 __all__ = ["DeepARLightGBMHybrid"]
 
 log = logging.getLogger(__name__)
-_CATEGORICAL = ["COUNTRY", "PRODUCT", "CATEGORY"]
 
 
 class DeepARLightGBMHybrid:
@@ -82,13 +81,6 @@ class DeepARLightGBMHybrid:
             .with_columns((pl.col("DATE") - pl.lit(origin)).dt.total_days().alias("STEP"))
         )
 
-    def _matrix(self, frame: pl.DataFrame) -> np.ndarray:
-        exprs = [
-            pl.col(c).replace_strict(self.vocab[c], default=None, return_dtype=pl.Float64) if c in self.vocab else pl.col(c).cast(pl.Float64)
-            for c in self.features
-        ]
-        return frame.select(exprs).to_numpy()
-
     # ---------------------------------------------------------------------- fit
     def fit(self, train: pl.DataFrame) -> "DeepARLightGBMHybrid":
         h = self.deepar_config.prediction_length
@@ -104,20 +96,14 @@ class DeepARLightGBMHybrid:
             labels = train.select(*KEYS, TARGET, "IN_STOCK")
             windows.append(window.join(labels, on=KEYS, how="inner"))
         rows = pl.concat(windows, how="diagonal_relaxed")
-        cats = [c for c in _CATEGORICAL if c in rows.columns]
-        self.vocab = {c: {v: i for i, v in enumerate(sorted(train[c].unique().to_list()))} for c in cats}
+        self.vocab = category_vocab(train)
         self.features = [
-            *cats, "STEP", "DEEPAR_MEAN", "DEEPAR_P10", "DEEPAR_P50", "DEEPAR_P90",
+            *self.vocab, "STEP", "DEEPAR_MEAN", "DEEPAR_P10", "DEEPAR_P50", "DEEPAR_P90",
             "LAST_TARGET", "MEAN_7_AT_ORIGIN", "MEAN_28_AT_ORIGIN", *exogenous_columns(train),
         ]
-        x = self._matrix(rows)
-        y = rows[TARGET].cast(pl.Float64).to_numpy()
-        weight = rows["IN_STOCK"].cast(pl.Float64).to_numpy() if self.censoring_aware else np.ones_like(y)
-        data = lgb.Dataset(x, y, weight=weight, feature_name=self.features, categorical_feature=cats, free_raw_data=False)
-        objectives = {"mean": {"objective": "tweedie", "tweedie_variance_power": 1.2}}
-        objectives |= {f"p{int(q * 100)}": {"objective": "quantile", "alpha": q} for q in QUANTILES}
-        for name, objective in objectives.items():
-            self.models[name] = lgb.train(self.params | objective, data, num_boost_round=self.num_boost_round)
+        self.models = train_boosters(
+            rows, self.features, self.vocab, self.params, num_boost_round=self.num_boost_round, censoring_aware=self.censoring_aware
+        )
         log.info("hybrid: stage 2 trained on %d out-of-sample DeepAR rows", rows.height)
         return self
 
@@ -126,6 +112,6 @@ class DeepARLightGBMHybrid:
         if not self.models:
             raise RuntimeError("fit the model before predicting")
         rows = self._stage2_rows(history, future)
-        x = self._matrix(rows)
+        x = encode(rows, self.features, self.vocab)
         preds = {name: model.predict(x) for name, model in self.models.items()}
         return quantile_frame(rows, preds["mean"], preds["p10"], preds["p50"], preds["p90"]).sort(KEYS)

@@ -23,12 +23,12 @@ import polars as pl
 
 from demand_assets.features.training_dataset import DEMAND_LAGS, ROLLING_WINDOWS
 from demand_assets.forecasting.models.base import quantile_frame
-from demand_assets.forecasting.panel import KEYS, QUANTILES, SERIES, TARGET, exogenous_columns
+from demand_assets.forecasting.models.boosting import category_vocab, encode, train_boosters
+from demand_assets.forecasting.panel import KEYS, SERIES, TARGET, exogenous_columns
 
 __all__ = ["LightGBMForecaster"]
 
 log = logging.getLogger(__name__)
-_CATEGORICAL = ["COUNTRY", "PRODUCT", "CATEGORY"]
 _HISTORY_DAYS = max(max(DEMAND_LAGS), max(ROLLING_WINDOWS))
 
 
@@ -70,28 +70,17 @@ class LightGBMForecaster:
         return [*(f"DEMAND_LAG_{k}" for k in DEMAND_LAGS), *(f"DEMAND_ROLL_MEAN_{w}" for w in ROLLING_WINDOWS)]
 
     def _matrix(self, frame: pl.DataFrame) -> np.ndarray:
-        exprs = []
-        for col in self.features:
-            if col in _CATEGORICAL:
-                exprs.append(pl.col(col).replace_strict(self.vocab[col], default=None, return_dtype=pl.Float64))
-            else:
-                exprs.append(pl.col(col).cast(pl.Float64))
-        return frame.select(exprs).to_numpy()
+        return encode(frame, self.features, self.vocab)
 
     # ---------------------------------------------------------------------- fit
     def fit(self, train: pl.DataFrame) -> "LightGBMForecaster":
-        cats = [c for c in _CATEGORICAL if c in train.columns]
-        self.vocab = {c: {v: i for i, v in enumerate(sorted(train[c].unique().to_list()))} for c in cats}
-        self.features = [*cats, *self._target_features(), *exogenous_columns(train)]
-        x = self._matrix(train)
-        y = train[TARGET].cast(pl.Float64).to_numpy()
-        weight = train["IN_STOCK"].cast(pl.Float64).to_numpy() if self.censoring_aware else np.ones_like(y)
-        data = lgb.Dataset(x, y, weight=weight, feature_name=self.features, categorical_feature=cats, free_raw_data=False)
-        objectives = {"mean": {"objective": "tweedie", "tweedie_variance_power": self.tweedie_variance_power}}
-        objectives |= {f"p{int(q * 100)}": {"objective": "quantile", "alpha": q} for q in QUANTILES}
-        for name, objective in objectives.items():
-            self.models[name] = lgb.train(self.params | objective, data, num_boost_round=self.num_boost_round)
-        log.info("lightgbm: trained %d models on %d rows x %d features", len(self.models), x.shape[0], x.shape[1])
+        self.vocab = category_vocab(train)
+        self.features = [*self.vocab, *self._target_features(), *exogenous_columns(train)]
+        self.models = train_boosters(
+            train, self.features, self.vocab, self.params, num_boost_round=self.num_boost_round,
+            censoring_aware=self.censoring_aware, tweedie_variance_power=self.tweedie_variance_power,
+        )
+        log.info("lightgbm: trained %d boosters on %d rows x %d features", len(self.models), train.height, len(self.features))
         return self
 
     # ------------------------------------------------------------------ predict
