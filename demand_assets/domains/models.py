@@ -1,5 +1,6 @@
 """Model assets: a rolling-origin backtest of every model, and the registered champion."""
 
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -31,23 +32,19 @@ class ForecastingConfig(dg.Config):
     step: int = 0  # days between fold origins; 0 means one horizon
     history_days: int = 730  # training window, ending on the newest stored day
     champion_regime: str = "in_stock"  # the days WAPE is judged on when choosing the champion
-    lgbm_rounds: int = 300
-    ets_history_days: int = 365
-    deepar_epochs: int = 10
-    deepar_batches_per_epoch: int = 30
-    deepar_hidden_size: int = 32
-    deepar_samples: int = 200
-    hybrid_windows: int = 2
+    # Training settings: defaults come from SuiteSettings, the one place they are defined.
+    lgbm_rounds: int = SuiteSettings.lgbm_rounds
+    ets_history_days: int = SuiteSettings.ets_history_days
+    deepar_epochs: int = SuiteSettings.deepar_epochs
+    deepar_batches_per_epoch: int = SuiteSettings.deepar_batches_per_epoch
+    deepar_hidden_size: int = SuiteSettings.deepar_hidden_size
+    deepar_samples: int = SuiteSettings.deepar_samples
+    hybrid_windows: int = SuiteSettings.hybrid_windows
     optuna_trials: int = 0  # > 0: tune LightGBM on the last fold first, then backtest with the best
 
     def suite(self, lgbm_params: dict | None = None) -> SuiteSettings:
-        return SuiteSettings(
-            lgbm_params=tuple(sorted((lgbm_params or {}).items())),
-            models=tuple(self.models), horizon=self.horizon, lgbm_rounds=self.lgbm_rounds,
-            ets_history_days=self.ets_history_days, deepar_epochs=self.deepar_epochs,
-            deepar_batches_per_epoch=self.deepar_batches_per_epoch, deepar_hidden_size=self.deepar_hidden_size,
-            deepar_samples=self.deepar_samples, hybrid_windows=self.hybrid_windows,
-        )
+        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(SuiteSettings) if f.name in type(self).model_fields}
+        return SuiteSettings(**shared | {"models": tuple(self.models), "lgbm_params": tuple(sorted((lgbm_params or {}).items()))})
 
 
 def _training_window(store: DeltaStore, config: ForecastingConfig) -> tuple[pl.DataFrame, pl.DataFrame | None, dict[str, str]]:

@@ -10,9 +10,22 @@ import polars as pl
 
 from demand_assets.forecasting.panel import QUANTILES, TARGET
 
-__all__ = ["CATEGORICAL", "category_vocab", "encode", "train_boosters"]
+__all__ = ["CATEGORICAL", "booster_params", "category_vocab", "encode", "train_boosters"]
 
 CATEGORICAL = ("COUNTRY", "PRODUCT", "CATEGORY")
+
+
+def booster_params(*, learning_rate: float, num_leaves: int, min_data_in_leaf: int, seed: int, **extra) -> dict:
+    """LightGBM parameters every booster here shares: deterministic and quiet."""
+    return {
+        "learning_rate": learning_rate,
+        "num_leaves": num_leaves,
+        "min_data_in_leaf": min_data_in_leaf,
+        "seed": seed,
+        "deterministic": True,
+        "verbosity": -1,
+        **extra,
+    }
 
 
 def category_vocab(frame: pl.DataFrame) -> dict[str, dict[str, int]]:

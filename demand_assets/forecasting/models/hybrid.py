@@ -24,7 +24,7 @@ import lightgbm as lgb
 import polars as pl
 
 from demand_assets.forecasting.models.base import quantile_frame
-from demand_assets.forecasting.models.boosting import category_vocab, encode, train_boosters
+from demand_assets.forecasting.models.boosting import booster_params, category_vocab, encode, train_boosters
 from demand_assets.forecasting.models.deepar import DeepARConfig, DeepARForecaster
 from demand_assets.forecasting.panel import KEYS, SERIES, TARGET, exogenous_columns, future_frame
 
@@ -51,14 +51,7 @@ class DeepARLightGBMHybrid:
         self.deepar_config = deepar or DeepARConfig()
         self.stage2_windows = stage2_windows
         self.num_boost_round = num_boost_round
-        self.params = {
-            "learning_rate": learning_rate,
-            "num_leaves": num_leaves,
-            "min_data_in_leaf": min_data_in_leaf,
-            "seed": seed,
-            "deterministic": True,
-            "verbosity": -1,
-        }
+        self.params = booster_params(learning_rate=learning_rate, num_leaves=num_leaves, min_data_in_leaf=min_data_in_leaf, seed=seed)
         self.censoring_aware = censoring_aware
         self.deepar: DeepARForecaster | None = None
         self.models: dict[str, lgb.Booster] = {}

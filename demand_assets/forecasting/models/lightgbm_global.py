@@ -23,7 +23,7 @@ import polars as pl
 
 from demand_assets.features.training_dataset import DEMAND_LAGS, ROLLING_WINDOWS
 from demand_assets.forecasting.models.base import quantile_frame
-from demand_assets.forecasting.models.boosting import category_vocab, encode, train_boosters
+from demand_assets.forecasting.models.boosting import booster_params, category_vocab, encode, train_boosters
 from demand_assets.forecasting.panel import KEYS, SERIES, TARGET, exogenous_columns
 
 __all__ = ["LightGBMForecaster"]
@@ -49,16 +49,7 @@ class LightGBMForecaster:
         num_threads: int = 0,
     ) -> None:
         self.num_boost_round = num_boost_round
-        self.params = {
-            "learning_rate": learning_rate,
-            "num_leaves": num_leaves,
-            "min_data_in_leaf": min_data_in_leaf,
-            "feature_fraction": feature_fraction,
-            "seed": seed,
-            "deterministic": True,
-            "num_threads": num_threads,
-            "verbosity": -1,
-        }
+        self.params = booster_params(learning_rate=learning_rate, num_leaves=num_leaves, min_data_in_leaf=min_data_in_leaf, feature_fraction=feature_fraction, seed=seed, num_threads=num_threads)
         self.tweedie_variance_power = tweedie_variance_power
         self.censoring_aware = censoring_aware
         self.models: dict[str, lgb.Booster] = {}
