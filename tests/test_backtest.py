@@ -121,6 +121,24 @@ def test_lightgbm_forecasts_are_complete_ordered_and_non_negative(lgbm_fit):
     assert (out["P10"] <= out["P50"]).all() and (out["P50"] <= out["P90"]).all() and (out["P10"] >= 0).all()
 
 
+def test_lightgbm_quantile_boosters_train_on_a_capped_sample():
+    """On a large panel the quantile boosters see a seeded sample; the mean sees every row."""
+    dataset, _ = small_panel()
+    train = dataset.filter(pl.col("DATE") <= dt.date(2024, 1, 31))
+    model = LightGBMForecaster(**TINY_LGBM | {"quantile_max_rows": 500}).fit(train)
+    assert train.height > 500
+
+    def rows_seen(booster) -> int:  # the first tree's root holds every training row
+        return booster.dump_model()["tree_info"][0]["tree_structure"]["internal_count"]
+
+    assert rows_seen(model.models["mean"]) == train.height
+    assert {rows_seen(model.models[q]) for q in ("p10", "p50", "p90")} == {500}
+    out = model.predict(train, future_frame(dataset, dt.date(2024, 1, 31), 14))
+    assert (out["P10"] <= out["P50"]).all() and (out["P50"] <= out["P90"]).all()
+    again = LightGBMForecaster(**TINY_LGBM | {"quantile_max_rows": 500}).fit(train)
+    assert again.models["p90"].model_to_string() == model.models["p90"].model_to_string()  # seeded sample
+
+
 def test_lightgbm_cannot_see_the_future_target(lgbm_fit):
     """Scrambling every target after the origin changes nothing in the forecast."""
     dataset, _, origin, train, model = lgbm_fit

@@ -79,20 +79,23 @@ def test_deepar_masks_censored_days_through_observed_values(panel):
 
 
 class _RecordingDeepAR:
-    """Stands in for DeepAR in the orchestration test: records what it was given, answers with
-    a seasonal naive forecast."""
+    """Stands in for DeepAR in the orchestration tests: records which instance was given what,
+    answers with a seasonal naive forecast."""
 
     calls: list = []
+    made = 0
 
     def __init__(self, config, censoring_aware=True):
         self.config = config
+        _RecordingDeepAR.made += 1
+        self.serial = _RecordingDeepAR.made  # not id(): a dropped instance's id can be reused
 
     def fit(self, train):
-        _RecordingDeepAR.calls.append(("fit", train["DATE"].max(), None))
+        _RecordingDeepAR.calls.append((self.serial, "fit", train["DATE"].max(), None))
         return self
 
     def predict(self, history, future):
-        _RecordingDeepAR.calls.append(("predict", history["DATE"].max(), future["DATE"].min()))
+        _RecordingDeepAR.calls.append((self.serial, "predict", history["DATE"].max(), future["DATE"].min()))
         return SeasonalNaive().predict(history, future)
 
 
@@ -103,16 +106,47 @@ def test_hybrid_stage2_only_sees_out_of_sample_deepar_forecasts(panel, monkeypat
     monkeypatch.setattr(hybrid_module, "DeepARForecaster", _RecordingDeepAR)
     _, _, train, future = panel
     model = DeepARLightGBMHybrid(DeepARConfig(prediction_length=14), stage2_windows=2, num_boost_round=20, min_data_in_leaf=5).fit(train)
-    fit_call, *predict_calls = _RecordingDeepAR.calls
-    trained_until = fit_call[1]
-    assert trained_until == ORIGIN - dt.timedelta(days=28)
-    for _, history_end, first_forecast_day in predict_calls:
-        assert history_end >= trained_until  # the model never saw the days it forecasts...
-        assert first_forecast_day == history_end + dt.timedelta(days=1)  # ...and forecasts right after its history
-    assert [c[1] for c in predict_calls] == [ORIGIN - dt.timedelta(days=28), ORIGIN - dt.timedelta(days=14)]
+    stage1, final = model.stage1.serial, model.final.serial
+    fits = [(who, until) for who, kind, until, _ in _RecordingDeepAR.calls if kind == "fit"]
+    # Cross-fitting: one stage-1 model per window, each trained up to that window's origin, then
+    # the final model on everything.
+    assert [until for _, until in fits] == [ORIGIN - dt.timedelta(days=28), ORIGIN - dt.timedelta(days=14), ORIGIN]
+    assert len({who for who, _ in fits}) == 3 and fits[1][0] == stage1 and fits[2][0] == final
+    trained_until = dict(fits)
+    predictions = [c for c in _RecordingDeepAR.calls if c[1] == "predict"]
+    for who, _, history_end, first_forecast_day in predictions:
+        assert first_forecast_day == history_end + dt.timedelta(days=1)  # forecasts start right after the history
+        # A model forecasts either the days after its training window (the stage-2 rows) or the
+        # last 14 days of it from 14 days before its end (its residuals: days known at its origin).
+        assert history_end in (trained_until[who], trained_until[who] - dt.timedelta(days=14))
+    stage2_rows = [(who, end) for who, _, end, _ in predictions if end == trained_until[who]]
+    assert [end for _, end in stage2_rows] == [ORIGIN - dt.timedelta(days=28), ORIGIN - dt.timedelta(days=14)]
+    assert all(who != final for who, _ in stage2_rows)
+
+    _RecordingDeepAR.calls = []
     out = model.predict(train, future)
     _check_forecast(out, future)
-    assert _RecordingDeepAR.calls[-1][1] == ORIGIN  # at prediction time DeepAR conditions on all history
+    at_prediction = {(who, history_end) for who, _, history_end, _ in _RecordingDeepAR.calls}
+    # The final DeepAR conditions on all history and supplies its own residual features,
+    # exactly as each stage-1 model did for its window.
+    assert at_prediction == {(final, ORIGIN), (final, ORIGIN - dt.timedelta(days=14))}
+
+
+def test_hybrid_stage2_corrects_deepar_rather_than_replacing_it(panel, monkeypatch):
+    """Boosting starts from DeepAR's forecast: with a negligible learning rate the hybrid returns
+    DeepAR's (here: the stand-in's) forecast unchanged."""
+    import demand_assets.forecasting.models.hybrid as hybrid_module
+
+    monkeypatch.setattr(hybrid_module, "DeepARForecaster", _RecordingDeepAR)
+    _, _, train, future = panel
+    model = DeepARLightGBMHybrid(DeepARConfig(prediction_length=14), stage2_windows=2, num_boost_round=2, learning_rate=1e-9, min_data_in_leaf=5)
+    out = model.fit(train).predict(train, future)
+    deepar = SeasonalNaive().predict(train, future).sort("DATE", "COUNTRY", "PRODUCT")
+    out = out.sort("DATE", "COUNTRY", "PRODUCT")
+    for column in ("P10", "P50", "P90"):
+        np.testing.assert_allclose(out[column].to_numpy(), deepar[column].to_numpy(), atol=1e-6)
+    positive = deepar["MEAN"].to_numpy() > 0.05  # the log-scale margin floors DeepAR's mean at 0.05
+    np.testing.assert_allclose(out["MEAN"].to_numpy()[positive], deepar["MEAN"].to_numpy()[positive], rtol=1e-6)
 
 
 def test_hybrid_end_to_end_with_real_deepar(panel):

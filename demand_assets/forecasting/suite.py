@@ -26,12 +26,13 @@ class SuiteSettings:
     horizon: int = 28
     censoring_aware: bool = True
     lgbm_rounds: int = 300
+    lgbm_quantile_rows: int = 500_000  # quantile boosters train on at most this many rows
     ets_history_days: int = 365
     deepar_epochs: int = 10
     deepar_batches_per_epoch: int = 30
     deepar_hidden_size: int = 32
     deepar_samples: int = 200
-    hybrid_windows: int = 2
+    hybrid_windows: int = 3
     seed: int = 0
     lgbm_params: tuple[tuple[str, float], ...] = ()  # tuned overrides, e.g. (("num_leaves", 63),)
 
@@ -52,7 +53,9 @@ def model_factories(s: SuiteSettings) -> dict[str, Callable[[], object]]:
         return {
             BASELINE: lambda: SeasonalNaive(censoring_aware=False),
             "ets": lambda: ETSForecaster(history_days=s.ets_history_days, censoring_aware=aware),
-            "lightgbm": lambda: LightGBMForecaster(num_boost_round=s.lgbm_rounds, censoring_aware=aware, seed=s.seed, **dict(s.lgbm_params)),
+            "lightgbm": lambda: LightGBMForecaster(
+                num_boost_round=s.lgbm_rounds, quantile_max_rows=s.lgbm_quantile_rows, censoring_aware=aware, seed=s.seed, **dict(s.lgbm_params)
+            ),
             "deepar": lambda: DeepARForecaster(deepar, censoring_aware=aware),
             "hybrid": lambda: DeepARLightGBMHybrid(
                 deepar, stage2_windows=s.hybrid_windows, num_boost_round=max(50, s.lgbm_rounds // 2),

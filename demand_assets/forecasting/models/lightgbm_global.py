@@ -8,6 +8,11 @@ everything else comes from the future frame, which holds only what is known at t
 future target value can reach a feature. Same-day and lagged channel *response* are outcomes,
 not plans, so they are not features.
 
+Quantiles: p10/p50/p90 boosters train on a seeded sample of at most `quantile_max_rows` rows
+(default 500,000; the mean booster always sees every row). Below that size, as on the default
+demo panel, nothing changes; on large panels it keeps training time in hand (see
+benchmarks/training_time.py).
+
 Censoring (seed 003): stockout days get zero sample weight, so the model learns demand from
 in-stock days rather than learning that stockouts sell nothing.
 """
@@ -45,10 +50,13 @@ class LightGBMForecaster:
         feature_fraction: float = 0.9,
         tweedie_variance_power: float = 1.2,
         censoring_aware: bool = True,
+        quantile_max_rows: int | None = 500_000,
         seed: int = 0,
         num_threads: int = 0,
     ) -> None:
         self.num_boost_round = num_boost_round
+        self.quantile_max_rows = quantile_max_rows
+        self.seed = seed
         self.params = booster_params(learning_rate=learning_rate, num_leaves=num_leaves, min_data_in_leaf=min_data_in_leaf, feature_fraction=feature_fraction, seed=seed, num_threads=num_threads)
         self.tweedie_variance_power = tweedie_variance_power
         self.censoring_aware = censoring_aware
@@ -70,6 +78,7 @@ class LightGBMForecaster:
         self.models = train_boosters(
             train, self.features, self.vocab, self.params, num_boost_round=self.num_boost_round,
             censoring_aware=self.censoring_aware, tweedie_variance_power=self.tweedie_variance_power,
+            quantile_max_rows=self.quantile_max_rows, seed=self.seed,
         )
         log.info("lightgbm: trained %d boosters on %d rows x %d features", len(self.models), train.height, len(self.features))
         return self
