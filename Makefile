@@ -16,6 +16,11 @@ PYTEST_ARGS ?=
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+# Benchmark-only dependencies (psutil, the peer libraries statsforecast and mlforecast).
+$(BIN)/.bench-installed: $(BIN)/.installed
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	touch $@
 
@@ -34,6 +39,7 @@ demo: setup
 	$(MATERIALIZE) --select '$(DATA_ASSETS)' --partition-range $(DEMO_START)...$(DEMO_END)
 	$(MATERIALIZE) --select 'model_backtest,champion_model' -c deploy/demo_models.yaml
 	$(MATERIALIZE) --select demand_forecast --partition $(DEMO_END)
+	$(MATERIALIZE) --select forecast_accuracy --partition $(DEMO_END)
 	@echo "Tables: $(DEMAND_HOME)/delta. UI: make ui. MLflow: make mlflow-ui"
 
 ## MLflow's UI on the embedded tracking store (http://127.0.0.1:5000).
@@ -47,8 +53,12 @@ test: setup
 ui: setup
 	$(BIN)/dagster dev -w workspace.yaml
 
-bench: setup
+## All benchmarks (each writes benchmarks/results/<name>.json; about an hour on 2 cores).
+bench: setup $(BIN)/.bench-installed
 	$(BIN)/python -m benchmarks.foundation
+	$(BIN)/python -m benchmarks.forecasting
+	$(BIN)/python -m benchmarks.peers
+	$(BIN)/python -m benchmarks.training_time
 
 ## Export the configured source as a seed-001 CSV snapshot: make export-csv OUT=./snapshot
 export-csv: setup

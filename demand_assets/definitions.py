@@ -11,6 +11,8 @@ from demand_assets.domains.raw import (
     product_demand,
     product_demand_truth,
 )
+from demand_assets.domains.accuracy import forecast_accuracy
+from demand_assets.domains.automation import daily_raw_domains_job, daily_raw_domains_schedule, retraining_sensor
 from demand_assets.domains.forecasts import demand_forecast
 from demand_assets.domains.models import champion_model, model_backtest
 from demand_assets.domains.training import training_dataset
@@ -21,7 +23,14 @@ GROUND_TRUTH_ASSETS = [product_demand_truth, channel_response_truth]
 FEATURE_ASSETS = [training_dataset]
 MODEL_ASSETS = [model_backtest, champion_model]
 FORECAST_ASSETS = [demand_forecast]
+MONITORING_ASSETS = [forecast_accuracy]
 DATA_ASSETS = [*RAW_DOMAIN_ASSETS, *GROUND_TRUTH_ASSETS, *FEATURE_ASSETS]
-ALL_ASSETS = [*DATA_ASSETS, *MODEL_ASSETS, *FORECAST_ASSETS]
+ALL_ASSETS = [*DATA_ASSETS, *MODEL_ASSETS, *FORECAST_ASSETS, *MONITORING_ASSETS]
 
-defs = dg.Definitions(assets=ALL_ASSETS, resources=resources_from_env())
+defs = dg.Definitions(
+    assets=ALL_ASSETS,
+    jobs=[daily_raw_domains_job],
+    schedules=[daily_raw_domains_schedule],
+    sensors=[retraining_sensor],
+    resources=resources_from_env(),
+)

@@ -4,6 +4,7 @@ from resources.contract_settings import ContractSettings
 from resources.data_source import DemandSourceResource
 from resources.delta_store import DeltaStore, MissingTableError, WriteSummary
 from resources.mlflow_tracking import MlflowTracking
+from resources.monitoring_settings import MonitoringSettings
 from resources.settings import demand_home, resources_from_env
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "DemandSourceResource",
     "MissingTableError",
     "MlflowTracking",
+    "MonitoringSettings",
     "WriteSummary",
     "demand_home",
     "resources_from_env",

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from demand_assets.sources.base import DemandSource
 from demand_assets.sources.csv_snapshot import CsvSnapshotSource
-from demand_assets.sources.synthetic import SyntheticConfig, SyntheticDemandSource
+from demand_assets.sources.synthetic import RegimeChange, SyntheticConfig, SyntheticDemandSource
 
 __all__ = ["DemandSourceResource"]
 
@@ -30,6 +30,11 @@ class DemandSourceResource(dg.ConfigurableResource):
     chunk_rows: int = Field(
         default=4_000_000, ge=1, description="DEMAND_CHUNK_ROWS: product rows generated per chunk (bounds memory)"
     )
+    regime_change: Optional[str] = Field(
+        default=None,
+        description="DEMAND_REGIME_CHANGE: inject a structural break, kind@YYYY-MM-DD:magnitude[:channel], "
+        "kind one of macro_shock, channel_response, elasticity, product_launch",
+    )
 
     def synthetic_config(self) -> SyntheticConfig:
         return SyntheticConfig(
@@ -39,6 +44,7 @@ class DemandSourceResource(dg.ConfigurableResource):
             n_channels=self.n_channels,
             origin=dt.date.fromisoformat(self.origin),
             chunk_rows=self.chunk_rows,
+            regime_change=RegimeChange.parse(self.regime_change) if self.regime_change else None,
         )
 
     def open(self) -> DemandSource:

@@ -85,6 +85,9 @@ class MlflowTracking(dg.ConfigurableResource):
         except mlflow.exceptions.MlflowException:
             return None
 
+    def version_tags(self, version: str) -> dict[str, str]:
+        return dict(self.client().get_model_version(self.registered_model, version).tags)
+
     def load(self, version: str) -> mlflow.pyfunc.PyFuncModel:
         self.client()
         return mlflow.pyfunc.load_model(f"models:/{self.registered_model}/{version}")

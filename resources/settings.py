@@ -30,6 +30,7 @@ def resources_from_env() -> dict:
     from resources.data_source import DemandSourceResource
     from resources.delta_store import DeltaStore
     from resources.mlflow_tracking import MlflowTracking
+    from resources.monitoring_settings import MonitoringSettings
 
     return {
         "source": DemandSourceResource(
@@ -41,6 +42,7 @@ def resources_from_env() -> dict:
             n_channels=int(_env("DEMAND_CHANNELS", "5")),
             origin=_env("DEMAND_ORIGIN", "2023-01-01"),
             chunk_rows=int(_env("DEMAND_CHUNK_ROWS", "4000000")),
+            regime_change=os.environ.get("DEMAND_REGIME_CHANGE") or None,
         ),
         "store": DeltaStore(root_uri=os.environ.get("DEMAND_DELTA_URI") or None),
         "mlflow_tracking": MlflowTracking(
@@ -49,5 +51,12 @@ def resources_from_env() -> dict:
         ),
         "contract_settings": ContractSettings(
             reconcile_tolerance=float(_env("DEMAND_RECONCILE_TOLERANCE", "0.01")),
+        ),
+        "monitoring": MonitoringSettings(
+            drift_window_days=int(_env("DEMAND_DRIFT_WINDOW_DAYS", "28")),
+            psi_threshold=float(_env("DEMAND_DRIFT_PSI", "0.25")),
+            accuracy_ratio=float(_env("DEMAND_ACCURACY_RATIO", "1.3")),
+            accuracy_bias=float(_env("DEMAND_ACCURACY_BIAS", "0.2")),
+            retrain_after_days=int(_env("DEMAND_RETRAIN_AFTER_DAYS", "28")),
         ),
     }

@@ -11,7 +11,7 @@ import pytest
 
 from demand_assets.definitions import ALL_ASSETS, DATA_ASSETS
 from demand_assets.sources.synthetic import SyntheticConfig, SyntheticDemandSource
-from resources import ContractSettings, DeltaStore, DemandSourceResource, MlflowTracking
+from resources import ContractSettings, DeltaStore, DemandSourceResource, MlflowTracking, MonitoringSettings
 
 SMALL = {"seed": 11, "n_countries": 2, "n_products": 12, "n_channels": 3}
 
@@ -31,6 +31,7 @@ def small_resources(delta_root, source: DemandSourceResource | None = None, tole
         "source": source or DemandSourceResource(**SMALL),
         "store": DeltaStore(root_uri=str(delta_root)),
         "contract_settings": ContractSettings(reconcile_tolerance=tolerance),
+        "monitoring": MonitoringSettings(),
         "mlflow_tracking": MlflowTracking(
             tracking_uri=f"sqlite:///{mlflow_dir}.db", artifact_location=(mlflow_dir / "artifacts").as_uri()
         ),

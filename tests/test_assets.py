@@ -22,7 +22,8 @@ def test_definitions_load_with_daily_partitions_and_blocking_checks():
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert set(TABLES) | {"product_demand_truth", "channel_response_truth", "model_backtest", "champion_model", "demand_forecast"} == keys
+    expected = set(TABLES) | {"product_demand_truth", "channel_response_truth", "model_backtest", "champion_model", "demand_forecast", "forecast_accuracy"}
+    assert expected == keys
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         if key.to_user_string() in ("model_backtest", "champion_model"):
@@ -32,7 +33,25 @@ def test_definitions_load_with_daily_partitions_and_blocking_checks():
         assert node.backfill_policy == dg.BackfillPolicy.single_run()
     checks = {c.name: c for c in graph.asset_check_keys}
     assert "product_demand_reconciles_with_country_total" in checks and "training_dataset_lag_integrity" in checks
-    assert all(graph.get_check_spec(key).blocking for key in graph.asset_check_keys)
+    drift = {"feature_drift", "target_drift", "product_mix_drift", "accuracy_drift"}
+    assert drift <= set(checks)
+    # Contracts block downstream assets; drift only warns (drifted data is still valid data).
+    for key in graph.asset_check_keys:
+        assert graph.get_check_spec(key).blocking == (key.name not in drift), key.name
+
+
+def test_daily_automation_follows_contracts_and_raw_domains_have_freshness_policies():
+    graph = defs.resolve_asset_graph()
+    for name in ("training_dataset", "demand_forecast", "forecast_accuracy"):
+        condition = graph.get(dg.AssetKey(name)).automation_condition
+        assert condition is not None and "all_deps_blocking_checks_passed" in str(condition.get_label() or condition)
+    for name in ("country_demand", "channel_spend_response", "product_demand"):
+        assert graph.get(dg.AssetKey(name)).freshness_policy is not None
+    schedule = defs.resolve_schedule_def("daily_raw_domains_schedule")
+    assert schedule.cron_schedule == "0 1 * * *"
+    (target,) = defs.resolve_sensor_def("retraining_sensor").targets
+    job = defs.resolve_job_def(target.job_name)
+    assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == {"model_backtest", "champion_model"}
 
 
 def test_whole_graph_round_trips_through_delta(materialized_store):

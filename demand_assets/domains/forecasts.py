@@ -7,7 +7,7 @@ import polars as pl
 
 from contracts import FORECAST_HORIZON_RULE, ContractContext, check_forecast_horizon_complete
 from demand_assets.domains.models import champion_model
-from demand_assets.domains.partitions import BACKFILL_POLICY, daily_partitions
+from demand_assets.domains.partitions import BACKFILL_POLICY, DAILY_DOWNSTREAM, daily_partitions
 from demand_assets.domains.publishing import ChunkCheck, blocking_check_spec, contract_check, partition_dates, publish_window
 from demand_assets.domains.training import training_dataset
 from demand_assets.forecasting.panel import SERIES, planned_future
@@ -29,6 +29,7 @@ class DemandForecastConfig(dg.Config):
     partitions_def=daily_partitions,
     backfill_policy=BACKFILL_POLICY,
     group_name="forecasts",
+    automation_condition=DAILY_DOWNSTREAM,
     kinds={"mlflow", "deltalake", "pandera"},
     deps=[training_dataset, champion_model],
     check_specs=[

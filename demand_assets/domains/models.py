@@ -9,12 +9,16 @@ import dagster as dg
 import mlflow
 import polars as pl
 
+from demand_assets.domains.drift import write_drift_reference
 from demand_assets.domains.training import training_dataset
 from demand_assets.forecasting.backtest import rolling_origin_folds, run_backtest
+from demand_assets.forecasting.metrics import wape
+from demand_assets.forecasting.panel import future_frame
+from demand_assets.monitoring.promotion import PromotionDecision, decide_promotion
 from demand_assets.forecasting.registry import CHAMPION_ALIAS, ForecasterPyfunc, choose_champion
 from demand_assets.forecasting.suite import ALL_MODELS, BASELINE, UNCENSORED_SUFFIX, SuiteSettings, model_factories
 from demand_assets.reporting import figure_to_markdown, forecast_band_figure, frame_to_markdown, metric_comparison_figure
-from resources import DeltaStore
+from resources import DeltaStore, MonitoringSettings
 from resources.mlflow_tracking import MlflowTracking
 
 __all__ = ["ForecastingConfig", "champion_model", "model_backtest"]
@@ -34,6 +38,7 @@ class ForecastingConfig(dg.Config):
     champion_regime: str = "in_stock"  # the days WAPE is judged on when choosing the champion
     # Training settings: defaults come from SuiteSettings, the one place they are defined.
     lgbm_rounds: int = SuiteSettings.lgbm_rounds
+    lgbm_quantile_rows: int = SuiteSettings.lgbm_quantile_rows
     ets_history_days: int = SuiteSettings.ets_history_days
     deepar_epochs: int = SuiteSettings.deepar_epochs
     deepar_batches_per_epoch: int = SuiteSettings.deepar_batches_per_epoch
@@ -151,17 +156,77 @@ def _tune(context, config: ForecastingConfig, dataset: pl.DataFrame, folds, mlfl
     return best
 
 
-@dg.asset(group_name="models", kinds={"mlflow"}, deps=[model_backtest])
-def champion_model(context: dg.AssetExecutionContext, config: ForecastingConfig, store: DeltaStore, mlflow_tracking: MlflowTracking):
+def _compare_with_incumbent(
+    context, store: DeltaStore, mlflow_tracking: MlflowTracking, dataset: pl.DataFrame, overall: pl.DataFrame,
+    challenger: str | None, challenger_reason: str, regime: str,
+) -> tuple[PromotionDecision, str | None]:
+    """The challenger against the current champion on the same backtest days (see
+    demand_assets.monitoring.promotion); returns the decision and the incumbent's version."""
+    version = mlflow_tracking.champion_version(CHAMPION_ALIAS)
+    if version is None or challenger is None:
+        return decide_promotion(
+            challenger=challenger, challenger_reason=challenger_reason, incumbent=None if version is None else "current champion",
+            challenger_wape=None, incumbent_wape=None, frozen_incumbent=False, compared_on="-",
+        ), version
+    tags = mlflow_tracking.version_tags(version)
+    incumbent, trained_until = tags.get("model", "unknown"), dt.date.fromisoformat(tags["trained_until"])
+    forecasts = store.read_all("backtest_forecasts")
+    windows = forecasts.group_by("FOLD").agg(pl.col("DATE").min().alias("START"), pl.col("DATE").max().alias("END")).sort("FOLD")
+    fresh = windows.filter(pl.col("START") > trained_until)
+
+    def in_stock_wape(frame: pl.DataFrame) -> float:
+        scored = frame.filter(pl.col("IN_STOCK")) if regime == "in_stock" else frame
+        actual = scored["TRUE_DEMAND"] if regime == "true" and "TRUE_DEMAND" in scored.columns else scored["ACTUAL"]
+        return wape(actual.to_numpy(), scored["P50"].to_numpy())
+
+    if fresh.is_empty():
+        scores = dict(overall.filter(pl.col("REGIME") == regime).select("MODEL", "WAPE").iter_rows())
+        compared_on = f"all {windows.height} backtest folds (no fold lies after the champion's training window, which ends {trained_until}; its family refitted per fold stands in)"
+        return decide_promotion(
+            challenger=challenger, challenger_reason=challenger_reason, incumbent=incumbent,
+            challenger_wape=scores.get(challenger), incumbent_wape=scores.get(incumbent), frozen_incumbent=False, compared_on=compared_on,
+        ), version
+
+    model = mlflow_tracking.load(version)
+    frozen, mine = [], []
+    for fold, start, end in fresh.iter_rows():
+        origin = start - dt.timedelta(days=1)
+        horizon = (end - origin).days
+        history = dataset.filter(pl.col("DATE").is_between(origin - dt.timedelta(days=400), origin))
+        request = pl.concat([history, future_frame(dataset, origin, horizon)], how="diagonal_relaxed")
+        predicted = pl.from_pandas(model.predict(request.to_pandas())).with_columns(pl.col("DATE").cast(pl.Date))
+        truth = forecasts.filter((pl.col("FOLD") == fold) & (pl.col("MODEL") == challenger))
+        mine.append(truth)
+        frozen.append(truth.drop("MEAN", "P10", "P50", "P90").join(predicted.select("DATE", "COUNTRY", "PRODUCT", "MEAN", "P10", "P50", "P90"), on=["DATE", "COUNTRY", "PRODUCT"]))
+        context.log.info(f"scored the frozen champion v{version} ({incumbent}) on fold {fold} ({start}..{end})")
+    compared_on = f"{regime} days of folds {fresh['FOLD'].to_list()} ({fresh['START'].min()}..{fresh['END'].max()}), after the champion's training window"
+    return decide_promotion(
+        challenger=challenger, challenger_reason=challenger_reason, incumbent=incumbent,
+        challenger_wape=in_stock_wape(pl.concat(mine)), incumbent_wape=in_stock_wape(pl.concat(frozen)),
+        frozen_incumbent=True, compared_on=compared_on,
+    ), version
+
+
+@dg.asset(group_name="models", kinds={"mlflow", "deltalake"}, deps=[model_backtest])
+def champion_model(
+    context: dg.AssetExecutionContext, config: ForecastingConfig, store: DeltaStore, mlflow_tracking: MlflowTracking, monitoring: MonitoringSettings
+):
     """Every backtested model, refitted on the whole training window, logged as an MLflow pyfunc
-    and registered as a version of the `demand_forecast` model. The version of the model with
-    the lowest backtest WAPE on in-stock days that also beats seasonal naive gets the alias
-    `champion`; if none beats it, the alias is left where it was."""
+    and registered as a version of the `demand_forecast` model. The challenger is the model with
+    the lowest backtest WAPE on in-stock days that also beats seasonal naive; it takes the
+    alias `champion` only if it also beats the current champion on the same backtest days
+    (the frozen champion on folds after its training window). The decision and its numbers go
+    to MLflow and to this asset's metadata; a new champion's training window becomes the
+    drift reference."""
     metrics = store.read_all("backtest_metrics")
     overall = metrics.filter(pl.col("FOLD") == -1)
-    winner, reason = choose_champion(overall, baseline=BASELINE, regime=config.champion_regime)
-    context.log.info(f"champion decision: {reason}")
+    challenger, challenger_reason = choose_champion(overall, baseline=BASELINE, regime=config.champion_regime)
     dataset, _, tags = _training_window(store, config)
+    decision, previous = _compare_with_incumbent(
+        context, store, mlflow_tracking, dataset, overall, challenger, challenger_reason, config.champion_regime
+    )
+    context.log.info(f"promotion decision: {decision.reason}")
+    trained_until = str(dataset["DATE"].max())
     factories = model_factories(config.suite())
     versions = {}
     for name in config.models:
@@ -170,29 +235,45 @@ def champion_model(context: dg.AssetExecutionContext, config: ForecastingConfig,
         started = time.perf_counter()
         model = factories[name]().fit(dataset)
         context.log.info(f"refitted {name} on {dataset.height:,} rows in {time.perf_counter() - started:.1f}s")
-        wape = overall.filter((pl.col("MODEL") == name) & (pl.col("REGIME") == config.champion_regime))["WAPE"]
+        wape_row = overall.filter((pl.col("MODEL") == name) & (pl.col("REGIME") == config.champion_regime))["WAPE"]
         with mlflow_tracking.run(f"train/{name}", tags=tags | {"model": name, "stage": "train"}) as run:
             mlflow.log_param("model", name)
-            if not wape.is_empty():
-                mlflow.log_metric(f"backtest_{config.champion_regime}_wape", float(wape[0]))
+            if not wape_row.is_empty():
+                mlflow.log_metric(f"backtest_{config.champion_regime}_wape", float(wape_row[0]))
             version = mlflow_tracking.log_and_register(
                 ForecasterPyfunc(model, name), name,
-                tags | {"model": name, "trained_until": str(dataset["DATE"].max()), "mlflow_run": run.info.run_id},
+                tags | {"model": name, "trained_until": trained_until, "mlflow_run": run.info.run_id},
             )
         versions[name] = version
         context.log.info(f"registered {name} as version {version}")
-    previous = mlflow_tracking.champion_version(CHAMPION_ALIAS)
-    if winner is not None:
-        mlflow_tracking.set_champion(versions[winner], CHAMPION_ALIAS)
+    reference_version = None
+    if decision.promote:
+        mlflow_tracking.set_champion(versions[challenger], CHAMPION_ALIAS)
+        reference_version = write_drift_reference(store, dataset, rows=monitoring.reference_rows, model_version=versions[challenger])
+        context.log.info(f"{challenger} v{versions[challenger]} is the champion; its training window is the new drift reference")
     champion = mlflow_tracking.champion_version(CHAMPION_ALIAS)
+    numbers = {k: v for k, v in decision.as_dict().items() if isinstance(v, float)}
     with mlflow_tracking.run("champion_selection", tags=tags | {"stage": "promotion"}):
-        mlflow.log_params({"winner": winner or "none", "previous_champion_version": previous or "none", "champion_version": champion or "none"})
-        mlflow.set_tag("decision", reason)
+        mlflow.log_params({
+            "challenger": challenger or "none", "incumbent": decision.incumbent or "none", "promoted": decision.promote,
+            "previous_champion_version": previous or "none", "champion_version": champion or "none",
+        })
+        mlflow.log_metrics(numbers)
+        mlflow.set_tag("decision", decision.reason)
+        mlflow.set_tag("compared_on", decision.compared_on)
     return dg.MaterializeResult(
         metadata={
-            "decision": reason,
-            "champion_model": winner or "unchanged",
+            "decision": decision.reason,
+            "promoted": decision.promote,
+            "challenger": challenger or "none",
+            "incumbent": decision.incumbent or "none",
+            "compared_on": decision.compared_on,
+            **{k: dg.MetadataValue.float(v) for k, v in numbers.items()},
+            "champion_model": (challenger if decision.promote else decision.incumbent) or "none",
             "champion_version": champion or "none",
+            "previous_champion_version": previous or "none",
+            "trained_until": trained_until,
+            "drift_reference_version": reference_version if reference_version is not None else "unchanged",
             "registered_versions": dg.MetadataValue.json(versions),
             "registered_model": mlflow_tracking.registered_model,
             **{f"lineage/{k}": v for k, v in tags.items()},

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 
 import dagster as dg
 
-__all__ = ["BACKFILL_POLICY", "daily_partitions", "lookback", "partition_start"]
+__all__ = ["BACKFILL_POLICY", "DAILY_DOWNSTREAM", "RAW_FRESHNESS", "daily_partitions", "lookback", "partition_start"]
 
 
 def partition_start() -> str:
@@ -24,3 +25,17 @@ BACKFILL_POLICY = dg.BackfillPolicy.single_run()
 def lookback(days: int) -> dg.TimeWindowPartitionMapping:
     """Map a window to itself plus `days` earlier days; days before the first partition are fine."""
     return dg.TimeWindowPartitionMapping(start_offset=-days, allow_nonexistent_upstream_partitions=True)
+
+
+# Downstream daily assets follow their inputs on their own (once the automation sensor is on):
+# when an input's newest partition is updated, the newest partition is requested, but only
+# once every input is present and every blocking contract check on the inputs has passed.
+# Eager conditions act on the latest time window only: a backfill of history does not fan out
+# into automatic runs of old partitions; backfill the downstream assets with the same range
+# (one single run) instead. See README, "Operating it".
+DAILY_DOWNSTREAM = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+
+# A raw domain is expected to receive a new day daily: warn after 26 hours without a
+# materialization, fail after 48. (Dagster's freshness is judged on the newest materialization
+# of any partition, so re-running an old day also counts as fresh.)
+RAW_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(hours=48), warn_window=dt.timedelta(hours=26))

@@ -5,7 +5,7 @@ import dagster as dg
 import polars as pl
 
 from contracts import RECONCILIATION_RULE, check_product_reconciles_with_country
-from demand_assets.domains.partitions import BACKFILL_POLICY, daily_partitions
+from demand_assets.domains.partitions import BACKFILL_POLICY, RAW_FRESHNESS, daily_partitions
 from demand_assets.domains.publishing import (
     ChunkCheck,
     blocking_check_spec,
@@ -44,6 +44,7 @@ _KINDS = {"polars", "deltalake", "pandera"}
     backfill_policy=BACKFILL_POLICY,
     group_name="raw_domains",
     kinds=_KINDS,
+    freshness_policy=RAW_FRESHNESS,
     check_specs=[blocking_check_spec(COUNTRY_DEMAND_CONTRACT, "country_demand", "Pandera contract CountryDemand: types, ranges, unique DATE x COUNTRY, dates in the partition, known countries.")],
 )
 def country_demand(context: dg.AssetExecutionContext, source: DemandSourceResource, store: DeltaStore):
@@ -71,6 +72,7 @@ def country_demand(context: dg.AssetExecutionContext, source: DemandSourceResour
     backfill_policy=BACKFILL_POLICY,
     group_name="raw_domains",
     kinds=_KINDS,
+    freshness_policy=RAW_FRESHNESS,
     check_specs=[blocking_check_spec(CHANNEL_SPEND_RESPONSE_CONTRACT, "channel_spend_response", "Pandera contract ChannelSpendResponse: SPEND >= 0, CHANNEL_RESPONSE >= 0, unique keys, known channels, dates in the partition.")],
 )
 def channel_spend_response(context: dg.AssetExecutionContext, source: DemandSourceResource, store: DeltaStore):
@@ -103,6 +105,7 @@ def channel_spend_response(context: dg.AssetExecutionContext, source: DemandSour
     backfill_policy=BACKFILL_POLICY,
     group_name="raw_domains",
     kinds=_KINDS,
+    freshness_policy=RAW_FRESHNESS,
     deps=[country_demand, channel_spend_response],
     check_specs=[
         blocking_check_spec(PRODUCT_DEMAND_CONTRACT, "product_demand", "Pandera contract ProductDemand: counts >= 0, PRICE > 0, unique keys, known products, dates in the partition."),

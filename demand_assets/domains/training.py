@@ -7,7 +7,8 @@ import dagster as dg
 import polars as pl
 
 from contracts import LAG_INTEGRITY_RULE, ContractReport, check_lag_integrity
-from demand_assets.domains.partitions import BACKFILL_POLICY, daily_partitions, lookback
+from demand_assets.domains.drift import drift_check_results, drift_check_specs
+from demand_assets.domains.partitions import BACKFILL_POLICY, DAILY_DOWNSTREAM, daily_partitions, lookback
 from demand_assets.domains.publishing import (
     ChunkCheck,
     blocking_check_spec,
@@ -27,7 +28,7 @@ from demand_assets.features import (
 from demand_assets.reporting import line_chart_markdown
 from demand_assets.sources import Domain
 from demand_assets.sources.base import iter_date_chunks
-from resources import DeltaStore, DemandSourceResource
+from resources import DeltaStore, DemandSourceResource, MonitoringSettings
 
 __all__ = ["TRAINING_DATASET_CONTRACT", "training_dataset"]
 
@@ -40,6 +41,7 @@ CHUNK_ROWS = 3_000_000
     partitions_def=daily_partitions,
     backfill_policy=BACKFILL_POLICY,
     group_name="features",
+    automation_condition=DAILY_DOWNSTREAM,
     kinds={"polars", "deltalake", "pandera"},
     deps=[
         dg.AssetDep(product_demand, partition_mapping=lookback(LOOKBACK_DAYS)),
@@ -49,14 +51,16 @@ CHUNK_ROWS = 3_000_000
     check_specs=[
         blocking_check_spec(TRAINING_DATASET_CONTRACT, "training_dataset", "Pandera contract TrainingDataset: types, ranges, unique DATE x COUNTRY x PRODUCT, dates in the partition."),
         blocking_check_spec(LAG_INTEGRITY_RULE, "training_dataset", "Every DEMAND_LAG_k equals PRODUCT_DEMAND k days earlier and every rolling mean equals the mean of the days before, recomputed independently."),
+        *drift_check_specs("training_dataset"),
     ],
 )
-def training_dataset(context: dg.AssetExecutionContext, source: DemandSourceResource, store: DeltaStore):
+def training_dataset(context: dg.AssetExecutionContext, source: DemandSourceResource, store: DeltaStore, monitoring: MonitoringSettings):
     """One row per DATE x COUNTRY x PRODUCT: the target PRODUCT_DEMAND with IN_STOCK, demand lags
     1/7/14/28 and rolling means 7/28 (ending the day before), calendar and holiday features,
     price and promotion, macro covariates, and per-channel spend (same day, planned) with spend
     lag 7 and response lags 1/7. Built from the 28 days before each day, so a day's rows are
-    the same whether it is built alone or inside a backfill."""
+    the same whether it is built alone or inside a backfill. After the write, the newest days
+    are checked for drift against the champion's training window (non-blocking checks)."""
     start, end = partition_dates(context)
     src = source.open()
     catalog = src.catalog()
@@ -94,3 +98,4 @@ def training_dataset(context: dg.AssetExecutionContext, source: DemandSourceReso
         [contract_check("training_dataset", TRAINING_DATASET_CONTRACT, ctx), ChunkCheck(LAG_INTEGRITY_RULE, lag_check)],
         summarize=summarize, describe=describe,
     )
+    yield from drift_check_results(store, monitoring, end)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-__all__ = ["ChannelProfile", "CHANNEL_PROFILES", "COUNTRY_CODES", "SyntheticConfig"]
+__all__ = ["ChannelProfile", "CHANNEL_PROFILES", "COUNTRY_CODES", "REGIME_KINDS", "RegimeChange", "SyntheticConfig"]
 
 # ISO codes the `holidays` package knows, so every synthetic country has real public holidays.
 COUNTRY_CODES: tuple[str, ...] = (
@@ -40,6 +40,49 @@ CHANNEL_PROFILES: dict[str, ChannelProfile] = {
 }
 
 
+REGIME_KINDS = ("macro_shock", "channel_response", "elasticity", "product_launch")
+
+
+@dataclass(frozen=True)
+class RegimeChange:
+    """A structural break from `start` on, so drift detection and retraining can be shown.
+
+    - macro_shock: the economy drops: ECONOMIC_INDEX x (1 - magnitude), unemployment +10 x
+      magnitude points, organic demand x (1 - magnitude).
+    - channel_response: `channel` (default: the first) answers spend (1 + magnitude) times as
+      strongly (negative: weaker).
+    - elasticity: every product's price elasticity x (1 + magnitude).
+    - product_launch: the last round(magnitude x n_products) products (at least one) sell
+      nothing before `start`, then launch with twice their usual pull.
+    Written `kind@YYYY-MM-DD:magnitude[:channel]`, e.g. `macro_shock@2024-10-01:0.3`.
+    """
+
+    kind: str
+    start: dt.date
+    magnitude: float = 0.3
+    channel: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in REGIME_KINDS:
+            raise ValueError(f"regime change kind must be one of {REGIME_KINDS}, got {self.kind!r}")
+        if self.kind == "macro_shock" and not 0 <= self.magnitude < 1:
+            raise ValueError(f"a macro shock's magnitude is the demand drop, in [0, 1); got {self.magnitude}")
+        if self.kind == "product_launch" and not 0 < self.magnitude <= 1:
+            raise ValueError(f"a product launch's magnitude is the share of products launched, in (0, 1]; got {self.magnitude}")
+        if self.channel is not None and self.channel not in CHANNEL_PROFILES:
+            raise ValueError(f"unknown channel {self.channel!r}; choose from {sorted(CHANNEL_PROFILES)}")
+
+    @classmethod
+    def parse(cls, text: str) -> "RegimeChange":
+        """`kind@YYYY-MM-DD:magnitude[:channel]`."""
+        try:
+            kind, rest = text.split("@", 1)
+            parts = rest.split(":")
+            return cls(kind.strip(), dt.date.fromisoformat(parts[0]), float(parts[1]) if len(parts) > 1 else 0.3, parts[2] if len(parts) > 2 else None)
+        except (ValueError, IndexError) as exc:
+            raise ValueError(f"cannot read regime change {text!r}: write kind@YYYY-MM-DD:magnitude[:channel] ({exc})") from exc
+
+
 @dataclass(frozen=True)
 class SyntheticConfig:
     """Everything that fixes the synthetic world. Same config, same seed: same data, any order.
@@ -56,6 +99,7 @@ class SyntheticConfig:
     stockout_start_rate: float = 0.012
     chunk_rows: int = 4_000_000  # product rows per generated chunk; bounds memory at M5 scale
     categories: tuple[str, ...] = field(default=("FOODS", "HOUSEHOLD", "HOBBIES"))
+    regime_change: RegimeChange | None = None  # a structural break (drift) from a given date
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_countries <= len(COUNTRY_CODES):
@@ -66,6 +110,9 @@ class SyntheticConfig:
             raise ValueError(f"n_products must be >= 1, got {self.n_products}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
+        change = self.regime_change
+        if change is not None and change.channel is not None and change.channel not in self.channels:
+            raise ValueError(f"regime change channel {change.channel!r} is not among this world's channels {self.channels}")
 
     @property
     def countries(self) -> tuple[str, ...]:

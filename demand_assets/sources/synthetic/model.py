@@ -264,7 +264,15 @@ class SyntheticDemandSource(DemandSource):
         economic_index = 100.0 * (1.0 + prm.econ_growth) ** years * np.exp(0.04 * econ_z)
         unemployment = np.clip(prm.unemployment_base + smooth_noise(seed, Stream.MACRO_UNEMPLOYMENT, t, 90, n_c) - 0.7 * econ_z, 1.5, 25.0)
         inflation = np.clip(prm.inflation_base + 0.9 * smooth_noise(seed, Stream.MACRO_INFLATION, t, 120, n_c), -1.0, 15.0)
+        change = cfg.regime_change
+        after = np.zeros(n_days, dtype=bool) if change is None else ordinals >= change.start.toordinal()
+        if change is not None and change.kind == "macro_shock":
+            economic_index = economic_index * np.where(after, 1.0 - change.magnitude, 1.0)[:, None]
+            unemployment = unemployment + np.where(after, 10.0 * change.magnitude, 0.0)[:, None]
         macro = np.exp(0.032 * econ_z - 0.03 * (unemployment - prm.unemployment_base) - 0.015 * (inflation - prm.inflation_base))
+        if change is not None and change.kind == "macro_shock":
+            # The demand effect is the shock itself, not also the unemployment term of `macro`.
+            macro = macro * np.exp(0.03 * np.where(after, 10.0 * change.magnitude, 0.0))[:, None] * np.where(after, 1.0 - change.magnitude, 1.0)[:, None]
         is_hol, is_eve = self._holiday_matrix(dates)
         calendar_peak = (
             prm.weekly[:, dow].T
@@ -292,7 +300,11 @@ class SyntheticDemandSource(DemandSource):
         noise = np.exp(0.15 * np.stack(_per_day(seed, Stream.SPEND_NOISE, ordinals, lambda r: r.standard_normal(n_ck))))
         spend = np.round(prm.spend_level * weekly_spend * flight * burst * budget * noise, 2)
         adstocked = adstock_geometric(spend, prm.decay, prm.max_lag)
-        response = prm.response_cap * hill_saturation(adstocked, prm.half_saturation, prm.slope)
+        cap = np.broadcast_to(prm.response_cap, (n_days, n_ck))
+        if change is not None and change.kind == "channel_response":
+            column = np.tile(np.array(cfg.channels) == (change.channel or cfg.channels[0]), n_c)
+            cap = cap * np.where(after[:, None] & column[None, :], 1.0 + change.magnitude, 1.0)
+        response = cap * hill_saturation(adstocked, prm.half_saturation, prm.slope)
         media = response.reshape(n_days, n_c, n_k).sum(axis=2)
         expected_total = baseline + media
 
@@ -322,7 +334,7 @@ class SyntheticDemandSource(DemandSource):
             "TRUE_MAX_LAG": ones * prm.max_lag,
             "TRUE_HALF_SATURATION": ones * prm.half_saturation,
             "TRUE_HILL_SLOPE": ones * prm.slope,
-            "TRUE_RESPONSE_CAP": ones * prm.response_cap,
+            "TRUE_RESPONSE_CAP": cap[keep] * ones,
         }
         product = None
         if with_products:
@@ -348,12 +360,23 @@ class SyntheticDemandSource(DemandSource):
         depth = np.where(promo, np.take_along_axis(p_depth, np.maximum(promo_row, 0), axis=0), 0.0)
         price = np.round(regular_price * (1.0 - depth), 2)
 
+        change = cfg.regime_change
+        after = (np.zeros(n_days, dtype=bool) if change is None else ordinals >= change.start.toordinal())[:, None]
+        elasticity = np.broadcast_to(np.tile(prm.elasticity, n_c), (n_days, n_cp))
+        launch = np.ones((n_days, n_cp))
+        if change is not None and change.kind == "elasticity":
+            elasticity = elasticity * np.where(after, 1.0 + change.magnitude, 1.0)
+        if change is not None and change.kind == "product_launch":
+            n_new = max(1, round(change.magnitude * n_p))
+            new = np.tile(np.arange(n_p) >= n_p - n_new, n_c)[None, :]
+            launch = np.where(new, np.where(after, 2.0, 0.0), 1.0)
         weight = (
             np.tile(prm.base_weight, n_c)
             * prm.preference
             * mix
-            * (price / regular_price) ** np.tile(prm.elasticity, n_c)
+            * (price / regular_price) ** elasticity
             * np.where(promo, 1.15, 1.0)
+            * launch
         )
         share = weight.reshape(n_days, n_c, n_p)
         share = share / share.sum(axis=2, keepdims=True)

@@ -1,0 +1,79 @@
+"""What keeps the graph current: the daily schedule of the raw domains and the retraining sensor.
+
+Downstream daily assets (training dataset, forecasts, forecast accuracy) carry the automation
+condition DAILY_DOWNSTREAM (see partitions.py): they follow the raw domains through Dagster's
+automation sensor, gated on the inputs' blocking contract checks.
+"""
+
+import datetime as dt
+
+import dagster as dg
+
+from demand_assets.domains.accuracy import ACCURACY_DRIFT
+from demand_assets.domains.drift import DRIFT_CHECKS
+from demand_assets.domains.models import champion_model, model_backtest
+from demand_assets.monitoring.retraining import CheckSignal, RetrainingCursor, decide_retraining
+from resources import MonitoringSettings
+
+__all__ = ["DRIFT_CHECK_KEYS", "daily_raw_domains_job", "daily_raw_domains_schedule", "retraining_sensor"]
+
+DRIFT_CHECK_KEYS = [
+    *(dg.AssetCheckKey(dg.AssetKey("training_dataset"), name) for name in DRIFT_CHECKS),
+    dg.AssetCheckKey(dg.AssetKey("forecast_accuracy"), ACCURACY_DRIFT),
+]
+
+daily_raw_domains_job = dg.define_asset_job(
+    "daily_raw_domains",
+    selection=dg.AssetSelection.groups("raw_domains", "ground_truth"),
+    description="The newest day of every raw domain (and, for the synthetic source, its ground truth).",
+)
+
+# At 01:00 UTC, the day that just ended. Stopped until turned on in the UI (Automation tab).
+daily_raw_domains_schedule = dg.build_schedule_from_partitioned_job(daily_raw_domains_job, hour_of_day=1, minute_of_hour=0)
+
+
+def _trained_until(instance: dg.DagsterInstance) -> dt.date | None:
+    """The last day of the window the models were last trained on (champion_model's metadata)."""
+    event = instance.get_latest_materialization_event(champion_model.key)
+    if event is None or event.asset_materialization is None:
+        return None
+    value = event.asset_materialization.metadata.get("trained_until")
+    return dt.date.fromisoformat(value.value) if value is not None else None
+
+
+def _newest_day(instance: dg.DagsterInstance) -> dt.date | None:
+    keys = instance.get_materialized_partitions(dg.AssetKey("training_dataset"))
+    return dt.date.fromisoformat(max(keys)) if keys else None
+
+
+@dg.sensor(
+    target=[model_backtest, champion_model],
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Requests a retraining run (model_backtest, then champion_model) when a drift check fails, "
+    "or once DEMAND_RETRAIN_AFTER_DAYS newer days exist than the last training; one run per trigger and training generation.",
+)
+def retraining_sensor(context: dg.SensorEvaluationContext, monitoring: MonitoringSettings):
+    # Only the instance's event log is read (no Delta, no MLflow): a tick takes milliseconds.
+    summaries = context.instance.event_log_storage.get_asset_check_summary_records(DRIFT_CHECK_KEYS)
+    signals = []
+    for key, summary in summaries.items():
+        record = summary.last_completed_check_execution_record
+        evaluation = record.evaluation if record is not None else None
+        if evaluation is None:
+            continue
+        signals.append(CheckSignal(f"{key.asset_key.to_user_string()}:{key.name}", record.id, evaluation.passed, evaluation.description or ""))
+    request, cursor = decide_retraining(
+        signals,
+        RetrainingCursor.parse(context.cursor),
+        trained_until=_trained_until(context.instance),
+        newest_day=_newest_day(context.instance),
+        retrain_after_days=monitoring.retrain_after_days,
+    )
+    if request is None:
+        return dg.SensorResult(skip_reason="no drift check failed and the models are recent enough", cursor=cursor.serialize())
+    context.log.info(f"requesting retraining ({request.trigger}): {request.reason}")
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(run_key=request.run_key, tags={"demand/retrain_trigger": request.trigger, "demand/retrain_reason": request.reason[:200]})],
+        cursor=cursor.serialize(),
+    )
