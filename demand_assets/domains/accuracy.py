@@ -6,7 +6,7 @@ import dagster as dg
 import polars as pl
 
 from demand_assets.domains.forecasts import demand_forecast
-from demand_assets.domains.partitions import BACKFILL_POLICY, DAILY_DOWNSTREAM, daily_partitions
+from demand_assets.domains.partitions import BACKFILL_POLICY, DAILY_DOWNSTREAM, daily_partitions, lookback
 from demand_assets.domains.publishing import partition_dates, publish_window
 from demand_assets.domains.training import training_dataset
 from demand_assets.forecasting.metrics import bias, interval_coverage
@@ -28,10 +28,12 @@ ACCURACY_HORIZON = 28  # the forecast made this many days before a day is the on
     automation_condition=DAILY_DOWNSTREAM,
     kinds={"polars", "deltalake"},
     deps=[
-        dg.AssetDep(training_dataset, partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-(ACCURACY_HORIZON - 1))),
+        dg.AssetDep(training_dataset, partition_mapping=lookback(ACCURACY_HORIZON - 1)),
         dg.AssetDep(
             demand_forecast,
-            partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-ACCURACY_HORIZON, end_offset=-ACCURACY_HORIZON),
+            partition_mapping=dg.TimeWindowPartitionMapping(
+                start_offset=-ACCURACY_HORIZON, end_offset=-ACCURACY_HORIZON, allow_nonexistent_upstream_partitions=True
+            ),
         ),
     ],
     check_specs=[

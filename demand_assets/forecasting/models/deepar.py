@@ -18,6 +18,7 @@ import datetime as dt
 import logging
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,6 +31,8 @@ from demand_assets.forecasting.panel import KEYS, SERIES, TARGET
 __all__ = ["DeepARConfig", "DeepARForecaster"]
 
 log = logging.getLogger(__name__)
+# GluonTS 0.16 indexes tensors with a list on every prediction step; torch warns each time.
+warnings.filterwarnings("ignore", message="Using a non-tuple sequence for multidimensional indexing", category=UserWarning)
 
 
 @dataclass(frozen=True)
