@@ -34,12 +34,18 @@ DATA_ASSETS := group:raw_domains or group:ground_truth or group:features
 MATERIALIZE := $(BIN)/dagster asset materialize -m demand_assets.definitions
 
 ## The whole graph: the data for DEMO_START..DEMO_END (inclusive) as one single-run backfill,
-## then the backtest and the registered champion, then the champion's forecast as of DEMO_END.
+## the response curves and the daily spend ROI over the same range, then the backtest and the
+## registered champion, the champion's forecast as of DEMO_END and its accuracy, and the
+## business-impact assets built on them.
 demo: setup
 	$(MATERIALIZE) --select '$(DATA_ASSETS)' --partition-range $(DEMO_START)...$(DEMO_END)
+	$(MATERIALIZE) --select spend_response_model
+	$(MATERIALIZE) --select spend_roi --partition-range $(DEMO_START)...$(DEMO_END)
 	$(MATERIALIZE) --select 'model_backtest,champion_model' -c deploy/demo_models.yaml
 	$(MATERIALIZE) --select demand_forecast --partition $(DEMO_END)
 	$(MATERIALIZE) --select forecast_accuracy --partition $(DEMO_END)
+	$(MATERIALIZE) --select 'budget_allocation,forecast_error_cost,instock_value'
+	$(MATERIALIZE) --select spend_scenario -c deploy/demo_scenario.yaml
 	@echo "Tables: $(DEMAND_HOME)/delta. UI: make ui. MLflow: make mlflow-ui"
 
 ## MLflow's UI on the embedded tracking store (http://127.0.0.1:5000).
@@ -57,6 +63,7 @@ ui: setup
 bench: setup $(BIN)/.bench-installed
 	$(BIN)/python -m benchmarks.foundation
 	$(BIN)/python -m benchmarks.forecasting
+	$(BIN)/python -m benchmarks.spend_response
 	$(BIN)/python -m benchmarks.peers
 	$(BIN)/python -m benchmarks.training_time
 

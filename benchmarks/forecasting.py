@@ -25,6 +25,8 @@ import polars as pl
 from demand_assets.features import build_training_dataset
 from demand_assets.forecasting.backtest import rolling_origin_folds, run_backtest, score_forecasts
 from demand_assets.forecasting.suite import ALL_MODELS, UNCENSORED_SUFFIX, SuiteSettings, model_factories
+from demand_assets.impact.forecast_cost import UnitEconomics, forecast_error_cost
+from demand_assets.impact.instock import instock_value, stockout_profile
 from demand_assets.sources import Domain
 from demand_assets.sources.synthetic import SyntheticConfig, SyntheticDemandSource
 
@@ -60,6 +62,38 @@ def oracle_rows(dataset: pl.DataFrame, truth: pl.DataFrame, folds) -> pl.DataFra
             .drop("EXPECTED_DEMAND")
         )
     return pl.concat(frames)
+
+
+def money_cost(forecasts: pl.DataFrame, dataset: pl.DataFrame) -> list[dict]:
+    """forecast_error_cost at the default unit economics (margin 35%, holding 10% of price)."""
+    priced = forecasts.join(dataset.select("DATE", "COUNTRY", "PRODUCT", "PRICE", "CATEGORY"), on=["DATE", "COUNTRY", "PRODUCT"])
+    table = forecast_error_cost(priced, UnitEconomics())
+    return table.select("MODEL", "REGIME", "COST_P50", "COST_MEAN", "COST_CRITICAL", "SAVING", "SAVING_SHARE", "COST_SHARE_OF_REVENUE").with_columns(
+        pl.col(c).round(4) for c in ("COST_P50", "COST_MEAN", "COST_CRITICAL", "SAVING", "SAVING_SHARE", "COST_SHARE_OF_REVENUE")
+    ).to_dicts()
+
+
+def instock_calibration(forecasts: pl.DataFrame, dataset: pl.DataFrame, truth: pl.DataFrame, folds, model: str) -> dict:
+    """instock_value from `model`'s fold forecasts against the units the stockouts of the fold
+    really cost (LOST_SALES): totals, and how often a series' realised loss lies in its band."""
+    rows = []
+    for fold in folds:
+        history = dataset.filter((pl.col("DATE") <= fold.origin) & (pl.col("DATE") > fold.origin - dt.timedelta(days=180)))
+        profile = stockout_profile(history.select("DATE", "COUNTRY", "PRODUCT", "PRODUCT_DEMAND", "IN_STOCK"))
+        forecast = forecasts.filter((pl.col("MODEL") == model) & (pl.col("FOLD") == fold.index)).select(
+            "COUNTRY", "PRODUCT", (pl.col("DATE") - pl.lit(fold.origin)).dt.total_days().alias("HORIZON_DAY"), "P10", "P50", "P90"
+        )
+        prices = history.filter(pl.col("DATE") == fold.origin).select("COUNTRY", "PRODUCT", "PRICE")
+        value = instock_value(forecast, profile, prices, UnitEconomics().margin_rate)
+        lost = truth.filter(pl.col("DATE").is_between(fold.test_start, fold.test_end, closed="left")).group_by("COUNTRY", "PRODUCT").agg(pl.col("LOST_SALES").sum())
+        joined = value.join(lost, on=["COUNTRY", "PRODUCT"])
+        rows.append({
+            "fold": fold.index, "predicted_extra_units": round(float(value["EXTRA_UNITS"].sum()), 1), "realised_lost_units": int(lost["LOST_SALES"].sum()),
+            "series_in_p10_p90": round(float(((joined["EXTRA_UNITS_P10"] <= joined["LOST_SALES"]) & (joined["LOST_SALES"] <= joined["EXTRA_UNITS_P90"])).mean()), 3),
+        })
+    predicted = sum(r["predicted_extra_units"] for r in rows)
+    realised = sum(r["realised_lost_units"] for r in rows)
+    return {"model": model, "folds": rows, "predicted_over_realised": round(predicted / realised, 3) if realised else None}
 
 
 def main() -> None:
@@ -110,12 +144,18 @@ def main() -> None:
         }
     if ("lightgbm" + UNCENSORED_SUFFIX, "true") in bias:
         targets["censoring_aware_bias_vs_true (lightgbm, uncensored_training)"] = [bias[("lightgbm", "true")], bias[("lightgbm" + UNCENSORED_SUFFIX, "true")]]
+    extra = {}
+    if {"lightgbm"} <= set(args.models):
+        extra["money_cost_default_economics"] = money_cost(result.forecasts, dataset)
+        extra["instock_value_calibration"] = instock_calibration(result.forecasts, dataset, truth, folds, "lightgbm")
+        print(json.dumps(extra, indent=1, default=str))
     out = {
         "label": args.label,
         "config": {"synthetic": "3 countries x 50 products, 5 channels, 2023-01-01..2024-12-31", "folds": args.folds, "horizon": args.horizon, **suite.__dict__},
         "metrics": metrics.select("MODEL", "REGIME", "WAPE", "RMSE", "MASE", "BIAS", "PINBALL_P50", "COVERAGE_P10_P90").sort("REGIME", "WAPE").to_dicts(),
         "timings_seconds": result.timings.group_by("MODEL").agg(pl.col("FIT_SECONDS").mean().round(2), pl.col("PREDICT_SECONDS").mean().round(2)).sort("MODEL").to_dicts(),
         "targets": targets,
+        **extra,
         "wall_seconds": round(time.perf_counter() - t0, 1),
         "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},

@@ -20,6 +20,7 @@ from contracts.tables import (
     DemandForecast,
     ProductDemand,
     ProductDemandTruth,
+    SpendRoi,
     TrainingDataset,
 )
 from contracts.validation import ContractContext, ContractError, ContractReport, TableContract, Violation
@@ -38,6 +39,7 @@ __all__ = [
     "DemandForecast",
     "ProductDemand",
     "ProductDemandTruth",
+    "SpendRoi",
     "TableContract",
     "TrainingDataset",
     "Violation",

@@ -22,6 +22,7 @@ __all__ = [
     "DemandForecast",
     "ProductDemand",
     "ProductDemandTruth",
+    "SpendRoi",
     "TrainingDataset",
 ]
 
@@ -88,11 +89,13 @@ class ProductDemandTruth(pa.DataFrameModel):
 
 
 class ChannelResponseTruth(pa.DataFrameModel):
-    """Synthetic ground truth: the true adstock and Hill parameters behind CHANNEL_RESPONSE."""
+    """Synthetic ground truth: the expected response and the true adstock and Hill parameters
+    behind the measured CHANNEL_RESPONSE."""
 
     DATE: dt.date = pa.Field(nullable=False)
     COUNTRY: str = pa.Field(nullable=False)
     CHANNEL: str = pa.Field(nullable=False)
+    TRUE_RESPONSE: float = pa.Field(nullable=False, ge=0)
     ADSTOCKED_SPEND: float = pa.Field(nullable=False, ge=0)
     TRUE_DECAY: float = pa.Field(nullable=False, ge=0, lt=1)
     TRUE_MAX_LAG: int = pa.Field(nullable=False, ge=0)
@@ -170,6 +173,38 @@ class DemandForecast(pa.DataFrameModel):
         unique = ["DATE", "COUNTRY", "PRODUCT", "HORIZON_DAY"]
 
 
+
+class SpendRoi(pa.DataFrameModel):
+    """Per day x country x channel: spend, the incremental units and revenue the fitted response
+    curve credits it with, ROI and marginal ROI, with bootstrap bands."""
+
+    DATE: dt.date = pa.Field(nullable=False)
+    COUNTRY: str = pa.Field(nullable=False)
+    CHANNEL: str = pa.Field(nullable=False)
+    SPEND: float = pa.Field(nullable=False, ge=0)
+    ADSTOCKED_SPEND: float = pa.Field(nullable=False, ge=0)
+    INCREMENTAL_UNITS: float = pa.Field(nullable=False, ge=0)
+    INCREMENTAL_UNITS_P10: float = pa.Field(nullable=False, ge=0)
+    INCREMENTAL_UNITS_P90: float = pa.Field(nullable=False, ge=0)
+    UNIT_REVENUE: float = pa.Field(nullable=False, gt=0)
+    INCREMENTAL_REVENUE: float = pa.Field(nullable=False, ge=0)
+    ROI: Optional[float] = pa.Field(nullable=True, ge=0)  # null: no spend that day
+    ROI_28D: Optional[float] = pa.Field(nullable=True, ge=0)
+    ROI_28D_P10: Optional[float] = pa.Field(nullable=True, ge=0)
+    ROI_28D_P90: Optional[float] = pa.Field(nullable=True, ge=0)
+    MARGINAL_ROI: float = pa.Field(nullable=False, ge=0)
+    MARGINAL_ROI_P10: float = pa.Field(nullable=False, ge=0)
+    MARGINAL_ROI_P90: float = pa.Field(nullable=False, ge=0)
+
+    @pa.dataframe_check(name="band_ordered(INCREMENTAL_UNITS_P10 <= INCREMENTAL_UNITS_P90)")
+    def band_ordered(cls, data) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("INCREMENTAL_UNITS_P10") <= pl.col("INCREMENTAL_UNITS_P90") + 1e-9)
+
+    class Config:
+        strict = True
+        unique = ["DATE", "COUNTRY", "CHANNEL"]
+
+
 CONTRACTS: dict[str, TableContract] = {
     "country_demand": TableContract("country_demand", CountryDemand, ("DATE", "COUNTRY"), ("COUNTRY",)),
     "channel_spend_response": TableContract(
@@ -183,6 +218,7 @@ CONTRACTS: dict[str, TableContract] = {
         "channel_response_truth", ChannelResponseTruth, ("DATE", "COUNTRY", "CHANNEL"), ("COUNTRY", "CHANNEL")
     ),
     "training_dataset": TableContract("training_dataset", TrainingDataset, ("DATE", "COUNTRY", "PRODUCT"), ("COUNTRY", "PRODUCT")),
+    "spend_roi": TableContract("spend_roi", SpendRoi, ("DATE", "COUNTRY", "CHANNEL"), ("COUNTRY", "CHANNEL")),
     "demand_forecast": TableContract(
         "demand_forecast", DemandForecast, ("DATE", "COUNTRY", "PRODUCT", "HORIZON_DAY"), ("COUNTRY", "PRODUCT")
     ),

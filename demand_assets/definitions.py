@@ -14,6 +14,8 @@ from demand_assets.domains.raw import (
 from demand_assets.domains.accuracy import forecast_accuracy
 from demand_assets.domains.automation import daily_raw_domains_job, daily_raw_domains_schedule, retraining_sensor
 from demand_assets.domains.forecasts import demand_forecast
+from demand_assets.domains.impact import forecast_error_cost, instock_value
+from demand_assets.domains.marketing import budget_allocation, spend_response_model, spend_roi, spend_scenario
 from demand_assets.domains.models import champion_model, model_backtest
 from demand_assets.domains.training import training_dataset
 from resources import resources_from_env
@@ -24,8 +26,10 @@ FEATURE_ASSETS = [training_dataset]
 MODEL_ASSETS = [model_backtest, champion_model]
 FORECAST_ASSETS = [demand_forecast]
 MONITORING_ASSETS = [forecast_accuracy]
+MARKETING_ASSETS = [spend_response_model, spend_roi, budget_allocation, spend_scenario]
+IMPACT_ASSETS = [forecast_error_cost, instock_value]
 DATA_ASSETS = [*RAW_DOMAIN_ASSETS, *GROUND_TRUTH_ASSETS, *FEATURE_ASSETS]
-ALL_ASSETS = [*DATA_ASSETS, *MODEL_ASSETS, *FORECAST_ASSETS, *MONITORING_ASSETS]
+ALL_ASSETS = [*DATA_ASSETS, *MODEL_ASSETS, *FORECAST_ASSETS, *MONITORING_ASSETS, *MARKETING_ASSETS, *IMPACT_ASSETS]
 
 defs = dg.Definitions(
     assets=ALL_ASSETS,

@@ -2,6 +2,7 @@
 
 from resources.contract_settings import ContractSettings
 from resources.data_source import DemandSourceResource
+from resources.economics_settings import EconomicsSettings
 from resources.delta_store import DeltaStore, MissingTableError, WriteSummary
 from resources.mlflow_tracking import MlflowTracking
 from resources.monitoring_settings import MonitoringSettings
@@ -11,6 +12,7 @@ __all__ = [
     "ContractSettings",
     "DeltaStore",
     "DemandSourceResource",
+    "EconomicsSettings",
     "MissingTableError",
     "MlflowTracking",
     "MonitoringSettings",

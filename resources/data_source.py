@@ -30,6 +30,10 @@ class DemandSourceResource(dg.ConfigurableResource):
     chunk_rows: int = Field(
         default=4_000_000, ge=1, description="DEMAND_CHUNK_ROWS: product rows generated per chunk (bounds memory)"
     )
+    response_noise: float = Field(
+        default=0.2, ge=0, lt=2,
+        description="DEMAND_RESPONSE_NOISE: coefficient of variation of the measured CHANNEL_RESPONSE around the true response",
+    )
     regime_change: Optional[str] = Field(
         default=None,
         description="DEMAND_REGIME_CHANGE: inject a structural break, kind@YYYY-MM-DD:magnitude[:channel], "
@@ -45,6 +49,7 @@ class DemandSourceResource(dg.ConfigurableResource):
             origin=dt.date.fromisoformat(self.origin),
             chunk_rows=self.chunk_rows,
             regime_change=RegimeChange.parse(self.regime_change) if self.regime_change else None,
+            response_noise=self.response_noise,
         )
 
     def open(self) -> DemandSource:

@@ -29,6 +29,7 @@ def resources_from_env() -> dict:
     from resources.contract_settings import ContractSettings
     from resources.data_source import DemandSourceResource
     from resources.delta_store import DeltaStore
+    from resources.economics_settings import EconomicsSettings
     from resources.mlflow_tracking import MlflowTracking
     from resources.monitoring_settings import MonitoringSettings
 
@@ -43,6 +44,7 @@ def resources_from_env() -> dict:
             origin=_env("DEMAND_ORIGIN", "2023-01-01"),
             chunk_rows=int(_env("DEMAND_CHUNK_ROWS", "4000000")),
             regime_change=os.environ.get("DEMAND_REGIME_CHANGE") or None,
+            response_noise=float(_env("DEMAND_RESPONSE_NOISE", "0.2")),
         ),
         "store": DeltaStore(root_uri=os.environ.get("DEMAND_DELTA_URI") or None),
         "mlflow_tracking": MlflowTracking(
@@ -51,6 +53,11 @@ def resources_from_env() -> dict:
         ),
         "contract_settings": ContractSettings(
             reconcile_tolerance=float(_env("DEMAND_RECONCILE_TOLERANCE", "0.01")),
+        ),
+        "economics": EconomicsSettings(
+            margin_rate=float(_env("DEMAND_MARGIN_RATE", "0.35")),
+            holding_rate=float(_env("DEMAND_HOLDING_RATE", "0.10")),
+            overrides_csv=os.environ.get("DEMAND_UNIT_ECONOMICS_CSV") or None,
         ),
         "monitoring": MonitoringSettings(
             drift_window_days=int(_env("DEMAND_DRIFT_WINDOW_DAYS", "28")),

@@ -22,12 +22,13 @@ def test_definitions_load_with_daily_partitions_and_blocking_checks():
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    expected = set(TABLES) | {"product_demand_truth", "channel_response_truth", "model_backtest", "champion_model", "demand_forecast", "forecast_accuracy"}
+    unpartitioned = {"model_backtest", "champion_model", "spend_response_model", "budget_allocation", "forecast_error_cost", "instock_value", "spend_scenario"}
+    expected = set(TABLES) | unpartitioned | {"product_demand_truth", "channel_response_truth", "demand_forecast", "forecast_accuracy", "spend_roi"}
     assert expected == keys
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
-        if key.to_user_string() in ("model_backtest", "champion_model"):
-            assert node.partitions_def is None  # they read an explicit window of the training dataset
+        if key.to_user_string() in unpartitioned:
+            assert node.partitions_def is None  # they read an explicit window of their inputs
             continue
         assert isinstance(node.partitions_def, dg.DailyPartitionsDefinition)
         assert node.backfill_policy == dg.BackfillPolicy.single_run()
@@ -42,7 +43,7 @@ def test_definitions_load_with_daily_partitions_and_blocking_checks():
 
 def test_daily_automation_follows_contracts_and_raw_domains_have_freshness_policies():
     graph = defs.resolve_asset_graph()
-    for name in ("training_dataset", "demand_forecast", "forecast_accuracy"):
+    for name in ("training_dataset", "demand_forecast", "forecast_accuracy", "spend_roi"):
         condition = graph.get(dg.AssetKey(name)).automation_condition
         assert condition is not None and "all_deps_blocking_checks_passed" in str(condition.get_label() or condition)
     for name in ("country_demand", "channel_spend_response", "product_demand"):

@@ -110,3 +110,90 @@ def test_demand_forecast_as_of_each_day_from_the_champion(trained):
     evaluations = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
     assert {e.check_name for e in evaluations} == {"demand_forecast_contract", "demand_forecast_horizon_complete"}
     assert all(e.passed for e in evaluations)
+
+
+def test_forecast_error_cost_prices_every_backtested_model(trained):
+    resources, _ = trained
+    result = dg.materialize(
+        __import__("demand_assets.definitions", fromlist=["ALL_ASSETS"]).ALL_ASSETS,
+        resources=resources, selection=["forecast_error_cost"], instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+    )
+    assert result.success
+    table = resources["store"].read_all("forecast_error_cost")
+    assert set(table["MODEL"]) == set(TINY.models)
+    assert set(table["REGIME"]) == {"in_stock", "true_demand"}
+    assert (table["COST_P50"] > 0).all()
+    assert table["CRITICAL_RATIO"].to_list() == pytest.approx([0.35 / 0.45] * table.height)
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    assert metadata["cheapest_model"].value in TINY.models
+    assert "data:image/png;base64" in metadata["cost_by_model"].value
+
+
+@pytest.fixture(scope="module")
+def forecasted(trained):
+    """The champion's forecast as of the last day, and response curves, on the trained store."""
+    from demand_assets.domains.marketing import SpendResponseConfig
+
+    resources, _ = trained
+    assets = __import__("demand_assets.definitions", fromlist=["ALL_ASSETS"]).ALL_ASSETS
+    assert dg.materialize(assets, resources=resources, selection=["demand_forecast"], partition_key="2024-02-29", instance=dg.DagsterInstance.ephemeral()).success
+    curves = SpendResponseConfig(fit_days=150, n_bootstrap=5, max_lags=[3, 7])
+    assert dg.materialize(assets, resources=resources, selection=["spend_response_model"], run_config=dg.RunConfig(ops={"spend_response_model": curves}), instance=dg.DagsterInstance.ephemeral()).success
+    return resources, assets
+
+
+def test_instock_value_ranks_series_with_bands(forecasted):
+    from demand_assets.domains.impact import InstockConfig
+
+    resources, assets = forecasted
+    result = dg.materialize(assets, resources=resources, selection=["instock_value"], run_config=dg.RunConfig(ops={"instock_value": InstockConfig(n_samples=200, top_n=5)}), instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+    table = resources["store"].read_all("instock_value").sort("RANK")
+    assert table.height == 24 and table["RANK"].to_list() == list(range(1, 25))
+    assert (table["EXTRA_MARGIN"].diff().drop_nulls() <= 1e-9).all()  # ranked by value
+    assert ((table["EXTRA_UNITS_P10"] <= table["EXTRA_UNITS_P50"]) & (table["EXTRA_UNITS_P50"] <= table["EXTRA_UNITS_P90"])).all()
+    assert table["EXTRA_UNITS"].sum() > 0
+    assert (table["EXTRA_UNITS"] <= table["FORECAST_UNITS"] * 1.5 + 1).all()  # never more than the demand itself (plus band)
+    assert "data:image/png;base64" in result.get_asset_materialization_events()[0].materialization.metadata["top_chart"].value
+
+
+def test_spend_scenario_turns_a_plan_into_a_forecast_and_stock_limits_it(forecasted):
+    from demand_assets.domains.marketing import ScenarioConfig
+
+    resources, assets = forecasted
+    store = resources["store"]
+
+    def run(config):
+        result = dg.materialize(assets, resources=resources, selection=["spend_scenario"], run_config=dg.RunConfig(ops={"spend_scenario": config}), instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+        return result, (result.get_asset_materialization_events()[0].materialization.metadata if result.success else None)
+
+    channel = store.read_all("response_curves")["CHANNEL"].unique().sort()[0]
+    result, free = run(ScenarioConfig(name="double", channel_multipliers={channel: 2.0}))
+    assert result.success
+    daily = store.read_all("spend_scenario")
+    assert daily["SCENARIO"].unique().to_list() == ["double"]
+    assert (daily["SCENARIO_MEAN"] >= daily["BAU_MEAN"] - 1e-9).all()
+    assert free["incremental_units"].value > 0
+    assert free["credited_incremental_units"].value == pytest.approx(free["incremental_units"].value)
+    _, tight = run(ScenarioConfig(name="double, 1 day of stock", channel_multipliers={channel: 2.0}, stock_cover_days=1.0))
+    assert tight["credited_incremental_units"].value < 0.5 * tight["incremental_units"].value
+    bad, _ = run(ScenarioConfig(channel_multipliers={"NO_SUCH_CHANNEL": 2.0}))
+    assert not bad.success
+    failure = next(e for e in bad.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "rule 'known channels'" in failure.event_specific_data.error.message
+    assert store.read_all("spend_scenario")["SCENARIO"].unique().to_list() == ["double, 1 day of stock"]  # kept
+
+
+def test_budget_allocation_can_respect_stock(forecasted):
+    from demand_assets.domains.marketing import BudgetConfig
+
+    resources, assets = forecasted
+    results = {}
+    for cover in (None, 0.5):
+        config = BudgetConfig(planning_days=14, max_ratio=3.0, stock_cover_days=cover)
+        result = dg.materialize(assets, resources=resources, selection=["budget_allocation"], run_config=dg.RunConfig(ops={"budget_allocation": config}), instance=dg.DagsterInstance.ephemeral())
+        results[cover] = result.get_asset_materialization_events()[0].materialization.metadata
+    assert results[0.5]["respects_stock"].value and not results[None]["respects_stock"].value
+    # With half a day of stock nothing beyond the current media-driven units can be sold: no uplift.
+    assert results[0.5]["expected_uplift"].value <= 1e-6
+    assert results[None]["expected_uplift"].value > results[0.5]["expected_uplift"].value

@@ -86,19 +86,44 @@ def test_true_product_demand_adds_up_to_country_total(small_source):
 
 
 def test_channel_response_follows_true_adstock_and_hill(small_source):
-    """CHANNEL_RESPONSE is reproducible from SPEND with the published true parameters."""
+    """TRUE_RESPONSE is reproducible from SPEND with the published true parameters, and the
+    measured CHANNEL_RESPONSE scatters around it with mean one and the configured noise."""
     from demand_assets.marketing import adstock_geometric, hill_saturation
 
-    a, b = dt.date(2024, 1, 1), dt.date(2024, 3, 1)
+    a, b = dt.date(2024, 1, 1), dt.date(2024, 7, 1)
     warm = a - dt.timedelta(days=20)
     spend = read_all(small_source, Domain.CHANNEL_SPEND_RESPONSE, warm, b)
     truth = read_all(small_source, Domain.CHANNEL_RESPONSE_TRUTH, a, b)
+    ratios = []
     for (country, channel), series in spend.group_by("COUNTRY", "CHANNEL"):
-        params = truth.filter((pl.col("COUNTRY") == country) & (pl.col("CHANNEL") == channel)).row(0, named=True)
+        true_rows = truth.filter((pl.col("COUNTRY") == country) & (pl.col("CHANNEL") == channel)).sort("DATE")
+        params = true_rows.row(0, named=True)
         ad = adstock_geometric(series.sort("DATE")["SPEND"].to_numpy(), params["TRUE_DECAY"], params["TRUE_MAX_LAG"])
         expected = params["TRUE_RESPONSE_CAP"] * hill_saturation(ad, params["TRUE_HALF_SATURATION"], params["TRUE_HILL_SLOPE"])
-        observed = series.sort("DATE")["CHANNEL_RESPONSE"].to_numpy()
-        np.testing.assert_allclose(observed[20:], expected[20:], rtol=1e-9)
+        np.testing.assert_allclose(true_rows["TRUE_RESPONSE"].to_numpy(), expected[20:], rtol=1e-9)
+        measured = series.sort("DATE")["CHANNEL_RESPONSE"].to_numpy()[20:]
+        on = expected[20:] > 0
+        ratios.append(measured[on] / expected[20:][on])
+    ratio = np.concatenate(ratios)
+    assert abs(ratio.mean() - 1.0) < 0.02
+    assert abs(ratio.std() - small_source.config.response_noise) < 0.03
+
+
+def test_response_measurement_noise_can_be_switched_off():
+    exact = SyntheticDemandSource(SyntheticConfig(n_countries=1, n_products=5, n_channels=2, response_noise=0.0))
+    a, b = dt.date(2024, 1, 1), dt.date(2024, 2, 1)
+    measured = read_all(exact, Domain.CHANNEL_SPEND_RESPONSE, a, b).sort("COUNTRY", "CHANNEL", "DATE")
+    truth = read_all(exact, Domain.CHANNEL_RESPONSE_TRUTH, a, b).sort("COUNTRY", "CHANNEL", "DATE")
+    np.testing.assert_allclose(measured["CHANNEL_RESPONSE"].to_numpy(), truth["TRUE_RESPONSE"].to_numpy(), rtol=1e-12)
+
+
+def test_spend_scales_with_the_business():
+    """Budgets follow demand, so revenue per unit of spend is realistic at any scale."""
+    a, b = dt.date(2024, 1, 1), dt.date(2024, 3, 1)
+    small = SyntheticDemandSource(SyntheticConfig(n_countries=1, n_products=20, n_channels=3))
+    large = SyntheticDemandSource(SyntheticConfig(n_countries=1, n_products=200, n_channels=3))
+    ratio = read_all(large, Domain.CHANNEL_SPEND_RESPONSE, a, b)["SPEND"].sum() / read_all(small, Domain.CHANNEL_SPEND_RESPONSE, a, b)["SPEND"].sum()
+    assert 9.0 < ratio < 11.0
 
 
 def test_macro_indicators_are_slow_and_autocorrelated(small_source):

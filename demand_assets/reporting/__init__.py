@@ -5,6 +5,8 @@ from demand_assets.reporting.charts import (
     forecast_band_figure,
     line_chart_markdown,
     metric_comparison_figure,
+    ranked_bar_figure,
+    response_curve_figure,
     scatter_chart_markdown,
 )
 from demand_assets.reporting.tables import frame_to_markdown
@@ -15,5 +17,7 @@ __all__ = [
     "frame_to_markdown",
     "line_chart_markdown",
     "metric_comparison_figure",
+    "ranked_bar_figure",
+    "response_curve_figure",
     "scatter_chart_markdown",
 ]

@@ -12,7 +12,7 @@ matplotlib.use("Agg")  # no display on workers
 import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
 
-__all__ = ["figure_to_markdown", "forecast_band_figure", "line_chart_markdown", "metric_comparison_figure", "scatter_chart_markdown"]
+__all__ = ["figure_to_markdown", "forecast_band_figure", "line_chart_markdown", "metric_comparison_figure", "ranked_bar_figure", "response_curve_figure", "scatter_chart_markdown"]
 
 
 def figure_to_markdown(fig, title: str) -> str:
@@ -100,4 +100,46 @@ def metric_comparison_figure(metrics: pl.DataFrame, metric: str, group: str, hue
     ax.set_ylabel(metric, fontsize=8)
     ax.legend(fontsize=7)
     ax.set_title(title or f"{metric} by {group}", fontsize=9)
+    return fig
+
+
+def response_curve_figure(panels: Sequence[dict], title: str = ""):
+    """One panel per channel: incremental revenue per day against a steady daily spend, one line
+    per country with its bootstrap P10-P90 band and a dot at the current spend.
+    Each panel dict: channel, and lines: [{label, spend, p50, p10, p90, current_spend, current_value}]."""
+    cols = min(len(panels), 3)
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.7 * rows), squeeze=False)
+    for ax, panel in zip(axes.flat, panels):
+        for line in panel["lines"]:
+            (handle,) = ax.plot(line["spend"], line["p50"], linewidth=1.2, label=line["label"])
+            ax.fill_between(line["spend"], line["p10"], line["p90"], alpha=0.2, color=handle.get_color())
+            ax.plot([line["current_spend"]], [line["current_value"]], "o", color=handle.get_color(), markersize=4)
+        ax.set_title(panel["channel"], fontsize=9)
+        ax.set_xlabel("daily spend", fontsize=7)
+        ax.set_ylabel("incremental revenue / day", fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def ranked_bar_figure(frame: pl.DataFrame, label: str, value: str, low: str, high: str, title: str = ""):
+    """Horizontal bars of `value` for the rows of `frame` in order, with [low, high] error bars."""
+    labels = frame[label].to_list()[::-1]
+    values = frame[value].to_numpy()[::-1]
+    lower = (values - frame[low].to_numpy()[::-1]).clip(min=0)
+    upper = (frame[high].to_numpy()[::-1] - values).clip(min=0)
+    fig, ax = plt.subplots(figsize=(7, 0.28 * len(labels) + 1.2))
+    ax.barh(range(len(labels)), values, xerr=[lower, upper], capsize=2, alpha=0.8)
+    ax.set_yticks(range(len(labels)))
+    ax.set_yticklabels(labels, fontsize=7)
+    ax.set_xlabel(value, fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.set_title(title or value, fontsize=9)
+    fig.tight_layout()
     return fig

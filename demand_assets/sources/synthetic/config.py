@@ -20,7 +20,7 @@ class ChannelProfile:
 
     decay: float  # geometric adstock decay per day
     max_lag: int  # days of carry-over
-    daily_spend: float  # typical spend per day for a country of size 1
+    daily_spend: float  # typical spend per day for a country selling 300 units a day (scales with demand)
     slope: float  # Hill shape: >1 gives an S-curve
     response_share: float  # maximum incremental demand as a share of organic demand
     weekly: tuple[float, float, float, float, float, float, float]  # Mon..Sun spend pattern
@@ -29,14 +29,14 @@ class ChannelProfile:
 
 
 CHANNEL_PROFILES: dict[str, ChannelProfile] = {
-    "SEARCH": ChannelProfile(0.25, 3, 4000.0, 1.2, 0.08, (1.1, 1.1, 1.05, 1.0, 0.95, 0.85, 0.95), False, 1.0),
-    "SOCIAL": ChannelProfile(0.45, 7, 2500.0, 1.6, 0.05, (0.9, 0.9, 0.95, 1.0, 1.05, 1.15, 1.05), False, 1.0),
-    "DISPLAY": ChannelProfile(0.55, 10, 1500.0, 2.0, 0.03, (1.0,) * 7, True, 0.1),
-    "EMAIL": ChannelProfile(0.30, 5, 300.0, 1.0, 0.02, (1.3, 1.2, 1.2, 1.1, 1.2, 0.5, 0.5), False, 1.0),
-    "TV": ChannelProfile(0.75, 14, 8000.0, 2.5, 0.07, (0.9, 0.9, 0.9, 1.0, 1.1, 1.1, 1.1), True, 0.0),
-    "AFFILIATE": ChannelProfile(0.20, 3, 800.0, 1.1, 0.02, (1.0,) * 7, False, 1.0),
-    "RADIO": ChannelProfile(0.60, 10, 1200.0, 1.8, 0.02, (1.1, 1.1, 1.1, 1.1, 1.1, 0.8, 0.7), True, 0.0),
-    "OUT_OF_HOME": ChannelProfile(0.80, 14, 2000.0, 2.2, 0.02, (1.0,) * 7, True, 0.0),
+    "SEARCH": ChannelProfile(0.25, 3, 50.0, 1.2, 0.08, (1.1, 1.1, 1.05, 1.0, 0.95, 0.85, 0.95), False, 1.0),
+    "SOCIAL": ChannelProfile(0.45, 7, 35.0, 1.6, 0.05, (0.9, 0.9, 0.95, 1.0, 1.05, 1.15, 1.05), False, 1.0),
+    "DISPLAY": ChannelProfile(0.55, 10, 20.0, 2.0, 0.03, (1.0,) * 7, True, 0.1),
+    "EMAIL": ChannelProfile(0.30, 5, 5.0, 1.0, 0.02, (1.3, 1.2, 1.2, 1.1, 1.2, 0.5, 0.5), False, 1.0),
+    "TV": ChannelProfile(0.75, 14, 80.0, 2.5, 0.07, (0.9, 0.9, 0.9, 1.0, 1.1, 1.1, 1.1), True, 0.0),
+    "AFFILIATE": ChannelProfile(0.20, 3, 12.0, 1.1, 0.02, (1.0,) * 7, False, 1.0),
+    "RADIO": ChannelProfile(0.60, 10, 18.0, 1.8, 0.02, (1.1, 1.1, 1.1, 1.1, 1.1, 0.8, 0.7), True, 0.0),
+    "OUT_OF_HOME": ChannelProfile(0.80, 14, 25.0, 2.2, 0.02, (1.0,) * 7, True, 0.0),
 }
 
 
@@ -100,6 +100,9 @@ class SyntheticConfig:
     chunk_rows: int = 4_000_000  # product rows per generated chunk; bounds memory at M5 scale
     categories: tuple[str, ...] = field(default=("FOODS", "HOUSEHOLD", "HOBBIES"))
     regime_change: RegimeChange | None = None  # a structural break (drift) from a given date
+    # CHANNEL_RESPONSE is a measurement (attribution, lift tests), not the truth: multiplicative
+    # log-normal error with this coefficient of variation around the expected response.
+    response_noise: float = 0.2
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_countries <= len(COUNTRY_CODES):
@@ -108,6 +111,8 @@ class SyntheticConfig:
             raise ValueError(f"n_channels must be in 1..{len(CHANNEL_PROFILES)}, got {self.n_channels}")
         if self.n_products < 1:
             raise ValueError(f"n_products must be >= 1, got {self.n_products}")
+        if not 0 <= self.response_noise < 2:
+            raise ValueError(f"response_noise is a coefficient of variation in [0, 2), got {self.response_noise}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
         change = self.regime_change

@@ -6,8 +6,10 @@ Structure (all multiplicative unless stated):
   with ECONOMIC_INDEX, UNEMPLOYMENT_RATE and INFLATION_RATE as slow, autocorrelated processes
   (smooth curves through keyed random knots) that move it.
 * Marketing, per country x channel: SPEND with a weekly cycle, on/off flights, campaign bursts,
-  quarterly budget shifts and daily noise; CHANNEL_RESPONSE = cap x hill(adstock(SPEND)), the
-  expected incremental units. Country total demand T = BASELINE_DEMAND + sum of responses.
+  quarterly budget shifts and daily noise; the expected incremental units are
+  cap x hill(adstock(SPEND)) (TRUE_RESPONSE), and CHANNEL_RESPONSE is their measurement, with
+  mean-one log-normal error (`response_noise`). Country total demand T = BASELINE_DEMAND + sum
+  of measured responses.
 * Products allocate T (seed 001's "product-level demand allocation"): share proportional to a
   heavy-tailed base weight x country preference x slowly drifting mix x price effect
   (price / regular price) ** elasticity x promo display lift. Promotions cut the price.
@@ -15,7 +17,7 @@ Structure (all multiplicative unless stated):
   split across products by a gamma-mixed multinomial: each product's count is overdispersed
   around its allocated mean (slow movers intermittent), yet the products add up exactly to the
   country's realised total, as an aggregate in a warehouse does. BASELINE_DEMAND reports that
-  realised total minus the expected media response, so BASELINE_DEMAND + sum(CHANNEL_RESPONSE)
+  realised total minus the measured media response, so BASELINE_DEMAND + sum(CHANNEL_RESPONSE)
   equals the sum of true product demand.
 * Stockouts (seed 003) start more often on promotion and calendar-peak days and last 1-7 days;
   observed sales (PRODUCT_DEMAND) are capped on the first day of an episode (the shelf ran empty
@@ -102,7 +104,10 @@ def _draw_static(cfg: SyntheticConfig) -> _StaticParameters:
     rng = keyed_rng(cfg.seed, Stream.STATIC, 1)
     profiles = [CHANNEL_PROFILES[name] for name in cfg.channels]
     daily_spend = np.array([p.daily_spend for p in profiles])
-    spend_level = np.concatenate([daily_spend * size[c] * rng.uniform(0.7, 1.3, n_k) for c in range(n_c)])
+    # Budgets follow the business: spend scales with the units a country sells (profiles are per
+    # 300 units a day), so ROI stays in a realistic range at any scale.
+    demand_scale = cfg.mean_units_per_series * n_p / 300.0
+    spend_level = np.concatenate([daily_spend * size[c] * demand_scale * rng.uniform(0.7, 1.3, n_k) for c in range(n_c)])
     decay = np.clip(np.tile([p.decay for p in profiles], n_c) * rng.uniform(0.85, 1.15, n_c * n_k), 0.05, 0.9)
     max_lag = np.tile([p.max_lag for p in profiles], n_c).astype(np.int64)
     # Half-saturation near typical spend: the curve bends where the money is actually spent.
@@ -217,7 +222,7 @@ class SyntheticDemandSource(DemandSource):
         if domain is Domain.CHANNEL_RESPONSE_TRUTH:
             n_k = len(cat.channels)
             keys = {"COUNTRY": (cat.countries, n_k), "CHANNEL": (cat.channels, 1)}
-            cols = ("ADSTOCKED_SPEND", "TRUE_DECAY", "TRUE_MAX_LAG", "TRUE_HALF_SATURATION", "TRUE_HILL_SLOPE", "TRUE_RESPONSE_CAP")
+            cols = ("TRUE_RESPONSE", "ADSTOCKED_SPEND", "TRUE_DECAY", "TRUE_MAX_LAG", "TRUE_HALF_SATURATION", "TRUE_HILL_SLOPE", "TRUE_RESPONSE_CAP")
             frame = _long(world.date_days, keys, {c: world.channel[c] for c in cols})
             return frame.with_columns(pl.col("TRUE_MAX_LAG").cast(pl.Int64))
         assert world.product is not None
@@ -306,6 +311,11 @@ class SyntheticDemandSource(DemandSource):
             cap = cap * np.where(after[:, None] & column[None, :], 1.0 + change.magnitude, 1.0)
         response = cap * hill_saturation(adstocked, prm.half_saturation, prm.slope)
         media = response.reshape(n_days, n_c, n_k).sum(axis=2)
+        # What the business measures (attribution, lift tests): the expected response with
+        # mean-one log-normal error. The truth domain keeps the expected response itself.
+        sigma = np.sqrt(np.log1p(cfg.response_noise**2))
+        error = np.exp(sigma * np.stack(_per_day(seed, Stream.RESPONSE_MEASUREMENT, ordinals, lambda r: r.standard_normal(n_ck))) - sigma**2 / 2)
+        measured = response * error
         expected_total = baseline + media
 
         keep = slice(LOOKBACK_DAYS, None)
@@ -323,12 +333,13 @@ class SyntheticDemandSource(DemandSource):
             "ECONOMIC_INDEX": economic_index[keep],
             "INFLATION_RATE": inflation[keep],
             "UNEMPLOYMENT_RATE": unemployment[keep],
-            # Reported organic demand: what was sold beyond the expected media response.
-            "BASELINE_DEMAND": np.maximum(realised_total - media[keep], 0.0),
+            # Reported organic demand: what was sold beyond the measured media response.
+            "BASELINE_DEMAND": np.maximum(realised_total - measured[keep].reshape(-1, n_c, n_k).sum(axis=2), 0.0),
         }
         channel = {
             "SPEND": spend[keep],
-            "CHANNEL_RESPONSE": response[keep],
+            "CHANNEL_RESPONSE": measured[keep],
+            "TRUE_RESPONSE": response[keep],
             "ADSTOCKED_SPEND": adstocked[keep],
             "TRUE_DECAY": ones * prm.decay,
             "TRUE_MAX_LAG": ones * prm.max_lag,
