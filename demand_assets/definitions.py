@@ -12,7 +12,13 @@ from demand_assets.domains.raw import (
     product_demand_truth,
 )
 from demand_assets.domains.accuracy import forecast_accuracy
-from demand_assets.domains.automation import daily_raw_domains_job, daily_raw_domains_schedule, retraining_sensor
+from demand_assets.domains.automation import (
+    daily_raw_domains_job,
+    daily_raw_domains_schedule,
+    retraining_sensor,
+    weekly_marketing_job,
+    weekly_marketing_schedule,
+)
 from demand_assets.domains.forecasts import demand_forecast
 from demand_assets.domains.impact import forecast_error_cost, instock_value
 from demand_assets.domains.marketing import budget_allocation, spend_response_model, spend_roi, spend_scenario
@@ -33,8 +39,8 @@ ALL_ASSETS = [*DATA_ASSETS, *MODEL_ASSETS, *FORECAST_ASSETS, *MONITORING_ASSETS,
 
 defs = dg.Definitions(
     assets=ALL_ASSETS,
-    jobs=[daily_raw_domains_job],
-    schedules=[daily_raw_domains_schedule],
+    jobs=[daily_raw_domains_job, weekly_marketing_job],
+    schedules=[daily_raw_domains_schedule, weekly_marketing_schedule],
     sensors=[retraining_sensor],
     resources=resources_from_env(),
 )

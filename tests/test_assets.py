@@ -50,6 +50,9 @@ def test_daily_automation_follows_contracts_and_raw_domains_have_freshness_polic
         assert graph.get(dg.AssetKey(name)).freshness_policy is not None
     schedule = defs.resolve_schedule_def("daily_raw_domains_schedule")
     assert schedule.cron_schedule == "0 1 * * *"
+    weekly = defs.resolve_schedule_def("weekly_marketing_schedule")
+    assert weekly.cron_schedule == "0 3 * * 1"
+    assert {k.to_user_string() for k in defs.resolve_job_def("weekly_marketing").asset_layer.executable_asset_keys} == {"spend_response_model", "budget_allocation"}
     (target,) = defs.resolve_sensor_def("retraining_sensor").targets
     job = defs.resolve_job_def(target.job_name)
     assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == {"model_backtest", "champion_model"}

@@ -15,7 +15,14 @@ from demand_assets.domains.models import champion_model, model_backtest
 from demand_assets.monitoring.retraining import CheckSignal, RetrainingCursor, decide_retraining
 from resources import MonitoringSettings
 
-__all__ = ["DRIFT_CHECK_KEYS", "daily_raw_domains_job", "daily_raw_domains_schedule", "retraining_sensor"]
+__all__ = [
+    "DRIFT_CHECK_KEYS",
+    "daily_raw_domains_job",
+    "daily_raw_domains_schedule",
+    "retraining_sensor",
+    "weekly_marketing_job",
+    "weekly_marketing_schedule",
+]
 
 DRIFT_CHECK_KEYS = [
     *(dg.AssetCheckKey(dg.AssetKey("training_dataset"), name) for name in DRIFT_CHECKS),
@@ -30,6 +37,16 @@ daily_raw_domains_job = dg.define_asset_job(
 
 # At 01:00 UTC, the day that just ended. Stopped until turned on in the UI (Automation tab).
 daily_raw_domains_schedule = dg.build_schedule_from_partitioned_job(daily_raw_domains_job, hour_of_day=1, minute_of_hour=0)
+
+# Response curves move slowly and a refit costs a bootstrap: weekly, Monday 03:00 UTC (after the
+# daily raw run), refit them and re-plan the budget on the refreshed curves. spend_roi follows the
+# new curves through its automation condition.
+weekly_marketing_job = dg.define_asset_job(
+    "weekly_marketing",
+    selection=dg.AssetSelection.assets("spend_response_model", "budget_allocation"),
+    description="Refit the spend response curves on the newest year and re-plan the budget.",
+)
+weekly_marketing_schedule = dg.ScheduleDefinition(job=weekly_marketing_job, cron_schedule="0 3 * * 1", execution_timezone="UTC")
 
 
 def _trained_until(instance: dg.DagsterInstance) -> dt.date | None:
