@@ -54,6 +54,8 @@ def test_spend_roi_partitions_and_contract(marketing):
     assert (roi["INCREMENTAL_UNITS_P10"] <= roi["INCREMENTAL_UNITS_P90"] + 1e-9).all()
     spent = roi.filter(pl.col("SPEND") > 0)
     assert (spent["ROI"] - spent["INCREMENTAL_REVENUE"] / spent["SPEND"]).abs().max() < 1e-9
+    observation = next(e for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION")
+    assert "data:image/png;base64" in observation.event_specific_data.asset_observation.metadata["response_curves"].value
     checks = result.get_asset_check_evaluations()
     assert [c.passed for c in checks] == [True]
     # Re-running a day replaces it instead of appending.

@@ -215,7 +215,12 @@ def spend_roi(context: dg.AssetExecutionContext, store: DeltaStore):
         )
 
     def describe(summary: pl.DataFrame) -> dict:
+        recent = frame.filter(pl.col("DATE") > frame["DATE"].max() - dt.timedelta(days=ROI_WINDOW_DAYS)).group_by("COUNTRY", "CHANNEL").agg(
+            pl.col("SPEND").mean().alias("CURRENT_DAILY_SPEND"), pl.col("UNIT_REVENUE").mean()
+        ).sort("COUNTRY", "CHANNEL")
+        curves_figure = response_curve_figure(_curve_panels(curves, recent), "Response curves (band: bootstrap P10-P90; dot: the last 28 days' mean spend)")
         return {
+            "response_curves": dg.MetadataValue.md(figure_to_markdown(curves_figure, "response curves")),
             "spend_and_revenue": dg.MetadataValue.md(line_chart_markdown(summary, "DATE", ["SPEND", "INCREMENTAL_REVENUE", "MARGINAL_ROI"], by="CHANNEL", title="Spend, credited incremental revenue and marginal ROI by channel (all countries)")),
             "latest_day": dg.MetadataValue.md(frame_to_markdown(frame.filter(pl.col("DATE") == frame["DATE"].max()).select("COUNTRY", "CHANNEL", "SPEND", "INCREMENTAL_REVENUE", "ROI_28D", "ROI_28D_P10", "ROI_28D_P90", "MARGINAL_ROI"), max_rows=40)),
         }
