@@ -10,8 +10,10 @@ export DAGSTER_HOME
 DEMO_START ?= 2023-01-01
 DEMO_END ?= 2024-12-31
 PYTEST_ARGS ?=
+SERVE_HOST ?= 127.0.0.1
+SERVE_PORT ?= 8000
 
-.PHONY: setup demo test ui mlflow-ui bench export-csv clean
+.PHONY: setup demo test ui mlflow-ui serve bench export-csv clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,11 +44,17 @@ demo: setup
 	$(MATERIALIZE) --select spend_response_model
 	$(MATERIALIZE) --select spend_roi --partition-range $(DEMO_START)...$(DEMO_END)
 	$(MATERIALIZE) --select 'model_backtest,champion_model' -c deploy/demo_models.yaml
+	$(MATERIALIZE) --select sku_forecast_models -c deploy/demo_sku.yaml
 	$(MATERIALIZE) --select demand_forecast --partition $(DEMO_END)
 	$(MATERIALIZE) --select forecast_accuracy --partition $(DEMO_END)
 	$(MATERIALIZE) --select 'budget_allocation,forecast_error_cost,instock_value'
 	$(MATERIALIZE) --select spend_scenario -c deploy/demo_scenario.yaml
 	@echo "Tables: $(DEMAND_HOME)/delta. UI: make ui. MLflow: make mlflow-ui"
+
+## The forecast service on the embedded store (http://127.0.0.1:8000/docs). POST /predict needs
+## the per-SKU models: `make demo` trains them (sku_forecast_models).
+serve: setup
+	$(BIN)/uvicorn --factory demand_assets.serving.app:create_app_from_env --host $(SERVE_HOST) --port $(SERVE_PORT)
 
 ## MLflow's UI on the embedded tracking store (http://127.0.0.1:5000).
 mlflow-ui: setup

@@ -23,13 +23,14 @@ from demand_assets.domains.forecasts import demand_forecast
 from demand_assets.domains.impact import forecast_error_cost, instock_value
 from demand_assets.domains.marketing import budget_allocation, spend_response_model, spend_roi, spend_scenario
 from demand_assets.domains.models import champion_model, model_backtest
+from demand_assets.domains.sku import sku_forecast_models
 from demand_assets.domains.training import training_dataset
 from resources import resources_from_env
 
 RAW_DOMAIN_ASSETS = [country_demand, channel_spend_response, product_demand]
 GROUND_TRUTH_ASSETS = [product_demand_truth, channel_response_truth]
 FEATURE_ASSETS = [training_dataset]
-MODEL_ASSETS = [model_backtest, champion_model]
+MODEL_ASSETS = [model_backtest, champion_model, sku_forecast_models]
 FORECAST_ASSETS = [demand_forecast]
 MONITORING_ASSETS = [forecast_accuracy]
 MARKETING_ASSETS = [spend_response_model, spend_roi, budget_allocation, spend_scenario]

@@ -22,7 +22,7 @@ def test_definitions_load_with_daily_partitions_and_blocking_checks():
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    unpartitioned = {"model_backtest", "champion_model", "spend_response_model", "budget_allocation", "forecast_error_cost", "instock_value", "spend_scenario"}
+    unpartitioned = {"model_backtest", "champion_model", "sku_forecast_models", "spend_response_model", "budget_allocation", "forecast_error_cost", "instock_value", "spend_scenario"}
     expected = set(TABLES) | unpartitioned | {"product_demand_truth", "channel_response_truth", "demand_forecast", "forecast_accuracy", "spend_roi"}
     assert expected == keys
     for key in graph.get_all_asset_keys():

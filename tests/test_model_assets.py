@@ -197,3 +197,28 @@ def test_budget_allocation_can_respect_stock(forecasted):
     # With half a day of stock nothing beyond the current media-driven units can be sold: no uplift.
     assert results[0.5]["expected_uplift"].value <= 1e-6
     assert results[None]["expected_uplift"].value > results[0.5]["expected_uplift"].value
+
+
+def test_sku_models_register_champions_the_service_loads(trained):
+    from fastapi.testclient import TestClient
+
+    from demand_assets.domains.sku import SkuModelConfig
+    from demand_assets.serving.app import create_app
+
+    resources, _ = trained
+    assets = __import__("demand_assets.definitions", fromlist=["ALL_ASSETS"]).ALL_ASSETS
+    config = SkuModelConfig(history_days=200, weekly_epochs=3, daily_epochs=1, channels=8, input_days=28, horizon_days=14)
+    result = dg.materialize(assets, resources=resources, selection=["sku_forecast_models"], run_config=dg.RunConfig(ops={"sku_forecast_models": config}), instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+    metrics = resources["store"].read_all("sku_backtest_metrics")
+    assert set(metrics["FREQUENCY"]) == {"weekly", "daily"} and set(metrics["MODEL"]) == {"tcn", "mean_of_last_4"}
+    with TestClient(create_app(resources["store"], resources["mlflow_tracking"])) as client:  # lifespan loads the champions
+        models = client.get("/health").json()["models"]
+        assert set(models) == {"weekly", "daily"}
+        history = resources["store"].read_window("product_demand", dt.date(2023, 10, 1), dt.date(2024, 3, 1)).filter(pl.col("PRODUCT") == "P00001")
+        csv = history.select("DATE", "COUNTRY", "PRODUCT", pl.col("PRODUCT_DEMAND").alias("UNITS")).write_csv().encode()
+        response = client.post("/predict", params={"horizon": 7, "frequency": "daily"}, files={"file": ("h.csv", csv, "text/csv")}, data={"metadata": '{"products": ["P00001"], "country": "US"}'})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert f"{body['model']}@{body['model_version']}" == models["daily"]
+        assert len(body["forecasts"]) == 7 and body["forecasts"][0]["period"] == "2024-03-01"

@@ -1,0 +1,88 @@
+"""Per-SKU models for the forecast service: a TCN from sales history alone, weekly and daily."""
+
+import datetime as dt
+
+import dagster as dg
+import mlflow
+import polars as pl
+
+from demand_assets.domains.raw import product_demand
+from demand_assets.forecasting.models.tcn import TCNForecaster, TCNSettings
+from demand_assets.forecasting.sku import MeanOfLastForecaster, SkuForecasterPyfunc, period_backtest, to_periods
+from demand_assets.reporting import frame_to_markdown
+from resources import DeltaStore, MlflowTracking
+
+__all__ = ["SKU_REGISTERED_MODELS", "SkuModelConfig", "sku_registry", "sku_forecast_models"]
+
+SKU_REGISTERED_MODELS = {"weekly": "sku_forecast_weekly", "daily": "sku_forecast_daily"}
+
+
+class SkuModelConfig(dg.Config):
+    frequencies: list[str] = ["weekly", "daily"]
+    history_days: int = 730
+    n_folds: int = 2
+    input_weeks: int = 8  # seed 002: 8 weeks in
+    horizon_weeks: int = 4  # and 4 weeks out
+    input_days: int = 56
+    horizon_days: int = 28
+    weekly_epochs: int = 40
+    daily_epochs: int = 10
+    channels: int = 32
+
+
+def sku_registry(tracking: MlflowTracking, frequency: str) -> MlflowTracking:
+    """The same tracking store, registering under the per-SKU model of `frequency`."""
+    return MlflowTracking(
+        tracking_uri=tracking.tracking_uri, artifact_location=tracking.artifact_location, experiment=tracking.experiment,
+        registered_model=SKU_REGISTERED_MODELS[frequency], ui_url=tracking.ui_url,
+    )
+
+
+def _mean_pinball(row: dict) -> float:
+    return (row["PINBALL_P10"] + row["PINBALL_P50"] + row["PINBALL_P90"]) / 3
+
+
+@dg.asset(group_name="models", kinds={"pytorch", "mlflow", "deltalake"}, deps=[product_demand])
+def sku_forecast_models(context: dg.AssetExecutionContext, config: SkuModelConfig, store: DeltaStore, mlflow_tracking: MlflowTracking):
+    """The models behind the forecast service's POST /predict: per frequency (weekly: 8 weeks in,
+    4 out, as in seed 002; daily: 56 days in, 28 out), a temporal convolutional network over
+    sales history alone with P10/P50/P90, backtested on rolling origins against the mean of the
+    last four periods, logged to MLflow and registered; the one with the lower mean pinball loss
+    gets the alias `champion` of `sku_forecast_weekly` / `sku_forecast_daily`."""
+    end = store.last_date("product_demand") + dt.timedelta(days=1)
+    daily = store.read_window("product_demand", end - dt.timedelta(days=config.history_days), end, columns=["DATE", "COUNTRY", "PRODUCT", "PRODUCT_DEMAND"])
+    tables, metadata = [], {}
+    for frequency in config.frequencies:
+        if frequency not in SKU_REGISTERED_MODELS:
+            raise dg.Failure(description=f"rule 'frequency is daily or weekly': got {frequency!r}")
+        weekly = frequency == "weekly"
+        settings = TCNSettings(
+            input_len=config.input_weeks if weekly else config.input_days, horizon=config.horizon_weeks if weekly else config.horizon_days,
+            epochs=config.weekly_epochs if weekly else config.daily_epochs, channels=config.channels,
+        )
+        panel = to_periods(daily, frequency)
+        factories = {"tcn": lambda s=settings: TCNForecaster(s), "mean_of_last_4": lambda s=settings: MeanOfLastForecaster(4, s.horizon)}
+        _, metrics = period_backtest(panel, factories, n_folds=config.n_folds, horizon=settings.horizon, progress=lambda m, f=frequency: context.log.info(f"{f}: {m}"))
+        overall = {r["MODEL"]: r for r in metrics.filter(pl.col("FOLD") == -1).iter_rows(named=True)}
+        registry = sku_registry(mlflow_tracking, frequency)
+        versions = {}
+        tags = {"frequency": frequency, "partition_range": f"{daily['DATE'].min()}...{daily['DATE'].max()}", "delta_version.product_demand": str(store.version("product_demand"))}
+        for name, factory in factories.items():
+            with registry.run(f"sku/{frequency}/{name}", tags=tags | {"model": name, "stage": "sku"}):
+                mlflow.log_params({"frequency": frequency, "input_len": settings.input_len, "horizon": settings.horizon, "epochs": settings.epochs, "n_folds": config.n_folds})
+                mlflow.log_metrics({k.lower(): float(v) for k, v in overall[name].items() if k not in ("MODEL", "FOLD")})
+                model = factory().fit(panel)
+                versions[name] = registry.log_and_register(SkuForecasterPyfunc(model, name, frequency), f"sku_{frequency}_{name}", tags | {"model": name, "mean_pinball": f"{_mean_pinball(overall[name]):.4f}"})
+        best = min(overall, key=lambda m: _mean_pinball(overall[m]))
+        registry.set_champion(versions[best])
+        context.log.info(f"{frequency}: champion {best} (version {versions[best]}), mean pinball {_mean_pinball(overall[best]):.3f}")
+        tables.append(metrics.with_columns(pl.lit(frequency).alias("FREQUENCY")))
+        metadata[f"{frequency}_champion"] = f"{best} v{versions[best]}"
+    table = pl.concat(tables)
+    written = store.overwrite("sku_backtest_metrics", table)
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": written.rows,
+        "delta_version": written.version,
+        "backtest": dg.MetadataValue.md(frame_to_markdown(table.filter(pl.col("FOLD") == -1), max_rows=10)),
+        **metadata,
+    })

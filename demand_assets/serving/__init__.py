@@ -1,0 +1,1 @@
+"""Serving: the HTTP forecast service (`make serve`)."""

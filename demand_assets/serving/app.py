@@ -1,0 +1,309 @@
+"""The forecast service (seed 002's POST /predict, built on the pipeline's models and tables).
+
+FastAPI rather than LitServe: requests are small CPU-bound tabular calls where LitServe's
+batching and GPU worker pools buy nothing, while FastAPI's validated multipart uploads and its
+OpenAPI schema are what the docs page and the schemathesis fuzz test stand on (LitServe itself
+runs on FastAPI). The service reads, never writes: models from the MLflow registry
+(`sku_forecast_weekly@champion`, `sku_forecast_daily@champion`), forecasts from the Delta store.
+
+    POST /predict                 CSV of recent history (or a transaction log) + JSON metadata
+    GET  /forecast                the newest materialized demand_forecast for a country x product
+    GET  /forecast/aggregate      the same, summed by category or country
+    GET  /health                  models and the forecast table the service sees
+Every response carries the models in the X-Demand-Models header; bodies name the model and
+version that made the numbers. Bad input is a 4xx that says what is wrong, never a 500.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+from typing import Annotated, Literal, Optional
+
+import polars as pl
+from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from demand_assets.forecasting.models.tcn import PANEL_KEYS
+from demand_assets.forecasting.sku import SkuForecasterPyfunc, to_periods
+from demand_assets.sources.transactions import TRANSACTION_COLUMNS, TransactionLogError, product_name, read_transaction_log, weekly_product_demand
+from resources import DeltaStore, MissingTableError, MlflowTracking
+
+__all__ = ["LoadedModel", "create_app", "create_app_from_env"]
+
+log = logging.getLogger(__name__)
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+
+
+class LoadedModel(BaseModel):
+    model_config = {"arbitrary_types_allowed": True}
+    name: str
+    version: str
+    frequency: str
+    pyfunc: SkuForecasterPyfunc
+
+
+class Metadata(BaseModel):
+    products: list[str] = Field(min_length=1, max_length=10_000)
+    country: Optional[str] = None
+
+
+class PeriodForecast(BaseModel):
+    country: str
+    product: str
+    period: str
+    step: int
+    p10: float
+    p50: float
+    p90: float
+
+
+class PredictResponse(BaseModel):
+    model: str
+    model_version: str
+    frequency: str
+    horizon: int
+    forecasts: list[PeriodForecast]
+
+
+class StoredForecast(BaseModel):
+    target_date: str
+    horizon_day: int
+    mean: float
+    p10: float
+    p50: float
+    p90: float
+
+
+class ForecastResponse(BaseModel):
+    model: str
+    model_version: str
+    as_of: str
+    country: str
+    product: str
+    forecasts: list[StoredForecast]
+
+
+class AggregateRow(BaseModel):
+    group: str
+    target_date: str
+    mean: float
+    p10: float
+    p50: float
+    p90: float
+
+
+class AggregateResponse(BaseModel):
+    model: str
+    model_version: str
+    as_of: str
+    level: str
+    band: str
+    rows: list[AggregateRow]
+
+
+class HealthResponse(BaseModel):
+    status: str
+    models: dict[str, str]
+    forecast_as_of: Optional[str]
+
+
+def _history_from_csv(content: bytes, frequency: str, country: Optional[str]) -> pl.DataFrame:
+    """COUNTRY, PRODUCT, PERIOD, UNITS from an upload: a history (DATE, PRODUCT, UNITS, optional
+    COUNTRY) or a transaction log (seed 002's columns)."""
+    if not content.strip():
+        raise HTTPException(400, "the uploaded file is empty")
+    try:
+        header = pl.read_csv(content, n_rows=0).columns
+    except (pl.exceptions.PolarsError, UnicodeDecodeError) as err:
+        raise HTTPException(400, f"the upload is not a readable CSV file: {str(err)[:200]}") from err
+    if all(c in header for c in TRANSACTION_COLUMNS):
+        try:
+            transactions = read_transaction_log(content)
+        except TransactionLogError as err:
+            raise HTTPException(400, str(err)) from err
+        if frequency == "weekly":
+            weekly = weekly_product_demand(transactions, country=country or "ALL")
+            return weekly.select("COUNTRY", "PRODUCT", pl.col("WEEK").alias("PERIOD"), pl.col("UNITS").cast(pl.Float64))
+        daily = transactions.group_by("DATE", "CATEGORY", "PRICE").agg(pl.col("QUANTITY").sum().alias("PRODUCT_DEMAND"))
+        daily = daily.with_columns(product_name(pl.col("CATEGORY"), pl.col("PRICE")).alias("PRODUCT"), pl.lit(country or "ALL").alias("COUNTRY"))
+        return _fill_days(to_periods(daily, "daily"))
+    missing = [c for c in ("DATE", "PRODUCT", "UNITS") if c not in header]
+    if missing:
+        raise HTTPException(400, f"rule 'required columns': the CSV lacks {missing}; upload DATE, PRODUCT, UNITS (optional COUNTRY) or a transaction log with {list(TRANSACTION_COLUMNS)}")
+    raw = pl.read_csv(content, infer_schema=False)
+    frame = raw.select(
+        pl.col("COUNTRY") if "COUNTRY" in raw.columns else pl.lit(country or "ALL").alias("COUNTRY"),
+        pl.col("PRODUCT").str.strip_chars(),
+        pl.col("DATE").str.strip_chars().str.to_date("%Y-%m-%d", strict=False),
+        pl.col("UNITS").str.strip_chars().cast(pl.Float64, strict=False),
+        pl.col("DATE").alias("DATE_TEXT"), pl.col("UNITS").alias("UNITS_TEXT"),
+    )
+    for rule, column, broken in (
+        ("dates are YYYY-MM-DD", "DATE", pl.col("DATE").is_null()),
+        ("units are numbers >= 0", "UNITS", pl.col("UNITS").is_null() | (pl.col("UNITS") < 0) | ~pl.col("UNITS").is_finite()),
+        ("product given", "PRODUCT", pl.col("PRODUCT").is_null() | (pl.col("PRODUCT") == "")),
+        ("country given", "COUNTRY", pl.col("COUNTRY").is_null()),
+    ):
+        bad = frame.filter(broken.fill_null(True))
+        if bad.height:
+            examples = bad.select("COUNTRY", "PRODUCT", pl.col("DATE_TEXT").alias("DATE"), pl.col("UNITS_TEXT").alias("UNITS")).head(5).to_dicts()
+            raise HTTPException(400, f"rule '{rule}' on column {column}: {bad.height} offending row(s), e.g. {examples}")
+    if country is not None:
+        frame = frame.filter(pl.col("COUNTRY") == country)
+    daily = frame.group_by("COUNTRY", "PRODUCT", "DATE").agg(pl.col("UNITS").sum().alias("PRODUCT_DEMAND"))
+    if frequency == "weekly":
+        per_week = daily.group_by("COUNTRY", "PRODUCT", pl.col("DATE").dt.truncate("1w")).agg(pl.len().alias("N"))
+        if per_week["N"].max() == 1:  # already weekly: one row per product and week
+            return daily.select("COUNTRY", "PRODUCT", pl.col("DATE").dt.truncate("1w").alias("PERIOD"), pl.col("PRODUCT_DEMAND").alias("UNITS"))
+        return to_periods(_fill_days(daily.rename({"DATE": "PERIOD", "PRODUCT_DEMAND": "UNITS"})).rename({"PERIOD": "DATE", "UNITS": "PRODUCT_DEMAND"}), "weekly")
+    return _fill_days(daily.rename({"DATE": "PERIOD", "PRODUCT_DEMAND": "UNITS"}))
+
+
+def _fill_days(panel: pl.DataFrame) -> pl.DataFrame:
+    """Days without a row sold nothing: fill them with zero between a series' first and last day."""
+    spans = panel.group_by(PANEL_KEYS).agg(pl.col("PERIOD").min().alias("A"), pl.col("PERIOD").max().alias("B"))
+    grid = spans.with_columns(pl.date_ranges("A", "B").alias("PERIOD")).explode("PERIOD").drop("A", "B")
+    return grid.join(panel, on=[*PANEL_KEYS, "PERIOD"], how="left").with_columns(pl.col("UNITS").fill_null(0.0)).sort(*PANEL_KEYS, "PERIOD")
+
+
+def create_app(store: DeltaStore, tracking: Optional[MlflowTracking] = None, models: Optional[dict[str, LoadedModel]] = None) -> FastAPI:
+    """The service over `store` (forecast tables) and the registry of `tracking`; `models`
+    (frequency -> LoadedModel) replaces the registry lookup, for tests and embedding."""
+    loaded: dict[str, LoadedModel] = dict(models or {})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if models is None and tracking is not None:
+            loaded.update(_load_champions(tracking))
+        yield
+
+    app = FastAPI(
+        title="demand_assets forecast service",
+        version="1.0",
+        description="Forecasts from the demand_assets pipeline: per-SKU predictions from uploaded history, and the materialized daily forecasts.",
+        lifespan=lifespan,
+    )
+
+    @app.middleware("http")
+    async def model_header(request: Request, call_next):
+        response = await call_next(request)
+        response.headers["X-Demand-Models"] = ";".join(f"{f}={m.name}@{m.version}" for f, m in sorted(loaded.items())) or "none"
+        return response
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        return JSONResponse(status_code=exc.status_code, content={"error": exc.detail, "models": {f: f"{m.name}@{m.version}" for f, m in loaded.items()}})
+
+    @app.get("/health", response_model=HealthResponse)
+    def health() -> HealthResponse:
+        try:
+            as_of = str(store.last_date("demand_forecast"))
+        except MissingTableError:
+            as_of = None
+        return HealthResponse(status="ok", models={f: f"{m.name}@{m.version}" for f, m in loaded.items()}, forecast_as_of=as_of)
+
+    @app.post("/predict", response_model=PredictResponse, responses={400: {"description": "unreadable or invalid upload"}, 422: {"description": "invalid metadata, horizon or too little history"}, 503: {"description": "no model registered for this frequency"}})
+    async def predict(
+        file: Annotated[UploadFile, File(description="CSV: DATE, PRODUCT, UNITS (optional COUNTRY), or a transaction log")],
+        metadata: Annotated[str, Form(description='JSON: {"products": ["..."], "country": null}')],
+        horizon: Annotated[int, Query(ge=1, le=366, description="periods ahead (at most what the model was trained for)")] = 4,
+        frequency: Annotated[Literal["weekly", "daily"], Query(description="period of history and forecast")] = "weekly",
+    ) -> PredictResponse:
+        try:
+            meta = Metadata.model_validate(json.loads(metadata))
+        except (json.JSONDecodeError, ValueError, TypeError) as err:
+            raise HTTPException(422, f"metadata must be JSON like {{\"products\": [\"Beauty@50.00\"]}}: {str(err)[:300]}") from err
+        model = loaded.get(frequency)
+        if model is None:
+            raise HTTPException(503, f"no {frequency} model is registered: materialize sku_forecast_models first")
+        if horizon > model.pyfunc.max_horizon:
+            raise HTTPException(422, f"horizon {horizon} is beyond the {model.pyfunc.max_horizon} {frequency} periods the model was trained for")
+        content = await file.read(MAX_UPLOAD_BYTES + 1)
+        if len(content) > MAX_UPLOAD_BYTES:
+            raise HTTPException(413, f"the upload is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB")
+        history = _history_from_csv(content, frequency, meta.country)
+        known = set(history["PRODUCT"].unique().to_list())
+        unknown = [p for p in meta.products if p not in known]
+        if unknown:
+            raise HTTPException(422, f"unknown product(s) {unknown[:10]}: not in the uploaded history (it has {sorted(known)[:10]}...)")
+        history = history.filter(pl.col("PRODUCT").is_in(meta.products))
+        try:
+            out = model.pyfunc.forecast(history, horizon)
+        except ValueError as err:  # too little history, and the like
+            raise HTTPException(422, str(err)) from err
+        rows = [PeriodForecast(country=r["COUNTRY"], product=r["PRODUCT"], period=str(r["PERIOD"]), step=r["STEP"], p10=r["P10"], p50=r["P50"], p90=r["P90"]) for r in out.iter_rows(named=True)]
+        return PredictResponse(model=model.name, model_version=model.version, frequency=frequency, horizon=horizon, forecasts=rows)
+
+    def _latest(horizon: int) -> tuple[str, pl.DataFrame]:
+        try:
+            as_of = store.last_date("demand_forecast")
+        except MissingTableError as err:
+            raise HTTPException(404, "no demand_forecast has been materialized yet") from err
+        rows = store.read_window("demand_forecast", as_of, as_of + dt.timedelta(days=1)).filter(pl.col("HORIZON_DAY") <= horizon)
+        return str(as_of), rows
+
+    @app.get("/forecast", response_model=ForecastResponse, responses={404: {"description": "unknown country or product, or no forecast yet"}})
+    def forecast(
+        country: Annotated[str, Query(min_length=1, max_length=64)],
+        product: Annotated[str, Query(min_length=1, max_length=128)],
+        horizon: Annotated[int, Query(ge=1, le=366)] = 28,
+    ) -> ForecastResponse:
+        as_of, rows = _latest(horizon)
+        series = rows.filter((pl.col("COUNTRY") == country) & (pl.col("PRODUCT") == product)).sort("HORIZON_DAY")
+        if series.is_empty():
+            raise HTTPException(404, f"no forecast for country {country!r} x product {product!r} as of {as_of}")
+        return ForecastResponse(
+            model=series["MODEL"][0], model_version=series["MODEL_VERSION"][0], as_of=as_of, country=country, product=product,
+            forecasts=[StoredForecast(target_date=str(r["TARGET_DATE"]), horizon_day=r["HORIZON_DAY"], mean=r["MEAN"], p10=r["P10"], p50=r["P50"], p90=r["P90"]) for r in series.iter_rows(named=True)],
+        )
+
+    @app.get("/forecast/aggregate", response_model=AggregateResponse, responses={404: {"description": "no forecast yet"}})
+    def aggregate(
+        level: Annotated[Literal["category", "country"], Query()] = "category",
+        horizon: Annotated[int, Query(ge=1, le=366)] = 28,
+    ) -> AggregateResponse:
+        as_of, rows = _latest(horizon)
+        if rows.is_empty():
+            raise HTTPException(404, f"the forecast as of {as_of} has no rows")
+        if level == "category":
+            categories = store.scan("training_dataset").filter(pl.col("DATE") == pl.lit(rows["DATE"][0])).select("COUNTRY", "PRODUCT", "CATEGORY").collect()
+            rows = rows.join(categories, on=["COUNTRY", "PRODUCT"], how="left").with_columns(pl.col("CATEGORY").fill_null("UNKNOWN").alias("GROUP"))
+        else:
+            rows = rows.with_columns(pl.col("COUNTRY").alias("GROUP"))
+        sums = rows.group_by("GROUP", "TARGET_DATE").agg(pl.col("MEAN").sum(), pl.col("P10").sum(), pl.col("P50").sum(), pl.col("P90").sum()).sort("GROUP", "TARGET_DATE")
+        return AggregateResponse(
+            model=rows["MODEL"][0], model_version=rows["MODEL_VERSION"][0], as_of=as_of, level=level,
+            band="sums of the products' quantiles: MEAN adds up exactly; P10/P90 bound the aggregate's band from outside (products assumed to move together)",
+            rows=[AggregateRow(group=r["GROUP"], target_date=str(r["TARGET_DATE"]), mean=r["MEAN"], p10=r["P10"], p50=r["P50"], p90=r["P90"]) for r in sums.iter_rows(named=True)],
+        )
+
+    return app
+
+
+def _load_champions(tracking: MlflowTracking) -> dict[str, LoadedModel]:
+    import mlflow.pyfunc
+
+    from demand_assets.domains.sku import SKU_REGISTERED_MODELS, sku_registry
+
+    out = {}
+    for frequency in SKU_REGISTERED_MODELS:
+        registry = sku_registry(tracking, frequency)
+        version = registry.champion_version()
+        if version is None:
+            log.warning("no champion of %s: POST /predict?frequency=%s answers 503 until sku_forecast_models runs", registry.registered_model, frequency)
+            continue
+        pyfunc = registry.load(version).unwrap_python_model()
+        out[frequency] = LoadedModel(name=f"{registry.registered_model}:{pyfunc.model_name}", version=version, frequency=frequency, pyfunc=pyfunc)
+        log.info("serving %s version %s for %s forecasts", registry.registered_model, version, frequency)
+    return out
+
+
+def create_app_from_env() -> FastAPI:
+    from resources import resources_from_env
+
+    resources = resources_from_env()
+    return create_app(resources["store"], resources["mlflow_tracking"])

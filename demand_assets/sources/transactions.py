@@ -1,0 +1,121 @@
+"""Retail transaction logs (seed 002) as weekly product demand.
+
+The upload format is one row per transaction:
+
+    Transaction ID, Date, Customer ID, Gender, Age, Product Category, Quantity,
+    Price per Unit, Total Amount
+
+A product is a category at a price point (as the seed did: such logs carry no SKU), named
+`<Category>@<price>`, e.g. `Beauty@50.00`. Demand is the units sold per product and ISO week
+(weeks start on Monday), with weeks without sales filled with zero between a product's first
+and last week, so a series has no gaps. Every row is checked first; a broken rule raises
+`TransactionLogError` naming the rule, the column and some offending transactions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+__all__ = ["TRANSACTION_COLUMNS", "TransactionLogError", "product_name", "read_transaction_log", "synthetic_transaction_log", "weekly_product_demand"]
+
+TRANSACTION_COLUMNS = (
+    "Transaction ID", "Date", "Customer ID", "Gender", "Age", "Product Category", "Quantity", "Price per Unit", "Total Amount",
+)
+MAX_EXAMPLES = 5
+
+
+class TransactionLogError(ValueError):
+    """A transaction log broke a rule; nothing was aggregated."""
+
+
+def _fail(rule: str, column: str, rows: pl.DataFrame) -> TransactionLogError:
+    examples = rows.head(MAX_EXAMPLES).to_dicts()
+    return TransactionLogError(f"rule '{rule}' on column '{column}': {rows.height} offending row(s), e.g. {examples}")
+
+
+def read_transaction_log(source: str | Path | bytes) -> pl.DataFrame:
+    """Parse and check a transaction log (a path or the CSV's bytes). Returns TRANSACTION_ID,
+    DATE, CATEGORY, QUANTITY, PRICE, TOTAL (the demographic columns are read but not kept)."""
+    data = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+    try:
+        raw = pl.read_csv(data, infer_schema=False)
+    except (pl.exceptions.PolarsError, UnicodeDecodeError) as err:
+        raise TransactionLogError(f"rule 'readable CSV': the upload is not a CSV file ({type(err).__name__}: {str(err)[:200]})") from err
+    missing = [c for c in TRANSACTION_COLUMNS if c not in raw.columns]
+    if missing:
+        raise TransactionLogError(f"rule 'required columns': missing {missing}; a transaction log has {list(TRANSACTION_COLUMNS)}")
+    if raw.is_empty():
+        raise TransactionLogError("rule 'not empty': the transaction log has no rows")
+    frame = raw.select(
+        pl.col("Transaction ID").alias("TRANSACTION_ID"),
+        pl.col("Date").str.strip_chars().str.to_date("%Y-%m-%d", strict=False).alias("DATE"),
+        pl.col("Product Category").str.strip_chars().alias("CATEGORY"),
+        pl.col("Quantity").str.strip_chars().cast(pl.Int64, strict=False).alias("QUANTITY"),
+        pl.col("Price per Unit").str.strip_chars().cast(pl.Float64, strict=False).alias("PRICE"),
+        pl.col("Total Amount").str.strip_chars().cast(pl.Float64, strict=False).alias("TOTAL"),
+        pl.col("Date").alias("_DATE_TEXT"),
+    )
+    checks = [
+        ("dates are YYYY-MM-DD", "Date", pl.col("DATE").is_null()),
+        ("category given", "Product Category", pl.col("CATEGORY").is_null() | (pl.col("CATEGORY") == "")),
+        ("quantity is a whole number >= 1", "Quantity", pl.col("QUANTITY").is_null() | (pl.col("QUANTITY") < 1)),
+        ("price per unit > 0", "Price per Unit", pl.col("PRICE").is_null() | (pl.col("PRICE") <= 0) | ~pl.col("PRICE").is_finite()),
+        ("total = quantity x price", "Total Amount", pl.col("TOTAL").is_null() | ((pl.col("TOTAL") - pl.col("QUANTITY") * pl.col("PRICE")).abs() > 0.01 + 1e-6 * pl.col("TOTAL").abs())),
+    ]
+    for rule, column, broken in checks:
+        offending = frame.filter(broken.fill_null(True))
+        if offending.height:
+            raise _fail(rule, column, offending.select("TRANSACTION_ID", pl.col("_DATE_TEXT").alias("Date"), "CATEGORY", "QUANTITY", "PRICE", "TOTAL"))
+    duplicated = frame.filter(pl.col("TRANSACTION_ID").is_duplicated())
+    if duplicated.height:
+        raise _fail("unique Transaction ID", "Transaction ID", duplicated.select("TRANSACTION_ID", "CATEGORY", "QUANTITY"))
+    return frame.drop("_DATE_TEXT")
+
+
+def product_name(category: pl.Expr, price: pl.Expr) -> pl.Expr:
+    return category + pl.lit("@") + price.round(2).cast(pl.Decimal(18, 2)).cast(pl.String)
+
+
+def weekly_product_demand(transactions: pl.DataFrame, *, country: str = "ALL") -> pl.DataFrame:
+    """WEEK (Monday), COUNTRY, PRODUCT, CATEGORY, PRICE, UNITS, REVENUE per product and week,
+    zero-filled between each product's first and last week."""
+    sold = transactions.with_columns(
+        pl.col("DATE").dt.truncate("1w").alias("WEEK"), product_name(pl.col("CATEGORY"), pl.col("PRICE")).alias("PRODUCT")
+    )
+    weekly = sold.group_by("WEEK", "PRODUCT", "CATEGORY", "PRICE").agg(pl.col("QUANTITY").sum().alias("UNITS"), pl.col("TOTAL").sum().alias("REVENUE"))
+    spans = weekly.group_by("PRODUCT", "CATEGORY", "PRICE").agg(pl.col("WEEK").min().alias("FIRST"), pl.col("WEEK").max().alias("LAST"))
+    grid = spans.with_columns(pl.date_ranges("FIRST", "LAST", interval="1w").alias("WEEK")).explode("WEEK").drop("FIRST", "LAST")
+    return (
+        grid.join(weekly.drop("CATEGORY", "PRICE"), on=["WEEK", "PRODUCT"], how="left")
+        .with_columns(pl.col("UNITS").fill_null(0).cast(pl.Int64), pl.col("REVENUE").fill_null(0.0), pl.lit(country).alias("COUNTRY"))
+        .select("WEEK", "COUNTRY", "PRODUCT", "CATEGORY", "PRICE", "UNITS", "REVENUE")
+        .sort("PRODUCT", "WEEK")
+    )
+
+
+def synthetic_transaction_log(*, weeks: int = 52, start: dt.date = dt.date(2023, 1, 2), seed: int = 0, transactions_per_day: float = 40.0) -> pl.DataFrame:
+    """A transaction log in the upload format with weekly seasonality, a yearly swell and
+    category x price-point products whose popularity differs: for tests, demos and benchmarks
+    (the real files are the user's to supply)."""
+    rng = np.random.default_rng(seed)
+    categories = {"Beauty": (25.0, 50.0, 300.0), "Clothing": (30.0, 50.0, 500.0), "Electronics": (30.0, 300.0, 500.0)}
+    products = [(c, p) for c, prices in categories.items() for p in prices]
+    popularity = rng.lognormal(0.0, 0.6, len(products))
+    popularity /= popularity.sum()
+    rows = []
+    tid = 1
+    for d in range(weeks * 7):
+        day = start + dt.timedelta(days=d)
+        level = transactions_per_day * (1.0 + 0.25 * (day.weekday() >= 5)) * (1.0 + 0.2 * np.sin(2 * np.pi * d / 365.25))
+        for _ in range(rng.poisson(level)):
+            k = rng.choice(len(products), p=popularity)
+            category, price = products[k]
+            quantity = int(rng.integers(1, 5))
+            rows.append((f"T{tid:07d}", day.isoformat(), f"C{rng.integers(1, 5000):05d}", str(rng.choice(["Male", "Female"])), int(rng.integers(18, 70)), category, quantity, price, quantity * price))
+            tid += 1
+    return pl.DataFrame(rows, schema=list(TRANSACTION_COLUMNS), orient="row")
