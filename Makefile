@@ -72,6 +72,7 @@ bench: setup $(BIN)/.bench-installed
 	$(BIN)/python -m benchmarks.foundation
 	$(BIN)/python -m benchmarks.forecasting
 	$(BIN)/python -m benchmarks.spend_response
+	$(BIN)/python -m benchmarks.serving_load
 	$(BIN)/python -m benchmarks.peers
 	$(BIN)/python -m benchmarks.training_time
 
