@@ -15,14 +15,14 @@ from hypothesis import HealthCheck, settings
 from demand_assets.forecasting.models.tcn import TCNForecaster, TCNSettings
 from demand_assets.forecasting.sku import SkuForecasterPyfunc, to_periods
 from demand_assets.serving.app import LoadedModel, create_app
-from demand_assets.sources.transactions import read_transaction_log, synthetic_transaction_log, weekly_product_demand
+from demand_assets.sources.transactions import product_name, read_transaction_log, synthetic_transaction_log, weekly_product_demand
 from resources import DeltaStore
 
 LOG = synthetic_transaction_log(weeks=30, seed=2)
 WEEKLY = weekly_product_demand(read_transaction_log(LOG.write_csv().encode())).select("COUNTRY", "PRODUCT", pl.col("WEEK").alias("PERIOD"), pl.col("UNITS").cast(pl.Float64))
 DAILY = to_periods(
     read_transaction_log(LOG.write_csv().encode()).group_by("DATE", "CATEGORY", "PRICE").agg(pl.col("QUANTITY").sum().alias("PRODUCT_DEMAND"))
-    .with_columns((pl.col("CATEGORY") + "@" + pl.col("PRICE").round(2).cast(pl.Decimal(18, 2)).cast(pl.String)).alias("PRODUCT"), pl.lit("ALL").alias("COUNTRY")),
+    .with_columns(product_name(pl.col("CATEGORY"), pl.col("PRICE")).alias("PRODUCT"), pl.lit("ALL").alias("COUNTRY")),
     "daily",
 )
 

@@ -8,7 +8,7 @@ import polars as pl
 from contracts import FORECAST_HORIZON_RULE, ContractContext, check_forecast_horizon_complete
 from demand_assets.domains.models import champion_model
 from demand_assets.domains.partitions import BACKFILL_POLICY, DAILY_DOWNSTREAM, daily_partitions
-from demand_assets.domains.publishing import ChunkCheck, blocking_check_spec, contract_check, partition_dates, publish_window
+from demand_assets.domains.publishing import ChunkCheck, blocking_check_spec, contract_check, partition_dates, publish_window, require_days
 from demand_assets.domains.training import training_dataset
 from demand_assets.forecasting.panel import SERIES, planned_future
 from demand_assets.forecasting.registry import CHAMPION_ALIAS
@@ -49,9 +49,7 @@ def demand_forecast(context: dg.AssetExecutionContext, config: DemandForecastCon
     model = mlflow_tracking.load(version)
     model_name = model.unwrap_python_model().model_name
     dataset = store.read_window("training_dataset", start - dt.timedelta(days=config.history_days), end)
-    missing = {start + dt.timedelta(days=i) for i in range((end - start).days)} - set(dataset["DATE"].unique().to_list())
-    if missing:
-        raise dg.Failure(description=f"training_dataset has no rows for {sorted(missing)[:5]}...: materialize it for these days first")
+    require_days(dataset, start, end, "training_dataset")
     series = dataset.select(SERIES).unique()
     ctx = ContractContext(start, end, {"COUNTRY": series["COUNTRY"].unique().to_list(), "PRODUCT": series["PRODUCT"].unique().to_list()})
     context.log.info(f"forecasting with {model_name} (version {version}) as of {(end - start).days} day(s)")

@@ -12,7 +12,7 @@ import polars as pl
 
 from contracts import ContractContext
 from demand_assets.domains.partitions import BACKFILL_POLICY, DAILY_DOWNSTREAM, daily_partitions, lookback
-from demand_assets.domains.publishing import blocking_check_spec, contract_check, partition_dates, publish_window
+from demand_assets.domains.publishing import blocking_check_spec, contract_check, partition_dates, publish_window, require_days
 from demand_assets.domains.raw import channel_spend_response, product_demand
 from demand_assets.marketing.allocation import AllocationProblem, BudgetInfeasible, optimise_allocation, window_revenue
 from demand_assets.marketing.curves import CurveFitSettings, curves_from_frame, fit_channel_curves
@@ -71,15 +71,14 @@ def _curve_summary(spend: pl.DataFrame, curves: dict, revenue: pl.DataFrame, fit
     return pl.DataFrame(rows).sort("COUNTRY", "CHANNEL")
 
 
-def _recovery(store: DeltaStore, summary: pl.DataFrame, revenue: pl.DataFrame, fit_start: dt.date, end: dt.date) -> Optional[pl.DataFrame]:
+def _recovery(store: DeltaStore, summary: pl.DataFrame, spend: pl.DataFrame, revenue: pl.DataFrame, fit_start: dt.date, end: dt.date) -> Optional[pl.DataFrame]:
     """Synthetic sources only: fitted ROI and parameters against the generator's truth."""
     if not store.exists("channel_response_truth"):
         return None
     truth = store.read_window("channel_response_truth", fit_start, end)
     if truth.is_empty():
         return None
-    spend = store.read_window("channel_spend_response", fit_start, end, columns=["DATE", "COUNTRY", "CHANNEL", "SPEND"])
-    joined = truth.join(spend, on=["DATE", "COUNTRY", "CHANNEL"]).join(revenue, on=["DATE", "COUNTRY"], how="left")
+    joined = truth.join(spend.select("DATE", "COUNTRY", "CHANNEL", "SPEND"), on=["DATE", "COUNTRY", "CHANNEL"]).join(revenue, on=["DATE", "COUNTRY"], how="left")
     true = joined.group_by("COUNTRY", "CHANNEL").agg(
         ((pl.col("TRUE_RESPONSE") * pl.col("UNIT_REVENUE")).sum() / pl.col("SPEND").sum()).alias("TRUE_ROI"),
         pl.col("TRUE_DECAY").first(), pl.col("TRUE_MAX_LAG").first(), pl.col("TRUE_HALF_SATURATION").first(), pl.col("TRUE_HILL_SLOPE").first(),
@@ -139,7 +138,7 @@ def spend_response_model(context: dg.AssetExecutionContext, config: SpendRespons
     curves = curves_from_frame(table)
     revenue = _revenue_per_unit(store, fit_start - dt.timedelta(days=warmup), end)
     summary = _curve_summary(spend.select("DATE", "COUNTRY", "CHANNEL", "SPEND"), curves, revenue, fit_start, end)
-    recovery = _recovery(store, summary, revenue, fit_start, end)
+    recovery = _recovery(store, summary, spend, revenue, fit_start, end)
     written = store.overwrite(RESPONSE_CURVES_TABLE, table)
     figure = response_curve_figure(_curve_panels(curves, summary), f"Response curves fitted on [{fit_start}, {end}) (band: bootstrap P10-P90; dot: current spend)")
 
@@ -202,9 +201,7 @@ def spend_roi(context: dg.AssetExecutionContext, store: DeltaStore):
     max_lag = max(draws[0].max_lag for draws in curves.values())
     history = start - dt.timedelta(days=ROI_WINDOW_DAYS + max_lag)
     spend = store.read_window("channel_spend_response", history, end, columns=["DATE", "COUNTRY", "CHANNEL", "SPEND"])
-    missing = {start + dt.timedelta(days=i) for i in range((end - start).days)} - set(spend["DATE"].unique().to_list())
-    if missing:
-        raise dg.Failure(description=f"channel_spend_response has no rows for {sorted(missing)[:5]}: materialize it for these days first")
+    require_days(spend, start, end, "channel_spend_response")
     revenue = _revenue_per_unit(store, history, end)
     frame = attribute_spend(spend, curves, revenue, start, end)
     ctx = ContractContext(start, end, {"COUNTRY": sorted({k[0] for k in curves}), "CHANNEL": sorted({k[1] for k in curves})})
@@ -243,13 +240,13 @@ class BudgetConfig(dg.Config):
     stock_csv: Optional[str] = None
 
 
-def _allocate(keys, curves, spend: pl.DataFrame, revenue: dict, config: BudgetConfig, budget: float, spare_stock: Optional[dict] = None) -> tuple[np.ndarray, object, AllocationProblem]:
-    current, history, lower, upper = [], [], [], []
+def _allocate(keys, curves, spend: dict, current: dict, revenue: dict, config: BudgetConfig, budget: float, spare_stock: Optional[dict] = None):
+    """(allocation, problem) for `keys`; `spend` maps a key to its daily spend (oldest first),
+    `current` to its mean daily spend over the last planning_days."""
+    history, lower, upper = [], [], []
     for country, channel in keys:
-        series = spend.filter((pl.col("COUNTRY") == country) & (pl.col("CHANNEL") == channel)).sort("DATE")["SPEND"].to_numpy()
-        now = float(series[-config.planning_days:].mean())
-        current.append(now)
-        history.append(series[-max(d.max_lag for d in curves[(country, channel)]) - 1:].astype(np.float64))
+        now = current[(country, channel)]
+        history.append(spend[(country, channel)][-curves[(country, channel)][0].max_lag - 1:])
         if channel in config.channel_bounds:
             lo, hi = config.channel_bounds[channel]
         else:
@@ -258,7 +255,7 @@ def _allocate(keys, curves, spend: pl.DataFrame, revenue: dict, config: BudgetCo
         upper.append(hi)
     problem = AllocationProblem(
         keys=tuple(keys), curves=tuple(curves[k] for k in keys), history=tuple(history),
-        unit_revenue=np.array([revenue[k[0]] for k in keys]), current=np.array(current),
+        unit_revenue=np.array([revenue[k[0]] for k in keys]), current=np.array([current[k] for k in keys]),
         lower=np.array(lower), upper=np.array(upper), budget=budget, days=config.planning_days,
     )
     if spare_stock is not None:
@@ -267,7 +264,7 @@ def _allocate(keys, curves, spend: pl.DataFrame, revenue: dict, config: BudgetCo
         media_now = window_revenue(problem, problem.current) / problem.unit_revenue
         caps = {c: float(spare_stock.get(c, 0.0) + sum(media_now[i] for i, k in enumerate(keys) if k[0] == c)) for c in {k[0] for k in keys}}
         problem = dataclasses.replace(problem, unit_caps=caps)
-    return np.array(current), optimise_allocation(problem, grid_units=config.grid_units), problem
+    return optimise_allocation(problem, grid_units=config.grid_units), problem
 
 
 def _spare_stock(store: DeltaStore, as_of: dt.date, config: BudgetConfig) -> Optional[dict]:
@@ -302,15 +299,17 @@ def budget_allocation(context: dg.AssetExecutionContext, config: BudgetConfig, s
     revenue_rows = _revenue_per_unit(store, end - dt.timedelta(days=config.planning_days), end).group_by("COUNTRY").agg(pl.col("UNIT_REVENUE").mean())
     revenue = dict(revenue_rows.iter_rows())
     keys = sorted(k for k in curves if k[0] in revenue)
-    current_total = sum(float(spend.filter((pl.col("COUNTRY") == c) & (pl.col("CHANNEL") == k)).tail(config.planning_days)["SPEND"].mean()) for c, k in keys) * config.planning_days
+    series = {key: part.sort("DATE")["SPEND"].to_numpy().astype(np.float64) for key, part in spend.partition_by("COUNTRY", "CHANNEL", as_dict=True).items()}
+    current = {key: float(series[key][-config.planning_days:].mean()) for key in keys}
+    current_total = sum(current.values()) * config.planning_days
     budget = config.total_budget if config.total_budget is not None else current_total
     groups = [[k for k in keys if k[0] == country] for country in sorted({k[0] for k in keys})] if config.fixed_country_totals else [keys]
     spare_stock = _spare_stock(store, end - dt.timedelta(days=1), config)
     rows, uplift_draws, credited_uplift = [], [], []
     try:
         for group in groups:
-            share = sum(float(spend.filter((pl.col("COUNTRY") == c) & (pl.col("CHANNEL") == k)).tail(config.planning_days)["SPEND"].mean()) for c, k in group) * config.planning_days / current_total
-            current, allocation, problem = _allocate(group, curves, spend, revenue, config, budget * share if config.fixed_country_totals else budget, spare_stock)
+            share = sum(current[k] for k in group) * config.planning_days / current_total
+            allocation, problem = _allocate(group, curves, series, current, revenue, config, budget * share if config.fixed_country_totals else budget, spare_stock)
             context.log.info(f"allocated {problem.budget:,.0f} over {len(group)} country x channel ({allocation.method}); uplift {allocation.uplift:,.0f}")
             uplift_draws.append(allocation.uplift_draws)
             credited_uplift.append(allocation.uplift)
@@ -318,10 +317,10 @@ def budget_allocation(context: dg.AssetExecutionContext, config: BudgetConfig, s
                 point = problem.curves[i][0]
                 rows.append({
                     "COUNTRY": country, "CHANNEL": channel,
-                    "CURRENT_DAILY_SPEND": float(current[i]), "OPTIMAL_DAILY_SPEND": float(allocation.daily_spend[i]),
+                    "CURRENT_DAILY_SPEND": float(problem.current[i]), "OPTIMAL_DAILY_SPEND": float(allocation.daily_spend[i]),
                     "LOWER": float(problem.lower[i]), "UPPER": float(problem.upper[i]),
                     "CURRENT_REVENUE": float(allocation.current_revenue[i]), "OPTIMAL_REVENUE": float(allocation.revenue[i]),
-                    "MARGINAL_ROI_CURRENT": float(point.marginal(current[i]) * problem.unit_revenue[i]),
+                    "MARGINAL_ROI_CURRENT": float(point.marginal(problem.current[i]) * problem.unit_revenue[i]),
                     "MARGINAL_ROI_OPTIMAL": float(point.marginal(allocation.daily_spend[i]) * problem.unit_revenue[i]),
                 })
     except BudgetInfeasible as err:

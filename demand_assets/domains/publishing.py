@@ -27,6 +27,7 @@ __all__ = [
     "contract_check",
     "contract_context",
     "partition_dates",
+    "require_days",
     "publish_window",
 ]
 
@@ -43,6 +44,13 @@ def partition_dates(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date
     """The run's window as [start, end) dates: one day or a whole single-run backfill."""
     window = context.partition_time_window
     return window.start.date(), window.end.date()
+
+
+def require_days(frame: pl.DataFrame, start: dt.date, end: dt.date, table: str) -> None:
+    """Fail the run, naming the days, when `frame` (read from `table`) lacks a day of [start, end)."""
+    missing = {start + dt.timedelta(days=i) for i in range((end - start).days)} - set(frame["DATE"].unique().to_list())
+    if missing:
+        raise dg.Failure(description=f"{table} has no rows for {sorted(missing)[:5]}: materialize it for these days first")
 
 
 def contract_context(catalog: Catalog, start: dt.date, end: dt.date) -> ContractContext:

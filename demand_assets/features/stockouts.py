@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import polars as pl
 
+from demand_assets.forecasting.panel import SERIES
+
 __all__ = ["infer_stockouts"]
 
-SERIES = ["COUNTRY", "PRODUCT"]
 
 
 def _flag(frame: pl.DataFrame, alpha: float, exclude: str | None) -> pl.DataFrame:

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from demand_assets.forecasting.panel import SERIES
 from demand_assets.impact.forecast_cost import quantile_at
 
 __all__ = ["InstockSettings", "instock_value", "stockout_profile"]
 
-SERIES = ["COUNTRY", "PRODUCT"]
 
 
 @dataclass(frozen=True)

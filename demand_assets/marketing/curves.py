@@ -99,10 +99,14 @@ class CurveFit:
     n_days: int
 
 
+def _scales(spend: FloatArray, response: FloatArray, warmup: int) -> tuple[float, float]:
+    """Units the optimiser works in: half-saturation relative to mean spend, cap to peak response."""
+    return max(float(np.mean(spend[warmup:])), 1e-9), max(float(np.max(response)), 1e-9)
+
+
 def _least_squares(spend: FloatArray, response: FloatArray, warmup: int, max_lag: int, start: FloatArray | None) -> tuple[ResponseCurve, float]:
     """One fit at a fixed maximum lag; parameters (decay, log half-saturation, slope, cap)."""
-    scale = max(float(np.mean(spend[warmup:])), 1e-9)
-    r_scale = max(float(np.max(response)), 1e-9)
+    scale, r_scale = _scales(spend, response, warmup)
 
     def predict(p: FloatArray) -> FloatArray:
         ad = adstock_geometric(spend, p[0], max_lag)[warmup:]
@@ -125,8 +129,7 @@ def _least_squares(spend: FloatArray, response: FloatArray, warmup: int, max_lag
 
 
 def _params(curve: ResponseCurve, spend: FloatArray, response: FloatArray, warmup: int) -> FloatArray:
-    scale = max(float(np.mean(spend[warmup:])), 1e-9)
-    r_scale = max(float(np.max(response)), 1e-9)
+    scale, r_scale = _scales(spend, response, warmup)
     return np.array([curve.decay, np.log(curve.half_saturation / scale), curve.slope, curve.cap / r_scale])
 
 

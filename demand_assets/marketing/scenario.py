@@ -23,12 +23,12 @@ from typing import Optional
 import numpy as np
 import polars as pl
 
+from demand_assets.forecasting.panel import SERIES
 from demand_assets.impact.forecast_cost import quantile_at
 from demand_assets.marketing.curves import ResponseCurve
 
 __all__ = ["bau_spend_plan", "media_delta", "scenario_forecast", "scenario_spend_plan"]
 
-SERIES = ["COUNTRY", "PRODUCT"]
 
 
 def bau_spend_plan(spend: pl.DataFrame, as_of: dt.date, horizon: int) -> pl.DataFrame:

@@ -27,6 +27,7 @@ from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from demand_assets.features.panels import zero_fill
 from demand_assets.forecasting.models.tcn import PANEL_KEYS
 from demand_assets.forecasting.sku import SkuForecasterPyfunc, to_periods
 from demand_assets.sources.transactions import TRANSACTION_COLUMNS, TransactionLogError, product_name, read_transaction_log, weekly_product_demand
@@ -130,7 +131,7 @@ def _history_from_csv(content: bytes, frequency: str, country: Optional[str]) ->
             return weekly.select("COUNTRY", "PRODUCT", pl.col("WEEK").alias("PERIOD"), pl.col("UNITS").cast(pl.Float64))
         daily = transactions.group_by("DATE", "CATEGORY", "PRICE").agg(pl.col("QUANTITY").sum().alias("PRODUCT_DEMAND"))
         daily = daily.with_columns(product_name(pl.col("CATEGORY"), pl.col("PRICE")).alias("PRODUCT"), pl.lit(country or "ALL").alias("COUNTRY"))
-        return _fill_days(to_periods(daily, "daily"))
+        return to_periods(zero_fill(daily, PANEL_KEYS, "DATE", ["PRODUCT_DEMAND"]), "daily")
     missing = [c for c in ("DATE", "PRODUCT", "UNITS") if c not in header]
     if missing:
         raise HTTPException(400, f"rule 'required columns': the CSV lacks {missing}; upload DATE, PRODUCT, UNITS (optional COUNTRY) or a transaction log with {list(TRANSACTION_COLUMNS)}")
@@ -154,20 +155,12 @@ def _history_from_csv(content: bytes, frequency: str, country: Optional[str]) ->
             raise HTTPException(400, f"rule '{rule}' on column {column}: {bad.height} offending row(s), e.g. {examples}")
     if country is not None:
         frame = frame.filter(pl.col("COUNTRY") == country)
-    daily = frame.group_by("COUNTRY", "PRODUCT", "DATE").agg(pl.col("UNITS").sum().alias("PRODUCT_DEMAND"))
+    daily = frame.group_by("COUNTRY", "PRODUCT", "DATE").agg(pl.col("UNITS").sum())
     if frequency == "weekly":
         per_week = daily.group_by("COUNTRY", "PRODUCT", pl.col("DATE").dt.truncate("1w")).agg(pl.len().alias("N"))
         if per_week["N"].max() == 1:  # already weekly: one row per product and week
-            return daily.select("COUNTRY", "PRODUCT", pl.col("DATE").dt.truncate("1w").alias("PERIOD"), pl.col("PRODUCT_DEMAND").alias("UNITS"))
-        return to_periods(_fill_days(daily.rename({"DATE": "PERIOD", "PRODUCT_DEMAND": "UNITS"})).rename({"PERIOD": "DATE", "UNITS": "PRODUCT_DEMAND"}), "weekly")
-    return _fill_days(daily.rename({"DATE": "PERIOD", "PRODUCT_DEMAND": "UNITS"}))
-
-
-def _fill_days(panel: pl.DataFrame) -> pl.DataFrame:
-    """Days without a row sold nothing: fill them with zero between a series' first and last day."""
-    spans = panel.group_by(PANEL_KEYS).agg(pl.col("PERIOD").min().alias("A"), pl.col("PERIOD").max().alias("B"))
-    grid = spans.with_columns(pl.date_ranges("A", "B").alias("PERIOD")).explode("PERIOD").drop("A", "B")
-    return grid.join(panel, on=[*PANEL_KEYS, "PERIOD"], how="left").with_columns(pl.col("UNITS").fill_null(0.0)).sort(*PANEL_KEYS, "PERIOD")
+            return daily.select("COUNTRY", "PRODUCT", pl.col("DATE").dt.truncate("1w").alias("PERIOD"), "UNITS")
+    return to_periods(zero_fill(daily, PANEL_KEYS, "DATE", ["UNITS"]), frequency, value="UNITS")
 
 
 def create_app(store: DeltaStore, tracking: Optional[MlflowTracking] = None, models: Optional[dict[str, LoadedModel]] = None) -> FastAPI:

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from demand_assets.features.panels import zero_fill
+
 __all__ = ["TRANSACTION_COLUMNS", "TransactionLogError", "product_name", "read_transaction_log", "synthetic_transaction_log", "weekly_product_demand"]
 
 TRANSACTION_COLUMNS = (
@@ -88,11 +90,9 @@ def weekly_product_demand(transactions: pl.DataFrame, *, country: str = "ALL") -
         pl.col("DATE").dt.truncate("1w").alias("WEEK"), product_name(pl.col("CATEGORY"), pl.col("PRICE")).alias("PRODUCT")
     )
     weekly = sold.group_by("WEEK", "PRODUCT", "CATEGORY", "PRICE").agg(pl.col("QUANTITY").sum().alias("UNITS"), pl.col("TOTAL").sum().alias("REVENUE"))
-    spans = weekly.group_by("PRODUCT", "CATEGORY", "PRICE").agg(pl.col("WEEK").min().alias("FIRST"), pl.col("WEEK").max().alias("LAST"))
-    grid = spans.with_columns(pl.date_ranges("FIRST", "LAST", interval="1w").alias("WEEK")).explode("WEEK").drop("FIRST", "LAST")
     return (
-        grid.join(weekly.drop("CATEGORY", "PRICE"), on=["WEEK", "PRODUCT"], how="left")
-        .with_columns(pl.col("UNITS").fill_null(0).cast(pl.Int64), pl.col("REVENUE").fill_null(0.0), pl.lit(country).alias("COUNTRY"))
+        zero_fill(weekly, ["PRODUCT", "CATEGORY", "PRICE"], "WEEK", ["UNITS", "REVENUE"], interval="1w")
+        .with_columns(pl.col("UNITS").cast(pl.Int64), pl.col("REVENUE").cast(pl.Float64), pl.lit(country).alias("COUNTRY"))
         .select("WEEK", "COUNTRY", "PRODUCT", "CATEGORY", "PRICE", "UNITS", "REVENUE")
         .sort("PRODUCT", "WEEK")
     )

@@ -21,10 +21,11 @@ import polars as pl
 import torch
 from torch import nn
 
+from demand_assets.forecasting.panel import SERIES as PANEL_KEYS
+
 __all__ = ["PANEL_KEYS", "TCNForecaster", "TCNSettings"]
 
 log = logging.getLogger(__name__)
-PANEL_KEYS = ["COUNTRY", "PRODUCT"]
 QUANTILES = (0.1, 0.5, 0.9)
 
 
