@@ -67,6 +67,10 @@ class ProductDemand(pa.DataFrameModel):
     PRICE: float = pa.Field(nullable=False, gt=0)
     PROMO: bool = pa.Field(nullable=False)
     IN_STOCK: bool = pa.Field(nullable=False)
+    # Calendar covariates some sources carry (M5): SNAP benefits paid out in the market's state
+    # that day, and any calendar event (holiday, sporting, cultural, religious).
+    SNAP: Optional[bool] = pa.Field(nullable=False)
+    IS_EVENT: Optional[bool] = pa.Field(nullable=False)
 
     class Config:
         strict = True
@@ -137,6 +141,8 @@ class TrainingDataset(pa.DataFrameModel):
     ECONOMIC_INDEX: Optional[float] = pa.Field(nullable=True, gt=0)
     INFLATION_RATE: Optional[float] = pa.Field(nullable=True)
     UNEMPLOYMENT_RATE: Optional[float] = pa.Field(nullable=True, ge=0)
+    SNAP: Optional[bool] = pa.Field(nullable=False)
+    IS_EVENT: Optional[bool] = pa.Field(nullable=False)
     SPEND: Optional[float] = pa.Field(nullable=True, ge=0, alias=r"^SPEND_[A-Z0-9_]+$", regex=True)
     RESPONSE: Optional[float] = pa.Field(nullable=True, ge=0, alias=r"^RESPONSE_[A-Z0-9_]+$", regex=True)
 

@@ -1,4 +1,5 @@
-"""The data source, chosen by configuration: the synthetic generator or CSV snapshots."""
+"""The data source, chosen by configuration: the synthetic generator, CSV snapshots, a retail
+transaction log, or the M5 competition files."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from pydantic import Field
 
 from demand_assets.sources.base import DemandSource
 from demand_assets.sources.csv_snapshot import CsvSnapshotSource
+from demand_assets.sources.m5 import M5Source
 from demand_assets.sources.synthetic import RegimeChange, SyntheticConfig, SyntheticDemandSource
+from demand_assets.sources.transactions import TransactionLogSource
 
 __all__ = ["DemandSourceResource"]
 
@@ -18,10 +21,20 @@ __all__ = ["DemandSourceResource"]
 class DemandSourceResource(dg.ConfigurableResource):
     """Where the raw domains come from. `synthetic` has known ground truth; `csv` reads seed-001
     style snapshots (demand_spend_country_daily.csv, demand_spend_by_channel_daily.csv,
-    demand_by_product_daily.csv)."""
+    demand_by_product_daily.csv); `transactions` a retail transaction log (seed 002's columns);
+    `m5` the M5 competition files (calendar.csv, sell_prices.csv, sales_train_*.csv). The last
+    two have product demand only: no spend, no macro indicators, stockouts inferred."""
 
-    kind: Literal["synthetic", "csv"] = Field(default="synthetic", description="DEMAND_SOURCE")
+    kind: Literal["synthetic", "csv", "transactions", "m5"] = Field(default="synthetic", description="DEMAND_SOURCE")
     csv_dir: Optional[str] = Field(default=None, description="DEMAND_CSV_DIR: folder of the CSV snapshot")
+    transactions_file: Optional[str] = Field(default=None, description="DEMAND_TRANSACTIONS_FILE: the transaction log (CSV)")
+    transactions_market: str = Field(default="ALL", description="DEMAND_TRANSACTIONS_MARKET: the COUNTRY value of a transaction log's rows")
+    m5_dir: Optional[str] = Field(default=None, description="DEMAND_M5_DIR: folder of the M5 files")
+    stockout_alpha: Optional[float] = Field(
+        default=0.001, gt=0, lt=1,
+        description="DEMAND_STOCKOUT_ALPHA: for sources without stock data (m5, transactions), a zero run is a probable "
+        "stockout when its probability under the item's sales rate is below this; empty: no inference",
+    )
     seed: int = Field(default=7, ge=0, description="DEMAND_SEED")
     n_countries: int = Field(default=3, ge=1, description="DEMAND_COUNTRIES")
     n_products: int = Field(default=50, ge=1, description="DEMAND_PRODUCTS")
@@ -53,6 +66,14 @@ class DemandSourceResource(dg.ConfigurableResource):
         )
 
     def open(self) -> DemandSource:
+        if self.kind == "transactions":
+            if not self.transactions_file:
+                raise ValueError("DEMAND_SOURCE=transactions needs DEMAND_TRANSACTIONS_FILE, the transaction log's path")
+            return TransactionLogSource(self.transactions_file, country=self.transactions_market, stockout_alpha=self.stockout_alpha)
+        if self.kind == "m5":
+            if not self.m5_dir:
+                raise ValueError("DEMAND_SOURCE=m5 needs DEMAND_M5_DIR, the folder holding calendar.csv, sell_prices.csv and sales_train_*.csv")
+            return M5Source(self.m5_dir, stockout_alpha=self.stockout_alpha, chunk_rows=self.chunk_rows)
         if self.kind == "csv":
             if not self.csv_dir:
                 raise ValueError("DEMAND_SOURCE=csv needs DEMAND_CSV_DIR, the folder holding the CSV snapshot")

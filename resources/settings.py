@@ -37,6 +37,10 @@ def resources_from_env() -> dict:
         "source": DemandSourceResource(
             kind=_env("DEMAND_SOURCE", "synthetic"),
             csv_dir=os.environ.get("DEMAND_CSV_DIR") or None,
+            transactions_file=os.environ.get("DEMAND_TRANSACTIONS_FILE") or None,
+            transactions_market=_env("DEMAND_TRANSACTIONS_MARKET", "ALL"),
+            m5_dir=os.environ.get("DEMAND_M5_DIR") or None,
+            stockout_alpha=float(alpha) if (alpha := os.environ.get("DEMAND_STOCKOUT_ALPHA", "0.001").strip()) else None,
             seed=int(_env("DEMAND_SEED", "7")),
             n_countries=int(_env("DEMAND_COUNTRIES", "3")),
             n_products=int(_env("DEMAND_PRODUCTS", "50")),

@@ -12,14 +12,23 @@ import polars as pl
 
 from contracts import ContractContext
 from demand_assets.domains.partitions import BACKFILL_POLICY, DAILY_DOWNSTREAM, daily_partitions, lookback
-from demand_assets.domains.publishing import blocking_check_spec, contract_check, partition_dates, publish_window, require_days
+from demand_assets.domains.publishing import (
+    blocking_check_spec,
+    contract_check,
+    not_provided,
+    not_provided_result,
+    partition_dates,
+    publish_window,
+    require_days,
+)
 from demand_assets.domains.raw import channel_spend_response, product_demand
 from demand_assets.marketing.allocation import AllocationProblem, BudgetInfeasible, optimise_allocation, window_revenue
 from demand_assets.marketing.curves import CurveFitSettings, curves_from_frame, fit_channel_curves
 from demand_assets.marketing.roi import ROI_WINDOW_DAYS, attribute_spend, unit_revenue
 from demand_assets.marketing.scenario import bau_spend_plan, media_delta, scenario_forecast, scenario_spend_plan
 from demand_assets.reporting import figure_to_markdown, frame_to_markdown, line_chart_markdown, metric_comparison_figure, response_curve_figure
-from resources import DeltaStore, MissingTableError, MlflowTracking
+from demand_assets.sources import Domain
+from resources import DeltaStore, DemandSourceResource, MissingTableError, MlflowTracking
 
 __all__ = [
     "BudgetConfig",
@@ -36,6 +45,14 @@ __all__ = [
 RESPONSE_CURVES_TABLE = "response_curves"
 SPEND_ROI_CONTRACT = "spend_roi_contract"
 MAX_CARRY_OVER_DAYS = 21  # the longest adstock lag spend_roi reads history for
+# What a source without the channel domain (M5, a transaction log) lacks for these assets.
+_NO_SPEND = "marketing spend, which the marketing assets are built on"
+
+
+def _lacks_spend(source: DemandSourceResource) -> str | None:
+    """The source's name when it has no channel spend (the marketing assets then record that), else None."""
+    src = source.open()
+    return None if Domain.CHANNEL_SPEND_RESPONSE in src.provides else src.name
 
 
 class SpendResponseConfig(dg.Config):
@@ -114,13 +131,15 @@ def _curve_panels(curves: dict, summary: pl.DataFrame) -> list[dict]:
     kinds={"scipy", "mlflow", "deltalake"},
     deps=[channel_spend_response, product_demand, "channel_response_truth"],
 )
-def spend_response_model(context: dg.AssetExecutionContext, config: SpendResponseConfig, store: DeltaStore, mlflow_tracking: MlflowTracking):
+def spend_response_model(context: dg.AssetExecutionContext, config: SpendResponseConfig, source: DemandSourceResource, store: DeltaStore, mlflow_tracking: MlflowTracking):
     """Response curves per country x channel: geometric adstock (decay, maximum lag) and Hill
     saturation fitted by least squares to the measured CHANNEL_RESPONSE over the newest
     `fit_days`, with moving-block bootstrap replicates for uncertainty. Stored as the
     `response_curves` Delta table (DRAW 0 = point estimate); ROI, marginal ROI at current spend
     and response-curve plots in the metadata, and on synthetic data the recovery error against
     the generator's true parameters."""
+    if lacking := _lacks_spend(source):
+        return not_provided_result(context, lacking, _NO_SPEND)
     end = store.last_date("channel_spend_response") + dt.timedelta(days=1)
     fit_start = end - dt.timedelta(days=config.fit_days)
     warmup = max(config.max_lags)
@@ -192,10 +211,13 @@ def _read_curves(store: DeltaStore) -> dict:
         blocking_check_spec(SPEND_ROI_CONTRACT, "spend_roi", "Pandera contract SpendRoi: non-negative spend, units and ROI, positive unit revenue, P10 <= P90, unique keys, known countries and channels, dates in the partition."),
     ],
 )
-def spend_roi(context: dg.AssetExecutionContext, store: DeltaStore):
+def spend_roi(context: dg.AssetExecutionContext, source: DemandSourceResource, store: DeltaStore):
     """Per day x country x channel: spend, the incremental units and revenue the fitted response
     curve credits it with (P10/P90 from the bootstrap), ROI that day and over the trailing 28
     days, and the marginal ROI of one more unit of daily spend at the current level."""
+    if lacking := _lacks_spend(source):
+        yield from not_provided(context, lacking, _NO_SPEND, [SPEND_ROI_CONTRACT])
+        return
     start, end = partition_dates(context)
     curves = _read_curves(store)
     max_lag = max(draws[0].max_lag for draws in curves.values())
@@ -285,11 +307,13 @@ def _spare_stock(store: DeltaStore, as_of: dt.date, config: BudgetConfig) -> Opt
 
 
 @dg.asset(group_name="marketing", kinds={"scipy", "deltalake"}, deps=[spend_response_model, channel_spend_response, product_demand, "demand_forecast"])
-def budget_allocation(context: dg.AssetExecutionContext, config: BudgetConfig, store: DeltaStore):
+def budget_allocation(context: dg.AssetExecutionContext, config: BudgetConfig, source: DemandSourceResource, store: DeltaStore):
     """The split of a planning window's budget across channels and countries that maximises the
     expected incremental revenue inside the window, within per-channel bounds, with the carry-over
     of recent spend in the adstock. The expected uplift against keeping the current split comes
     with a P10-P90 band over the response curves' bootstrap replicates."""
+    if lacking := _lacks_spend(source):
+        return not_provided_result(context, lacking, _NO_SPEND)
     if config.planning_days < 1 or config.min_ratio < 0 or config.max_ratio < config.min_ratio:
         raise dg.Failure(description="rule 'planning window and ratios': planning_days >= 1 and 0 <= min_ratio <= max_ratio")
     curves = _read_curves(store)
@@ -385,12 +409,14 @@ class ScenarioConfig(dg.Config):
 
 
 @dg.asset(group_name="marketing", kinds={"deltalake"}, deps=["demand_forecast", spend_response_model, channel_spend_response, product_demand])
-def spend_scenario(context: dg.AssetExecutionContext, config: ScenarioConfig, store: DeltaStore):
+def spend_scenario(context: dg.AssetExecutionContext, config: ScenarioConfig, source: DemandSourceResource, store: DeltaStore):
     """Closed loop: a spend plan (config) becomes a demand forecast with quantiles. The champion's
     forecast assumed business as usual (last week's spend repeated); the response curves turn the
     scenario's change of spend into incremental units per country and day, spread over products,
     with bands from the curves' bootstrap. With stock (days of cover or a CSV), only the units the
     shelves can serve are credited: spend that drives demand into a stockout earns nothing."""
+    if lacking := _lacks_spend(source):
+        return not_provided_result(context, lacking, _NO_SPEND)
     as_of = dt.date.fromisoformat(config.as_of) if config.as_of else store.last_date("demand_forecast")
     forecast = store.read_window("demand_forecast", as_of, as_of + dt.timedelta(days=1))
     if forecast.is_empty():

@@ -11,20 +11,20 @@ import polars as pl
 
 from demand_assets.domains.drift import write_drift_reference
 from demand_assets.domains.training import training_dataset
-from demand_assets.forecasting.backtest import rolling_origin_folds, run_backtest
+from demand_assets.forecasting.backtest import rolling_origin_folds, run_backtest, wrmsse_by_model
 from demand_assets.forecasting.metrics import wape
 from demand_assets.forecasting.panel import future_frame
 from demand_assets.monitoring.promotion import PromotionDecision, decide_promotion
 from demand_assets.forecasting.registry import CHAMPION_ALIAS, ForecasterPyfunc, choose_champion
 from demand_assets.forecasting.suite import ALL_MODELS, BASELINE, UNCENSORED_SUFFIX, SuiteSettings, model_factories
 from demand_assets.reporting import figure_to_markdown, forecast_band_figure, frame_to_markdown, metric_comparison_figure
-from resources import DeltaStore, MonitoringSettings
+from resources import DeltaStore, DemandSourceResource, MonitoringSettings
 from resources.mlflow_tracking import MlflowTracking
 
 __all__ = ["ForecastingConfig", "champion_model", "model_backtest"]
 
 log = logging.getLogger(__name__)
-_METRICS = ["WAPE", "RMSE", "MASE", "BIAS", "PINBALL_P10", "PINBALL_P50", "PINBALL_P90", "COVERAGE_P10_P90"]
+_METRICS = ["WAPE", "RMSE", "MASE", "BIAS", "PINBALL_P10", "PINBALL_P50", "PINBALL_P90", "COVERAGE_P10_P90", "WRMSSE"]
 
 
 class ForecastingConfig(dg.Config):
@@ -74,17 +74,24 @@ def _training_window(store: DeltaStore, config: ForecastingConfig) -> tuple[pl.D
     kinds={"lightgbm", "pytorch", "mlflow", "deltalake"},
     deps=[training_dataset, "product_demand_truth"],
 )
-def model_backtest(context: dg.AssetExecutionContext, config: ForecastingConfig, store: DeltaStore, mlflow_tracking: MlflowTracking):
+def model_backtest(context: dg.AssetExecutionContext, config: ForecastingConfig, source: DemandSourceResource, store: DeltaStore, mlflow_tracking: MlflowTracking):
     """Rolling-origin backtest of every model (seasonal naive, ETS, LightGBM, DeepAR, the
     DeepAR-to-LightGBM hybrid, and LightGBM trained as if stockouts were demand) over the newest
     `history_days` of the training dataset: K folds of H days. Metrics per model and fold in
-    three regimes: all days, in-stock days, and true uncensored demand (synthetic source).
-    Writes backtest_forecasts and backtest_metrics (Delta) and one MLflow run per model."""
+    three regimes: all days, in-stock days, and true uncensored demand (synthetic source);
+    where the source knows M5's hierarchy (state, store, category, department, item), also
+    M5's WRMSSE (on all days). Writes backtest_forecasts and backtest_metrics (Delta) and one
+    MLflow run per model."""
     dataset, truth, tags = _training_window(store, config)
     folds = rolling_origin_folds(dataset["DATE"].max(), n_folds=config.n_folds, horizon=config.horizon, step=config.step or None)
     context.log.info(f"backtesting {config.models} on {dataset.height:,} rows, folds: {[str(f.test_start) for f in folds]}")
     tuned = _tune(context, config, dataset, folds, mlflow_tracking, tags) if config.optuna_trials > 0 and "lightgbm" in config.models else {}
     result = run_backtest(dataset, model_factories(config.suite(tuned)), folds, truth=truth, progress=context.log.info)
+    hierarchy = source.open().catalog().hierarchy()
+    if hierarchy is not None:
+        scores = wrmsse_by_model(dataset, result.forecasts, folds, hierarchy).with_columns(pl.lit("all").alias("REGIME"))
+        result.metrics = result.metrics.join(scores, on=["MODEL", "FOLD", "REGIME"], how="left")
+        context.log.info("WRMSSE (all folds): " + ", ".join(f"{m} {w:.3f}" for m, w in scores.filter(pl.col("FOLD") == -1).select("MODEL", "WRMSSE").iter_rows()))
     forecasts_written = store.overwrite("backtest_forecasts", result.forecasts)
     metrics_written = store.overwrite("backtest_metrics", result.metrics)
 
@@ -101,7 +108,7 @@ def model_backtest(context: dg.AssetExecutionContext, config: ForecastingConfig,
             mlflow.log_params({"model": model, "n_folds": config.n_folds, "horizon": config.horizon, **config.suite(tuned).__dict__} | {"models": ",".join(config.models)})
             for row in result.metrics.filter(pl.col("MODEL") == model).iter_rows(named=True):
                 for metric in _METRICS:
-                    if row[metric] == row[metric]:  # skip NaN
+                    if row.get(metric) is not None and row[metric] == row[metric]:  # skip missing and NaN
                         name = f"{row['REGIME']}_{metric.lower()}"
                         if row["FOLD"] == -1:
                             mlflow.log_metric(name, row[metric])
@@ -118,7 +125,7 @@ def model_backtest(context: dg.AssetExecutionContext, config: ForecastingConfig,
         mlflow.log_figure(mlflow_comparison, "wape_by_model_and_regime.png")
         mlflow.log_table(overall.to_pandas(), "overall_metrics.json")
 
-    table = overall.select("MODEL", "REGIME", *_METRICS).sort("REGIME", "WAPE")
+    table = overall.select("MODEL", "REGIME", *[m for m in _METRICS if m in overall.columns]).sort("REGIME", "WAPE")
     best_model = table.filter(pl.col("REGIME") == config.champion_regime).sort("WAPE")["MODEL"][0]
     band = forecast_band_figure(last_fold.filter(pl.col("MODEL") == best_model), series, f"{best_model} (best on {config.champion_regime} days): last fold")
     return dg.MaterializeResult(

@@ -24,6 +24,8 @@ from resources import DeltaStore
 __all__ = [
     "ChunkCheck",
     "blocking_check_spec",
+    "not_provided",
+    "not_provided_result",
     "contract_check",
     "contract_context",
     "partition_dates",
@@ -70,6 +72,29 @@ def contract_check(table: str, check_name: str, ctx: ContractContext) -> ChunkCh
 
 def blocking_check_spec(check: str, asset: str, description: str) -> dg.AssetCheckSpec:
     return dg.AssetCheckSpec(check, asset=asset, blocking=True, description=description)
+
+
+def not_provided(
+    context: dg.AssetExecutionContext, source_name: str, what: str, check_names: Sequence[str] = (), *, asset_key: Optional[dg.AssetKey] = None
+) -> Iterator[dg.AssetCheckResult | dg.MaterializeResult]:
+    """The record of an asset whose data this source does not have (no spend in a transaction
+    log, no ground truth in real sales): a materialization without a table, saying so.
+
+    It materializes rather than skips because Dagster skips everything downstream of a skipped
+    asset in the same run, and product_demand must still run without country or channel data.
+    Readers ask the source (`provides`), never the marker, whether the data exists.
+    """
+    result = not_provided_result(context, source_name, what, asset_key=asset_key)
+    yield result
+    for name in check_names:
+        yield dg.AssetCheckResult(check_name=name, asset_key=asset_key, passed=True, metadata={"rows_checked": 0, "note": result.metadata["note"]})
+
+
+def not_provided_result(context: dg.AssetExecutionContext, source_name: str, what: str, *, asset_key: Optional[dg.AssetKey] = None) -> dg.MaterializeResult:
+    """`not_provided` for an asset without checks, as one result to return."""
+    note = f"source '{source_name}' does not provide {what}: no table is written"
+    context.log.info(note)
+    return dg.MaterializeResult(asset_key=asset_key, metadata={"provided_by_source": False, "dagster/row_count": 0, "note": note})
 
 
 def _column_schema(frame: pl.DataFrame) -> dg.TableSchema:

@@ -11,6 +11,7 @@ from demand_assets.domains.publishing import (
     blocking_check_spec,
     contract_check,
     contract_context,
+    not_provided,
     partition_dates,
     publish_window,
 )
@@ -50,8 +51,11 @@ _KINDS = {"polars", "deltalake", "pandera"}
 def country_demand(context: dg.AssetExecutionContext, source: DemandSourceResource, store: DeltaStore):
     """Daily organic demand per country (BASELINE_DEMAND) with the macro indicators that move it:
     ECONOMIC_INDEX, INFLATION_RATE (%), UNEMPLOYMENT_RATE (%)."""
-    start, end = partition_dates(context)
     src = source.open()
+    if Domain.COUNTRY_DEMAND not in src.provides:
+        yield from not_provided(context, src.name, "country demand or macro indicators", [COUNTRY_DEMAND_CONTRACT])
+        return
+    start, end = partition_dates(context)
     ctx = contract_context(src.catalog(), start, end)
 
     def describe(summary: pl.DataFrame) -> dict:
@@ -78,8 +82,11 @@ def country_demand(context: dg.AssetExecutionContext, source: DemandSourceResour
 def channel_spend_response(context: dg.AssetExecutionContext, source: DemandSourceResource, store: DeltaStore):
     """Daily marketing SPEND per country x channel and CHANNEL_RESPONSE, the incremental demand
     it drove (carry-over through adstock, diminishing returns through saturation)."""
-    start, end = partition_dates(context)
     src = source.open()
+    if Domain.CHANNEL_SPEND_RESPONSE not in src.provides:
+        yield from not_provided(context, src.name, "marketing spend or channel response", [CHANNEL_SPEND_RESPONSE_CONTRACT])
+        return
+    start, end = partition_dates(context)
     ctx = contract_context(src.catalog(), start, end)
 
     def summarize(chunk: pl.DataFrame) -> pl.DataFrame:
@@ -145,15 +152,20 @@ def product_demand(
         context, store, "product_demand", src.read(Domain.PRODUCT_DEMAND, start, end), checks,
         summarize=summarize, describe=describe,
     )
+    if country is None:
+        note = f"source '{src.name}' provides no country totals: there is nothing to reconcile with"
+        yield dg.AssetCheckResult(check_name=RECONCILIATION_RULE, passed=True, metadata={"rows_checked": 0, "note": note})
 
 
 def _truth_asset(name: str, domain: Domain, check_name: str, description: str):
-    """Ground truth only a generator knows; skipped (not failed) for sources without it."""
+    """Ground truth only a generator knows; a "not provided" record for sources without it."""
 
-    @dg.multi_asset(
+    @dg.asset(
         name=name,
-        can_subset=True,  # makes the check output optional too, so a skip is a clean skip
-        specs=[dg.AssetSpec(name, skippable=True, group_name="ground_truth", kinds=_KINDS, description=description, deps=["product_demand"])],
+        group_name="ground_truth",
+        kinds=_KINDS,
+        description=description,
+        deps=["product_demand"],
         check_specs=[blocking_check_spec(check_name, name, f"Pandera contract for {name}.")],
         partitions_def=daily_partitions,
         backfill_policy=BACKFILL_POLICY,
@@ -161,13 +173,12 @@ def _truth_asset(name: str, domain: Domain, check_name: str, description: str):
     def _asset(context: dg.AssetExecutionContext, source: DemandSourceResource, store: DeltaStore):
         src = source.open()
         if domain not in src.provides:
-            context.log.info(f"source '{src.name}' has no ground truth: {name} is skipped")
+            yield from not_provided(context, src.name, "ground truth", [check_name])
             return
         start, end = partition_dates(context)
         ctx = contract_context(src.catalog(), start, end)
         yield from publish_window(
             context, store, name, src.read(domain, start, end), [contract_check(name, check_name, ctx)],
-            asset_key=dg.AssetKey(name),
         )
 
     return _asset

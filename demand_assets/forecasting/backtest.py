@@ -20,7 +20,7 @@ import polars as pl
 from demand_assets.forecasting.metrics import bias, interval_coverage, mase, pinball_loss, rmse, seasonal_scale, wape
 from demand_assets.forecasting.panel import KEYS, SERIES, TARGET, future_frame
 
-__all__ = ["Fold", "BacktestResult", "rolling_origin_folds", "run_backtest", "score_forecasts"]
+__all__ = ["Fold", "BacktestResult", "rolling_origin_folds", "run_backtest", "score_forecasts", "wrmsse_by_model"]
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,25 @@ def score_forecasts(forecasts: pl.DataFrame, scales: pl.DataFrame | None = None)
                 }
             )
     return pl.DataFrame(rows).sort("MODEL", "FOLD", "REGIME")
+
+
+def wrmsse_by_model(dataset: pl.DataFrame, forecasts: pl.DataFrame, folds: Sequence[Fold], hierarchy: pl.DataFrame) -> pl.DataFrame:
+    """M5's WRMSSE of every model's MEAN forecast per fold (FOLD -1: the mean over folds), for
+    sources that know the hierarchy (`Catalog.hierarchy()`: COUNTRY, PRODUCT and M5's level
+    columns). Each fold is scaled and weighted from its own training days only."""
+    from demand_assets.forecasting.wrmsse import wrmsse
+
+    levels = hierarchy.select(*SERIES, "STORE", "STATE", "ITEM", "CATEGORY", "DEPARTMENT")
+    rows = []
+    for fold in folds:
+        train = dataset.filter(pl.col("DATE") <= fold.origin).select(*KEYS, pl.col(TARGET).alias("UNITS"), "PRICE").join(levels, on=SERIES, how="inner")
+        for (model,), part in forecasts.filter(pl.col("FOLD") == fold.index).group_by(["MODEL"], maintain_order=True):
+            test = part.select(*KEYS, pl.col("ACTUAL").alias("UNITS"), pl.col("MEAN").alias("FORECAST")).join(levels, on=SERIES, how="inner")
+            score, _ = wrmsse(train, test)
+            rows.append({"MODEL": model, "FOLD": fold.index, "WRMSSE": score})
+    table = pl.DataFrame(rows, schema={"MODEL": pl.String, "FOLD": pl.Int64, "WRMSSE": pl.Float64})
+    overall = table.group_by("MODEL").agg(pl.lit(-1, pl.Int64).alias("FOLD"), pl.col("WRMSSE").mean())
+    return pl.concat([table, overall.select(table.columns)]).sort("MODEL", "FOLD")
 
 
 def _with_overall(frame: pl.DataFrame) -> pl.DataFrame:

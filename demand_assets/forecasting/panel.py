@@ -27,7 +27,7 @@ TARGET = "PRODUCT_DEMAND"
 SERIES = ["COUNTRY", "PRODUCT"]
 KEYS = ["DATE", *SERIES]
 QUANTILES = (0.1, 0.5, 0.9)
-_CALENDAR = ["DAY_OF_WEEK", "WEEK_OF_YEAR", "MONTH", "DAY_OF_YEAR", "IS_HOLIDAY"]
+_CALENDAR = ["DAY_OF_WEEK", "WEEK_OF_YEAR", "MONTH", "DAY_OF_YEAR", "IS_HOLIDAY", "SNAP", "IS_EVENT"]
 _MACRO = ["ECONOMIC_INDEX", "INFLATION_RATE", "UNEMPLOYMENT_RATE"]
 
 
@@ -98,4 +98,6 @@ def planned_future(dataset: pl.DataFrame, origin: dt.date, horizon: int) -> pl.D
     )
     holidays = holiday_calendar(series["COUNTRY"].unique().sort().to_list(), days["DATE"].min(), days["DATE"].max() + dt.timedelta(days=1))
     planned = planned.join(holidays, on=["DATE", "COUNTRY"], how="left")
+    # Source calendars beyond the stored days (M5's SNAP and events) are unknown here: null.
+    planned = planned.with_columns(pl.lit(None, stored.schema[c]).alias(c) for c in stored.columns if c not in planned.columns)
     return pl.concat([stored, planned.select(stored.columns)], how="vertical_relaxed").sort(KEYS)

@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field
 from demand_assets.features.panels import zero_fill
 from demand_assets.forecasting.models.tcn import PANEL_KEYS
 from demand_assets.forecasting.sku import SkuForecasterPyfunc, to_periods
-from demand_assets.sources.transactions import TRANSACTION_COLUMNS, TransactionLogError, product_name, read_transaction_log, weekly_product_demand
+from demand_assets.sources.transactions import TRANSACTION_COLUMNS, TransactionLogError, daily_product_demand, read_transaction_log, weekly_product_demand
 from resources import DeltaStore, MissingTableError, MlflowTracking
 
 __all__ = ["LoadedModel", "create_app", "create_app_from_env"]
@@ -129,9 +129,7 @@ def _history_from_csv(content: bytes, frequency: str, country: Optional[str]) ->
         if frequency == "weekly":
             weekly = weekly_product_demand(transactions, country=country or "ALL")
             return weekly.select("COUNTRY", "PRODUCT", pl.col("WEEK").alias("PERIOD"), pl.col("UNITS").cast(pl.Float64))
-        daily = transactions.group_by("DATE", "CATEGORY", "PRICE").agg(pl.col("QUANTITY").sum().alias("PRODUCT_DEMAND"))
-        daily = daily.with_columns(product_name(pl.col("CATEGORY"), pl.col("PRICE")).alias("PRODUCT"), pl.lit(country or "ALL").alias("COUNTRY"))
-        return to_periods(zero_fill(daily, PANEL_KEYS, "DATE", ["PRODUCT_DEMAND"]), "daily")
+        return to_periods(daily_product_demand(transactions, country=country or "ALL"), "daily")
     missing = [c for c in ("DATE", "PRODUCT", "UNITS") if c not in header]
     if missing:
         raise HTTPException(400, f"rule 'required columns': the CSV lacks {missing}; upload DATE, PRODUCT, UNITS (optional COUNTRY) or a transaction log with {list(TRANSACTION_COLUMNS)}")

@@ -38,7 +38,17 @@ class Catalog:
 
     countries: tuple[str, ...]
     channels: tuple[str, ...]
-    products: pl.DataFrame  # PRODUCT, CATEGORY, BASE_PRICE
+    products: pl.DataFrame  # PRODUCT, CATEGORY, BASE_PRICE (+ DEPARTMENT where the source has one)
+    markets: pl.DataFrame | None = None  # COUNTRY, STATE where markets roll up into regions (M5's stores)
+
+    def hierarchy(self) -> pl.DataFrame | None:
+        """COUNTRY, PRODUCT, STORE, STATE, ITEM, CATEGORY, DEPARTMENT per series when the source
+        knows M5's levels (markets in states, products in departments), else None: the
+        aggregation WRMSSE scores over."""
+        if self.markets is None or "DEPARTMENT" not in self.products.columns:
+            return None
+        items = self.products.select("PRODUCT", "CATEGORY", "DEPARTMENT")
+        return self.markets.join(items, how="cross").with_columns(pl.col("COUNTRY").alias("STORE"), pl.col("PRODUCT").alias("ITEM"))
 
     @property
     def product_ids(self) -> tuple[str, ...]:

@@ -21,9 +21,22 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from demand_assets.features.panels import zero_fill
+from collections.abc import Iterator
+from functools import cached_property
 
-__all__ = ["TRANSACTION_COLUMNS", "TransactionLogError", "product_name", "read_transaction_log", "synthetic_transaction_log", "weekly_product_demand"]
+from demand_assets.features.panels import zero_fill
+from demand_assets.sources.base import Catalog, DemandSource, Domain, iter_date_chunks
+
+__all__ = [
+    "TRANSACTION_COLUMNS",
+    "TransactionLogError",
+    "TransactionLogSource",
+    "daily_product_demand",
+    "product_name",
+    "read_transaction_log",
+    "synthetic_transaction_log",
+    "weekly_product_demand",
+]
 
 TRANSACTION_COLUMNS = (
     "Transaction ID", "Date", "Customer ID", "Gender", "Age", "Product Category", "Quantity", "Price per Unit", "Total Amount",
@@ -96,6 +109,67 @@ def weekly_product_demand(transactions: pl.DataFrame, *, country: str = "ALL") -
         .select("WEEK", "COUNTRY", "PRODUCT", "CATEGORY", "PRICE", "UNITS", "REVENUE")
         .sort("PRODUCT", "WEEK")
     )
+
+
+def daily_product_demand(transactions: pl.DataFrame, *, country: str = "ALL", through: dt.date | None = None) -> pl.DataFrame:
+    """DATE, COUNTRY, PRODUCT, CATEGORY, PRICE, PRODUCT_DEMAND per product and day, zero-filled
+    from each product's first sale to its last (or to `through`, the log's last day, so a product
+    that stopped selling keeps reporting zeros)."""
+    sold = transactions.with_columns(product_name(pl.col("CATEGORY"), pl.col("PRICE")).alias("PRODUCT"))
+    daily = sold.group_by("DATE", "PRODUCT", "CATEGORY", "PRICE").agg(pl.col("QUANTITY").sum().alias("PRODUCT_DEMAND"))
+    if through is not None:
+        # A zero row on the last day extends every product's span to it before the fill.
+        last = daily.group_by("PRODUCT", "CATEGORY", "PRICE").agg(pl.lit(through).alias("DATE"), pl.lit(0, pl.Int64).alias("PRODUCT_DEMAND"))
+        daily = pl.concat([daily, last.select(daily.columns)]).group_by("DATE", "PRODUCT", "CATEGORY", "PRICE").agg(pl.col("PRODUCT_DEMAND").sum())
+    return (
+        zero_fill(daily, ["PRODUCT", "CATEGORY", "PRICE"], "DATE", ["PRODUCT_DEMAND"])
+        .with_columns(pl.col("PRODUCT_DEMAND").cast(pl.Int64), pl.lit(country).alias("COUNTRY"))
+        .select("DATE", "COUNTRY", "PRODUCT", "CATEGORY", "PRICE", "PRODUCT_DEMAND")
+        .sort("DATE", "COUNTRY", "PRODUCT")
+    )
+
+
+class TransactionLogSource(DemandSource):
+    """A transaction log file as the pipeline's source (`DEMAND_SOURCE=transactions`,
+    `DEMAND_TRANSACTIONS_FILE`): daily product demand only. A log carries no marketing spend,
+    macro indicators or stock levels, so those domains are not provided; stockout days are
+    inferred from implausible zero runs when `stockout_alpha` is set (see
+    `demand_assets.features.stockouts`), else every day counts as in stock. PROMO is false: a
+    log does not say which sales were promoted."""
+
+    name = "transactions"
+
+    def __init__(self, path: str | Path, *, country: str = "ALL", stockout_alpha: float | None = None) -> None:
+        self.path = Path(path).expanduser().resolve()
+        if not self.path.is_file():
+            raise FileNotFoundError(f"transaction log {self.path} does not exist (DEMAND_TRANSACTIONS_FILE)")
+        self.country = country
+        self.stockout_alpha = stockout_alpha
+
+    @property
+    def provides(self) -> frozenset[Domain]:
+        return frozenset({Domain.PRODUCT_DEMAND})
+
+    @cached_property
+    def _daily(self) -> pl.DataFrame:
+        transactions = read_transaction_log(self.path)
+        daily = daily_product_demand(transactions, country=self.country, through=transactions["DATE"].max())
+        if self.stockout_alpha is None:
+            in_stock = pl.lit(True)
+        else:
+            from demand_assets.features.stockouts import infer_stockouts
+
+            daily = infer_stockouts(daily, alpha=self.stockout_alpha)
+            in_stock = ~pl.col("INFERRED_OUT")
+        return daily.select("DATE", "COUNTRY", "PRODUCT", "PRODUCT_DEMAND", "PRICE", pl.lit(False).alias("PROMO"), in_stock.alias("IN_STOCK"), "CATEGORY").sort("DATE", "COUNTRY", "PRODUCT")
+
+    def catalog(self) -> Catalog:
+        products = self._daily.group_by("PRODUCT").agg(pl.col("CATEGORY").first(), pl.col("PRICE").first().alias("BASE_PRICE")).sort("PRODUCT")
+        return Catalog(countries=(self.country,), channels=(), products=products)
+
+    def _read(self, domain: Domain, start: dt.date, end: dt.date) -> Iterator[pl.DataFrame]:
+        for a, b in iter_date_chunks(start, end, 366):
+            yield self._daily.filter(pl.col("DATE").is_between(a, b, closed="left")).drop("CATEGORY")
 
 
 def synthetic_transaction_log(*, weeks: int = 52, start: dt.date = dt.date(2023, 1, 2), seed: int = 0, transactions_per_day: float = 40.0) -> pl.DataFrame:

@@ -1,0 +1,311 @@
+"""The M5 competition files (Walmart, item x store x day) as a data source, and a generator of
+M5-format files for tests and benchmarks.
+
+Files, as published (the real ones are the user's to supply; `DEMAND_M5_DIR` names the folder):
+
+* calendar.csv: date, wm_yr_wk, weekday, wday, month, year, d, event_name_1, event_type_1,
+  event_name_2, event_type_2, snap_CA, snap_TX, snap_WI
+* sell_prices.csv: store_id, item_id, wm_yr_wk, sell_price (weekly; absent while not on sale)
+* sales_train_evaluation.csv (or sales_train_validation.csv): id, item_id, dept_id, cat_id,
+  store_id, state_id, d_1 ... d_N
+
+Mapping: a store is the market (COUNTRY = store_id; its state kept in the catalog), an item is
+the PRODUCT (category and department kept in the catalog for aggregation and WRMSSE). A row
+exists for every day an item is listed in a store (it has a sell price that week) or sells;
+days before an item is listed are not rows (M5's leading zeros are "not yet on sale", not
+demand). The week's sell price is the day's PRICE; SNAP (the store's state's flag) and IS_EVENT
+(any calendar event that day) are known-in-advance covariates. M5 has no promotion flag (PROMO
+is false), no spend and no macro data: those domains are not provided. Stock is not recorded:
+IN_STOCK comes from the inferred-stockout rule (`demand_assets.features.stockouts`).
+
+The sales matrix (30,490 x 1,941 int32, about 240 MB) is read once per process; product demand
+streams out of it in date chunks of about `chunk_rows` rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from demand_assets.sources.base import Catalog, DemandSource, Domain, iter_date_chunks
+
+__all__ = ["M5_FILES", "M5Source", "M5Shape", "write_m5_files"]
+
+log = logging.getLogger(__name__)
+M5_FILES = ("calendar.csv", "sell_prices.csv", "sales_train_evaluation.csv|sales_train_validation.csv")
+_ID_COLUMNS = ["id", "item_id", "dept_id", "cat_id", "store_id", "state_id"]
+_SERIES_BATCH = 4_000  # series per batch when inferring stockouts (bounds memory)
+
+
+def _sales_file(directory: Path) -> Path:
+    for name in ("sales_train_evaluation.csv", "sales_train_validation.csv"):
+        if (directory / name).exists():
+            return directory / name
+    raise FileNotFoundError(f"M5 folder {directory} has no sales_train_evaluation.csv or sales_train_validation.csv (DEMAND_M5_DIR)")
+
+
+@functools.lru_cache(maxsize=2)
+def _load(directory: Path, stockout_alpha: float | None) -> tuple[pl.DataFrame, pl.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, calendar, sales, price, in_stock): ids one row per series (matrix row order), calendar
+    one row per day column; sales int32, price float32 (NaN: not listed) and in_stock bool, all
+    series x day."""
+    started = dt.datetime.now()
+    sales_path = _sales_file(directory)
+    header = pl.read_csv(sales_path, n_rows=0).columns
+    missing = [c for c in _ID_COLUMNS if c not in header]
+    day_columns = [c for c in header if c.startswith("d_")]
+    if missing or not day_columns:
+        raise ValueError(f"rule 'M5 sales columns': {sales_path.name} lacks {missing or 'the d_1 ... d_N day columns'}")
+    raw = pl.read_csv(sales_path, schema_overrides={c: pl.Int32 for c in day_columns} | {c: pl.String for c in _ID_COLUMNS})
+    ids = raw.select(_ID_COLUMNS)
+    sales = raw.select(day_columns).to_numpy().astype(np.int32, copy=False)
+    del raw
+    if (bad := np.argwhere(sales < 0)).size:
+        rows = [{"id": ids["id"][int(i)], "d": day_columns[int(j)], "sales": int(sales[i, j])} for i, j in bad[:5]]
+        raise ValueError(f"rule 'sales >= 0' on column 'd_*': {len(bad)} negative cell(s), e.g. {rows}")
+
+    calendar = pl.read_csv(directory / "calendar.csv", try_parse_dates=True, infer_schema_length=10_000)
+    calendar = calendar.with_columns(pl.col("date").cast(pl.Date))
+    by_d = pl.DataFrame({"d": day_columns}).with_row_index("COLUMN").join(calendar, on="d", how="left")
+    if (unknown := by_d.filter(pl.col("date").is_null())).height:
+        raise ValueError(f"rule 'every day column is in calendar.csv' on column 'd': {unknown.height} unknown, e.g. {unknown['d'].head(5).to_list()}")
+    by_d = by_d.sort("COLUMN")
+
+    prices = pl.read_csv(directory / "sell_prices.csv", schema_overrides={"store_id": pl.String, "item_id": pl.String, "wm_yr_wk": pl.Int64, "sell_price": pl.Float64})
+    weeks = by_d["wm_yr_wk"].unique().sort()
+    week_index = {int(w): i for i, w in enumerate(weeks.to_list())}
+    series_index = ids.select("store_id", "item_id").with_row_index("ROW")
+    priced = prices.join(series_index, on=["store_id", "item_id"], how="inner").filter(pl.col("wm_yr_wk").is_in(weeks.implode()))
+    weekly = np.full((ids.height, len(weeks)), np.nan, dtype=np.float32)
+    weekly[priced["ROW"].to_numpy(), priced["wm_yr_wk"].replace_strict(week_index, return_dtype=pl.Int64).to_numpy()] = priced["sell_price"].to_numpy()
+    day_week = by_d["wm_yr_wk"].replace_strict(week_index, return_dtype=pl.Int64).to_numpy()
+    price = weekly[:, day_week]
+    # A sale without a listed price (rare) takes the nearest listed week's price: the item was
+    # evidently on sale. An item that sells but is never listed keeps NaN, and the contract
+    # (PRICE > 0) names its rows.
+    selling_unlisted = (sales > 0) & np.isnan(price)
+    if selling_unlisted.any():
+        nearest = pl.from_numpy(weekly.T).with_columns(pl.all().fill_nan(None).forward_fill().backward_fill()).to_numpy().T
+        price = np.where(selling_unlisted, nearest[:, day_week], price)
+    in_stock = _inferred_in_stock(ids, by_d["date"], sales, price, stockout_alpha)
+    log.info("M5 files read: %d series x %d days in %.1fs", ids.height, len(day_columns), (dt.datetime.now() - started).total_seconds())
+    return ids, by_d, sales, price, in_stock
+
+
+def _inferred_in_stock(ids: pl.DataFrame, dates: pl.Series, sales: np.ndarray, price: np.ndarray, alpha: float | None) -> np.ndarray:
+    """True unless the inferred-stockout rule flags the day; run over whole series (a zero run's
+    length needs the days on both sides), a batch of series at a time."""
+    in_stock = np.ones(sales.shape, dtype=bool)
+    if alpha is None:
+        return in_stock
+    from demand_assets.features.stockouts import infer_stockouts
+
+    listed = ~np.isnan(price) | (sales > 0)
+    day = dates.to_numpy()
+    for lo in range(0, sales.shape[0], _SERIES_BATCH):
+        hi = min(lo + _SERIES_BATCH, sales.shape[0])
+        rows, cols = np.nonzero(listed[lo:hi])
+        frame = pl.DataFrame({
+            "DATE": day[cols], "COUNTRY": np.zeros(len(rows), dtype=np.int32), "PRODUCT": rows.astype(np.int32),
+            "PRODUCT_DEMAND": sales[lo:hi][rows, cols], "_COL": cols.astype(np.int32),
+        })
+        flagged = infer_stockouts(frame, alpha=alpha).filter(pl.col("INFERRED_OUT"))
+        in_stock[lo + flagged["PRODUCT"].to_numpy(), flagged["_COL"].to_numpy()] = False
+    return in_stock
+
+
+class M5Source(DemandSource):
+    """The M5 files as product demand (see the module docstring for the mapping)."""
+
+    name = "m5"
+
+    def __init__(self, directory: str | Path, *, stockout_alpha: float | None = 0.001, chunk_rows: int = 4_000_000) -> None:
+        self.directory = Path(directory).expanduser().resolve()
+        for name in ("calendar.csv", "sell_prices.csv"):
+            if not (self.directory / name).exists():
+                raise FileNotFoundError(f"M5 folder {self.directory} has no {name} (DEMAND_M5_DIR)")
+        _sales_file(self.directory)
+        self.stockout_alpha = stockout_alpha
+        self.chunk_rows = chunk_rows
+
+    @property
+    def provides(self) -> frozenset[Domain]:
+        return frozenset({Domain.PRODUCT_DEMAND})
+
+    @functools.cached_property
+    def _catalog(self) -> Catalog:
+        # The id columns only: cheap, so assets that need just the catalog never load the matrix.
+        ids = pl.read_csv(_sales_file(self.directory), columns=_ID_COLUMNS, schema_overrides={c: pl.String for c in _ID_COLUMNS})
+        prices = pl.scan_csv(self.directory / "sell_prices.csv").group_by("item_id").agg(pl.col("sell_price").median().alias("BASE_PRICE")).collect()
+        products = (
+            ids.group_by("item_id").agg(pl.col("cat_id").first().alias("CATEGORY"), pl.col("dept_id").first().alias("DEPARTMENT"))
+            .join(prices, on="item_id", how="left").rename({"item_id": "PRODUCT"}).sort("PRODUCT")
+            .select("PRODUCT", "CATEGORY", "BASE_PRICE", "DEPARTMENT")
+        )
+        markets = ids.select(pl.col("store_id").alias("COUNTRY"), pl.col("state_id").alias("STATE")).unique().sort("COUNTRY")
+        return Catalog(countries=tuple(markets["COUNTRY"].to_list()), channels=(), products=products, markets=markets)
+
+    def catalog(self) -> Catalog:
+        return self._catalog
+
+    def _read(self, domain: Domain, start: dt.date, end: dt.date) -> Iterator[pl.DataFrame]:
+        ids, days, sales, price, in_stock = _load(self.directory, self.stockout_alpha)
+        dates = days["date"]
+        snap_by_state = {c.removeprefix("snap_"): days[c].cast(pl.Boolean).to_numpy() for c in days.columns if c.startswith("snap_")}
+        event = (days["event_name_1"].is_not_null() | days["event_name_2"].is_not_null()).to_numpy() if "event_name_1" in days.columns else np.zeros(days.height, bool)
+        states = list(dict.fromkeys(ids["state_id"].to_list()))
+        snap = np.stack([snap_by_state.get(s, np.zeros(days.height, bool)) for s in states])  # state x day
+        state_row = ids["state_id"].replace_strict({s: i for i, s in enumerate(states)}, return_dtype=pl.Int64).to_numpy()
+        chunk_days = max(1, self.chunk_rows // max(ids.height, 1))
+        day_of = {d: i for i, d in enumerate(dates.to_list())}
+        for a, b in iter_date_chunks(start, end, chunk_days):
+            cols = np.array([day_of[a + dt.timedelta(days=k)] for k in range((b - a).days) if a + dt.timedelta(days=k) in day_of], dtype=np.int64)
+            if cols.size == 0:
+                continue
+            block = sales[:, cols]
+            listed = ~np.isnan(price[:, cols]) | (block > 0)
+            rows, j = np.nonzero(listed)
+            c = cols[j]
+            frame = pl.DataFrame({
+                "DATE": dates.to_numpy()[c],
+                "COUNTRY": ids["store_id"].to_numpy()[rows],
+                "PRODUCT": ids["item_id"].to_numpy()[rows],
+                "PRODUCT_DEMAND": block[rows, j].astype(np.int64),
+                "PRICE": price[rows, c].astype(np.float64),
+                "PROMO": np.zeros(len(rows), dtype=bool),
+                "IN_STOCK": in_stock[rows, c],
+                "SNAP": snap[state_row[rows], c],
+                "IS_EVENT": event[c],
+            }).with_columns(pl.col("DATE").cast(pl.Date), pl.col("PRICE").fill_nan(None))
+            yield frame.sort("DATE", "COUNTRY", "PRODUCT")
+
+
+# --- M5-format files, generated -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class M5Shape:
+    """The panel's shape. Defaults: M5's own (3 states, 10 stores, 3 categories, 7 departments,
+    3,049 items: 30,490 series; 1,941 days of sales_train_evaluation)."""
+
+    stores: tuple[tuple[str, int], ...] = (("CA", 4), ("TX", 3), ("WI", 3))
+    departments: tuple[tuple[str, int], ...] = (
+        ("FOODS_1", 216), ("FOODS_2", 398), ("FOODS_3", 823), ("HOBBIES_1", 416), ("HOBBIES_2", 149), ("HOUSEHOLD_1", 532), ("HOUSEHOLD_2", 515),
+    )
+    days: int = 1941
+    start: dt.date = dt.date(2011, 1, 29)
+    seed: int = 0
+    stockout_start_rate: float = 0.002  # per listed selling day: a stockout starts
+    stockout_mean_days: float = 6.0
+    late_listing_share: float = 0.25  # items first listed part-way through (M5's leading zeros)
+
+    @staticmethod
+    def small(items_per_department: int = 4, days: int = 400, seed: int = 0, start: dt.date = dt.date(2023, 1, 7)) -> "M5Shape":
+        """Two states, three stores, two departments: for tests (starts inside the default partitions)."""
+        return M5Shape(stores=(("CA", 2), ("TX", 1)), departments=(("FOODS_1", items_per_department), ("HOBBIES_1", items_per_department)), days=days, seed=seed, start=start)
+
+
+_SNAP_DAYS = {"CA": set(range(1, 11)), "TX": {1, 3, 5, 6, 7, 9, 11, 12, 15}, "WI": {2, 3, 5, 6, 8, 9, 11, 12, 14, 15}}
+
+
+def _calendar(shape: M5Shape) -> pl.DataFrame:
+    import holidays
+
+    dates = [shape.start + dt.timedelta(days=k) for k in range(shape.days + 28)]  # M5's calendar runs 28 days past the sales
+    us = holidays.country_holidays("US", years=range(shape.start.year, dates[-1].year + 1))
+    week = [(k // 7) for k in range(len(dates))]  # Walmart weeks start on Saturday, as does M5's first day
+    rows = []
+    for k, day in enumerate(dates):
+        name = us.get(day)
+        rows.append({
+            "date": day.isoformat(), "wm_yr_wk": 11101 + 100 * (week[k] // 52) + week[k] % 52, "weekday": day.strftime("%A"),
+            "wday": (day.weekday() + 2) % 7 + 1, "month": day.month, "year": day.year, "d": f"d_{k + 1}",
+            "event_name_1": name, "event_type_1": "National" if name else None, "event_name_2": None, "event_type_2": None,
+            **{f"snap_{s}": int(day.day in _SNAP_DAYS.get(s, set())) for s, _ in shape.stores},
+        })
+    return pl.DataFrame(rows, infer_schema_length=None)
+
+
+def write_m5_files(directory: str | Path, shape: M5Shape = M5Shape()) -> dict[str, int]:
+    """Write calendar.csv, sell_prices.csv, sales_train_evaluation.csv and stockouts_truth.csv
+    (id, d_start, days: the generator's stockout runs) in M5's format; rows per file.
+
+    The demand is M5-like: item rates log-normal (most items sell a unit or less a day, so most
+    days are zero), store effects, weekday and yearly seasonality, SNAP days lift FOODS, weekly
+    prices with temporary discounts and price elasticity, items listed part-way through, zero
+    sales on Christmas (stores closed), and stockout runs that zero sales (recorded as truth)."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(shape.seed)
+    calendar = _calendar(shape)
+    calendar.write_csv(out / "calendar.csv")
+    sales_days = calendar.head(shape.days)
+    dates = sales_days["date"].str.to_date()
+    n_days = shape.days
+    dow = dates.dt.weekday().to_numpy() - 1  # Monday 0
+    doy = dates.dt.ordinal_day().to_numpy()
+    christmas = ((dates.dt.month() == 12) & (dates.dt.day() == 25)).to_numpy()
+    week_of_day = sales_days["wm_yr_wk"].to_numpy()
+    weeks = np.unique(week_of_day)
+    week_idx = np.searchsorted(weeks, week_of_day)
+    items = [(dept, f"{dept}_{i + 1:03d}") for dept, n in shape.departments for i in range(n)]
+    n_items = len(items)
+    item_rate = rng.lognormal(-0.6, 1.3, n_items)
+    base_price = np.round(rng.lognormal(1.2, 0.7, n_items), 2) + 0.48
+    elasticity = rng.uniform(-2.5, -0.8, n_items)
+    listed_from = np.zeros(n_items, dtype=np.int64)
+    late = rng.choice(n_items, max(1, round(shape.late_listing_share * n_items)), replace=False)  # listed part-way through
+    listed_from[late] = rng.integers(7, int(n_days * 0.8), len(late))
+    weekly_shape = np.array([1.0, 0.92, 0.9, 0.9, 0.98, 1.2, 1.3])  # Monday .. Sunday
+    season = 1.0 + 0.12 * np.sin(2 * np.pi * (doy - 80) / 365.25)
+    counts = {"sales_train_evaluation.csv": 0, "sell_prices.csv": 0, "stockouts_truth.csv": 0}
+    truth_rows, price_frames = [], []
+    header = True
+    with open(out / "sales_train_evaluation.csv", "w") as sales_file:
+        for state, n_stores in shape.stores:
+            snap = sales_days[f"snap_{state}"].to_numpy().astype(bool)
+            for s in range(n_stores):
+                store = f"{state}_{s + 1}"
+                store_effect = rng.lognormal(0.0, 0.3)
+                discount = rng.random((n_items, len(weeks))) < 0.08
+                price_w = np.round(base_price[:, None] * np.where(discount, rng.uniform(0.7, 0.9, (n_items, len(weeks))), 1.0), 2)
+                price_d = price_w[:, week_idx]
+                is_food = np.array([d.startswith("FOODS") for d, _ in items])
+                rate = (item_rate * store_effect)[:, None] * weekly_shape[dow][None, :] * season[None, :]
+                rate = rate * (price_d / base_price[:, None]) ** elasticity[:, None]
+                rate = rate * np.where(is_food[:, None] & snap[None, :], 1.15, 1.0)
+                demand = rng.poisson(rng.gamma(2.0, rate / 2.0)).astype(np.int32)
+                listed = np.arange(n_days)[None, :] >= listed_from[:, None]
+                starts = (rng.random((n_items, n_days)) < shape.stockout_start_rate) & listed
+                lengths = rng.geometric(1.0 / shape.stockout_mean_days, starts.sum())
+                out_mask = np.zeros_like(listed)
+                for (i, d), length in zip(np.argwhere(starts), lengths):
+                    out_mask[i, d : d + length] = True
+                    truth_rows.append((f"{items[i][1]}_{store}_evaluation", f"d_{d + 1}", int(min(length, n_days - d))))
+                sales = np.where(listed & ~out_mask & ~christmas[None, :], demand, 0)
+                frame = pl.DataFrame({
+                    "id": [f"{it}_{store}_evaluation" for _, it in items], "item_id": [it for _, it in items], "dept_id": [d for d, _ in items],
+                    "cat_id": [d.rsplit("_", 1)[0] for d, _ in items], "store_id": store, "state_id": state,
+                }).hstack(pl.DataFrame(sales, schema=[f"d_{k + 1}" for k in range(n_days)], orient="row"))
+                frame.write_csv(sales_file, include_header=header)
+                header = False
+                counts["sales_train_evaluation.csv"] += frame.height
+                first_week = np.searchsorted(weeks, week_of_day[listed_from])  # a price from the week an item is listed
+                rows, cols = np.nonzero(np.arange(len(weeks))[None, :] >= first_week[:, None])
+                price_frames.append(pl.DataFrame({
+                    "store_id": store, "item_id": np.array([it for _, it in items])[rows], "wm_yr_wk": weeks[cols], "sell_price": price_w[rows, cols],
+                }))
+    prices = pl.concat(price_frames)
+    prices.write_csv(out / "sell_prices.csv")
+    counts["sell_prices.csv"] = prices.height
+    truth = pl.DataFrame(truth_rows, schema=["id", "d_start", "days"], orient="row")
+    truth.write_csv(out / "stockouts_truth.csv")
+    counts["stockouts_truth.csv"] = truth.height
+    counts["calendar.csv"] = calendar.height
+    return counts
