@@ -1,11 +1,28 @@
 """Transaction logs (seed 002) to weekly product demand, and the errors bad logs get."""
 
 import datetime as dt
+import json
 
+import dagster as dg
 import polars as pl
 import pytest
+from fastapi.testclient import TestClient
 
-from demand_assets.sources.transactions import TRANSACTION_COLUMNS, TransactionLogError, read_transaction_log, synthetic_transaction_log, weekly_product_demand
+from demand_assets.definitions import ALL_ASSETS
+from demand_assets.domains.models import ForecastingConfig
+from demand_assets.domains.sku import SkuModelConfig
+from demand_assets.serving.app import create_app
+from demand_assets.sources import Domain
+from demand_assets.sources.transactions import (
+    TRANSACTION_COLUMNS,
+    TransactionLogError,
+    TransactionLogSource,
+    read_transaction_log,
+    synthetic_transaction_log,
+    weekly_product_demand,
+)
+from resources import DemandSourceResource
+from tests.conftest import materialize_range, small_resources
 
 
 def _log(rows) -> bytes:
@@ -61,3 +78,67 @@ def test_the_synthetic_log_round_trips_through_the_upload_format():
     assert parsed.height == log.height
     weekly = weekly_product_demand(parsed)
     assert weekly["UNITS"].sum() == log["Quantity"].sum()
+
+
+
+# --- The whole pipeline and the service on one transaction log (DEMAND_SOURCE=transactions) ----
+
+PIPELINE_LOG = synthetic_transaction_log(weeks=60, seed=5)
+LOG_END = PIPELINE_LOG["Date"].str.to_date().max()
+
+
+@pytest.fixture(scope="module")
+def log_pipeline(tmp_path_factory):
+    work = tmp_path_factory.mktemp("txlog")
+    PIPELINE_LOG.write_csv(work / "log.csv")
+    resources = small_resources(work / "delta", source=DemandSourceResource(kind="transactions", transactions_file=str(work / "log.csv"), transactions_market="STORE_1"))
+    data = materialize_range(resources, "2023-01-02", str(LOG_END))
+    models = ForecastingConfig(models=["seasonal_naive", "lightgbm"], n_folds=2, horizon=14, history_days=300, lgbm_rounds=20)
+    sku = SkuModelConfig(frequencies=["weekly"], history_days=420, n_folds=2, weekly_epochs=3, channels=8)
+    run = dg.materialize(
+        ALL_ASSETS, resources=resources, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+        selection=["model_backtest", "champion_model", "sku_forecast_models", "spend_response_model"],
+        run_config=dg.RunConfig(ops={"model_backtest": models, "champion_model": models, "sku_forecast_models": sku}),
+    )
+    forecast = dg.materialize(ALL_ASSETS, resources=resources, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False, selection=["demand_forecast"], partition_key=str(LOG_END))
+    return resources, data, run, forecast
+
+
+def test_transaction_log_source_is_daily_demand_per_category_at_price(tmp_path):
+    PIPELINE_LOG.write_csv(tmp_path / "log.csv")
+    source = TransactionLogSource(tmp_path / "log.csv", stockout_alpha=None)
+    daily = pl.concat(list(source.read(Domain.PRODUCT_DEMAND, dt.date(2023, 1, 2), LOG_END + dt.timedelta(days=1))))
+    parsed = read_transaction_log(tmp_path / "log.csv")
+    assert daily["PRODUCT_DEMAND"].sum() == parsed["QUANTITY"].sum()
+    assert daily["IN_STOCK"].all() and not daily["PROMO"].any()
+    per_product = daily.group_by("PRODUCT").agg(pl.len(), pl.col("DATE").max())
+    assert (per_product["DATE"] == LOG_END).all()  # zero-filled to the log's last day
+    assert source.catalog().products.filter(pl.col("PRODUCT") == "Beauty@50.00")["CATEGORY"].to_list() == ["Beauty"]
+    assert source.provides == frozenset({Domain.PRODUCT_DEMAND})
+    with pytest.raises(FileNotFoundError, match="DEMAND_TRANSACTIONS_FILE"):
+        TransactionLogSource(tmp_path / "missing.csv")
+
+
+def test_the_whole_pipeline_and_the_service_run_on_a_transaction_log(log_pipeline):
+    resources, data, run, forecast = log_pipeline
+    assert data.success and run.success and forecast.success
+    store = resources["store"]
+    assert not store.exists("channel_spend_response") and not store.exists("response_curves")
+    assert set(store.read_all("training_dataset")["COUNTRY"]) == {"STORE_1"}
+    assert store.read_all("sku_backtest_metrics").height > 0
+    stored = store.read_all("demand_forecast")
+    assert stored["DATE"].unique().to_list() == [LOG_END] and stored.height == 28 * 9  # horizon x products
+
+    with TestClient(create_app(store, resources["mlflow_tracking"])) as client:
+        health = client.get("/health").json()
+        assert "weekly" in json.dumps(health)
+        got = client.get("/forecast", params={"country": "STORE_1", "product": "Clothing@50.00", "horizon": 7})
+        assert got.status_code == 200, got.text
+        assert len(got.json()["forecasts"]) == 7 and got.json()["model_version"]
+        upload = PIPELINE_LOG.tail(3000).write_csv().encode()
+        meta = json.dumps({"products": ["Clothing@50.00", "Beauty@25.00"]})
+        predicted = client.post("/predict", files={"file": ("log.csv", upload, "text/csv")}, data={"metadata": meta}, params={"horizon": 4, "frequency": "weekly"})
+        assert predicted.status_code == 200, predicted.text
+        body = predicted.json()
+        assert {r["product"] for r in body["forecasts"]} == {"Clothing@50.00", "Beauty@25.00"}
+        assert all(r["p10"] <= r["p50"] <= r["p90"] for r in body["forecasts"]) and body["model_version"]

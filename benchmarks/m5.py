@@ -1,0 +1,131 @@
+"""M5-scale benchmark on project-generated M5-format files (30,490 series x 1,941 days).
+
+Phases, each in its own subprocess so its peak RSS is its own:
+  generate   write the M5-format files (write_m5_files, M5's shape)
+  data       DEMAND_SOURCE=m5: product_demand (with inferred stockouts) and training_dataset for
+             every day, one single-run backfill of the data assets
+  backtest   model_backtest with WRMSSE on the stored training dataset (models and folds below)
+Writes benchmarks/results/m5.json.
+
+    python -m benchmarks.m5                                   # all phases
+    python -m benchmarks.m5 --models seasonal_naive lightgbm --folds 1 --history-days 365
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results" / "m5.json"
+START = dt.date(2011, 1, 29)
+
+
+def _peak_gb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 3)
+
+
+def _phase(phase: str, work: Path, options: dict) -> dict:
+    files, home = work / "m5_files", work / "home"
+    os.environ.update(DEMAND_HOME=str(home), DEMAND_SOURCE="m5", DEMAND_M5_DIR=str(files), DEMAND_PARTITION_START=START.isoformat())
+    t0 = time.perf_counter()
+    if phase == "generate":
+        from demand_assets.sources.m5 import M5Shape, write_m5_files
+
+        counts = write_m5_files(files, M5Shape())
+        return {"seconds": round(time.perf_counter() - t0, 1), "peak_rss_gb": _peak_gb(), "rows": counts,
+                "bytes": {p.name: p.stat().st_size for p in files.iterdir()}}
+    import dagster as dg
+
+    from demand_assets.definitions import defs
+
+    instance = dg.DagsterInstance.ephemeral()
+    if phase == "data":
+        from demand_assets.sources.m5 import M5Shape
+
+        last = START + dt.timedelta(days=M5Shape().days - 1)
+        job = defs.resolve_implicit_global_asset_job_def()
+        result = job.execute_in_process(
+            instance=instance, raise_on_error=False,
+            asset_selection=[dg.AssetKey(k) for k in ("country_demand", "channel_spend_response", "product_demand", "training_dataset")],
+            tags={"dagster/asset_partition_range_start": START.isoformat(), "dagster/asset_partition_range_end": last.isoformat()},
+        )
+        rows = {e.asset_key.to_user_string(): e.materialization.metadata["dagster/row_count"].value for e in result.get_asset_materialization_events() if "dagster/row_count" in e.materialization.metadata}
+        return {"success": result.success, "seconds": round(time.perf_counter() - t0, 1), "peak_rss_gb": _peak_gb(), "rows": rows, "step_seconds": _step_seconds(instance, result.run_id)}
+    config = {"models": options["models"], "n_folds": options["folds"], "horizon": 28, "history_days": options["history_days"], "lgbm_rounds": options["lgbm_rounds"]}
+    job = defs.resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(
+        instance=instance, raise_on_error=False, asset_selection=[dg.AssetKey("model_backtest")],
+        run_config={"ops": {"model_backtest": {"config": config}}},
+    )
+    out = {"success": result.success, "seconds": round(time.perf_counter() - t0, 1), "peak_rss_gb": _peak_gb(), "config": config}
+    if result.success:
+        import polars as pl
+
+        from resources import DeltaStore
+
+        metrics = DeltaStore().read_all("backtest_metrics").filter(pl.col("FOLD") == -1)
+        out["metrics"] = metrics.select("MODEL", "REGIME", "WAPE", "BIAS", "COVERAGE_P10_P90", "WRMSSE").sort("REGIME", "MODEL").to_dicts()
+        out["fit_predict_seconds"] = _timings(instance, result.run_id)
+    return out
+
+
+def _step_seconds(instance, run_id: str) -> dict:
+    starts, seconds = {}, {}
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None or not event.step_key:
+            continue
+        if event.event_type_value == "STEP_START":
+            starts[event.step_key] = entry.timestamp
+        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
+            seconds[event.step_key] = round(entry.timestamp - starts.get(event.step_key, entry.timestamp), 1)
+    return seconds
+
+
+def _timings(instance, run_id: str) -> list[str]:
+    """The backtest's own progress lines (fit and predict seconds per model and fold)."""
+    return [entry.user_message for entry in instance.all_logs(run_id) if entry.user_message.startswith("backtest ")]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--phases", nargs="*", default=["generate", "data", "backtest"])
+    parser.add_argument("--work", default=None, help="folder for the files and the store (default: a temporary one)")
+    parser.add_argument("--models", nargs="*", default=["seasonal_naive", "lightgbm"])
+    parser.add_argument("--folds", type=int, default=1)
+    parser.add_argument("--history-days", type=int, default=365)
+    parser.add_argument("--lgbm-rounds", type=int, default=100)
+    parser.add_argument("--child", default=None)
+    args = parser.parse_args()
+    options = {"models": args.models, "folds": args.folds, "history_days": args.history_days, "lgbm_rounds": args.lgbm_rounds}
+    if args.child:
+        print(json.dumps(_phase(args.child, Path(args.work), options), default=str))
+        return
+    work = Path(args.work or tempfile.mkdtemp(prefix="m5-bench-"))
+    results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()}, "work": str(work), "phases": {}}
+    for phase in args.phases:
+        cmd = [sys.executable, "-m", "benchmarks.m5", "--child", phase, "--work", str(work), "--models", *args.models,
+               "--folds", str(args.folds), "--history-days", str(args.history_days), "--lgbm-rounds", str(args.lgbm_rounds)]
+        print(f"m5 benchmark: {phase} ...", flush=True)
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+        if done.returncode != 0:
+            results["phases"][phase] = {"error": done.stderr[-3000:]}
+            print(done.stderr[-3000:], flush=True)
+            break
+        results["phases"][phase] = json.loads(done.stdout.strip().splitlines()[-1])
+        print(json.dumps(results["phases"][phase], default=str)[:2000], flush=True)
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(results, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
