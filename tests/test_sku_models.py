@@ -79,3 +79,26 @@ def test_pyfunc_dates_its_periods_after_the_last_one(fitted):
     last = panel["PERIOD"].max()
     assert sorted(set(pl.from_pandas(out)["PERIOD"].cast(pl.Date).to_list())) == [last + dt.timedelta(weeks=1), last + dt.timedelta(weeks=2)]
     assert wrapper.max_horizon == 4 and wrapper.min_history == 8
+
+
+def test_tcn_mean_is_its_own_head_and_tracks_the_level(fitted):
+    panel = _weekly_panel()
+    out = fitted.predict(panel, 4)
+    assert not np.allclose(out["MEAN"].to_numpy(), out["P50"].to_numpy())  # not a copy of the median
+    recent = panel.sort("PERIOD").group_by("PRODUCT").agg(pl.col("UNITS").tail(8).mean().alias("LEVEL"))
+    joined = out.group_by("PRODUCT").agg(pl.col("MEAN").mean()).join(recent, on="PRODUCT")
+    ratio = joined["MEAN"].to_numpy() / joined["LEVEL"].to_numpy()
+    assert np.all((ratio > 0.5) & (ratio < 1.5)), ratio
+
+
+def test_period_backtest_uses_the_daily_harness_folds_in_weeks():
+    from demand_assets.forecasting.backtest import rolling_origin_folds
+
+    panel = _weekly_panel(weeks=40)
+    forecasts, metrics = period_backtest(panel, {"naive": lambda: MeanOfLastForecaster(4, 4)}, n_folds=3, horizon=4, frequency="weekly")
+    last_sunday = panel["PERIOD"].max() + dt.timedelta(days=6)
+    folds = rolling_origin_folds(last_sunday, n_folds=3, horizon=28)
+    for fold in folds:
+        weeks = forecasts.filter(pl.col("FOLD") == fold.index)["PERIOD"].unique().sort().to_list()
+        assert weeks == [fold.test_start + dt.timedelta(weeks=k) for k in range(4)]
+    assert {"WAPE", "RMSE", "BIAS", "COVERAGE_P10_P90"} <= set(metrics.columns) and set(metrics["FOLD"]) == {-1, 0, 1, 2}

@@ -62,7 +62,7 @@ def sku_forecast_models(context: dg.AssetExecutionContext, config: SkuModelConfi
         )
         panel = to_periods(daily, frequency)
         factories = {"tcn": lambda s=settings: TCNForecaster(s), "mean_of_last_4": lambda s=settings: MeanOfLastForecaster(4, s.horizon)}
-        _, metrics = period_backtest(panel, factories, n_folds=config.n_folds, horizon=settings.horizon, progress=lambda m, f=frequency: context.log.info(f"{f}: {m}"))
+        _, metrics = period_backtest(panel, factories, n_folds=config.n_folds, horizon=settings.horizon, frequency=frequency, progress=lambda m, f=frequency: context.log.info(f"{f}: {m}"))
         overall = {r["MODEL"]: r for r in metrics.filter(pl.col("FOLD") == -1).iter_rows(named=True)}
         registry = sku_registry(mlflow_tracking, frequency)
         versions = {}
@@ -70,7 +70,7 @@ def sku_forecast_models(context: dg.AssetExecutionContext, config: SkuModelConfi
         for name, factory in factories.items():
             with registry.run(f"sku/{frequency}/{name}", tags=tags | {"model": name, "stage": "sku"}):
                 mlflow.log_params({"frequency": frequency, "input_len": settings.input_len, "horizon": settings.horizon, "epochs": settings.epochs, "n_folds": config.n_folds})
-                mlflow.log_metrics({k.lower(): float(v) for k, v in overall[name].items() if k not in ("MODEL", "FOLD")})
+                mlflow.log_metrics({k.lower(): float(v) for k, v in overall[name].items() if k not in ("MODEL", "FOLD", "ROWS")})
                 model = factory().fit(panel)
                 versions[name] = registry.log_and_register(SkuForecasterPyfunc(model, name, frequency), f"sku_{frequency}_{name}", tags | {"model": name, "mean_pinball": f"{_mean_pinball(overall[name]):.4f}"})
         best = min(overall, key=lambda m: _mean_pinball(overall[m]))

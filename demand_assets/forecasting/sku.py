@@ -1,14 +1,14 @@
 """Per-SKU forecasting from sales history alone, daily or weekly (seed 002's service).
 
 A panel here is COUNTRY, PRODUCT, PERIOD (a day, or the Monday of a week), UNITS. `to_periods`
-builds it from daily product demand; `period_backtest` scores a forecaster on rolling origins
-counted in periods (the same fold semantics as the daily backtest: the last K windows of H
-periods, each trained on everything before it); `SkuForecasterPyfunc` serves it through MLflow.
+builds it from daily product demand; `period_backtest` scores a forecaster with the daily backtest's own
+folds and scoring (the last K windows of H periods, each trained on everything before it); `SkuForecasterPyfunc` serves it through MLflow.
 The reference is the naive forecast that repeats the mean of the last four periods.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Literal
 
@@ -16,7 +16,7 @@ import mlflow.pyfunc
 import pandas as pd
 import polars as pl
 
-from demand_assets.forecasting.metrics import bias, interval_coverage, pinball_loss, wape
+from demand_assets.forecasting.backtest import rolling_origin_folds, score_forecasts
 from demand_assets.forecasting.models.tcn import PANEL_KEYS, TCNForecaster
 
 __all__ = ["Frequency", "MeanOfLastForecaster", "PERIOD_DAYS", "SkuForecasterPyfunc", "period_backtest", "to_periods"]
@@ -61,43 +61,41 @@ class MeanOfLastForecaster:
 
 
 def period_backtest(
-    panel: pl.DataFrame, factories: dict[str, Callable[[], object]], *, n_folds: int = 2, horizon: int = 4, progress: Callable[[str], None] | None = None
+    panel: pl.DataFrame,
+    factories: dict[str, Callable[[], object]],
+    *,
+    n_folds: int = 2,
+    horizon: int = 4,
+    frequency: Frequency = "weekly",
+    progress: Callable[[str], None] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(forecasts, metrics): each model fitted on the periods before each fold and scored on
-    the fold's H periods. Metrics per MODEL (FOLD -1 = all folds): WAPE, BIAS, PINBALL_P10/50/90,
-    COVERAGE_P10_P90."""
-    periods = sorted(panel["PERIOD"].unique().to_list())
+    """(forecasts, metrics) on the daily backtest's harness: its folds (`rolling_origin_folds`,
+    H periods = H x 7 days for weekly, the newest ending on the last complete period) and its
+    scoring (`score_forecasts`, regime `all`: a per-SKU panel carries no stock flag). Each model
+    is fitted on the periods before each fold. Metrics per MODEL and FOLD (-1 = all folds):
+    ROWS, WAPE, RMSE, BIAS, PINBALL_P10/50/90, COVERAGE_P10_P90."""
+    step = PERIOD_DAYS[frequency]
+    periods = panel["PERIOD"].unique().sort()
     if len(periods) < n_folds * horizon + 8:
         raise ValueError(f"a backtest of {n_folds} x {horizon} periods needs more history than {len(periods)} periods")
+    folds = rolling_origin_folds(periods.max() + dt.timedelta(days=step - 1), n_folds=n_folds, horizon=horizon * step)
     rows = []
-    for k in range(n_folds):
-        test = periods[len(periods) - (n_folds - k) * horizon : len(periods) - (n_folds - k - 1) * horizon]
-        train = panel.filter(pl.col("PERIOD") < test[0])
-        actual = panel.filter(pl.col("PERIOD").is_in(test)).with_columns(
+    for fold in folds:
+        train = panel.filter(pl.col("PERIOD") <= fold.origin)
+        actual = panel.filter(pl.col("PERIOD").is_between(fold.test_start, fold.test_end, closed="left")).with_columns(
             pl.col("PERIOD").rank("dense").over(PANEL_KEYS).cast(pl.Int64).alias("STEP")
         )
         for name, factory in factories.items():
             model = factory().fit(train)
             forecast = model.predict(train, horizon)
-            rows.append(forecast.join(actual, on=[*PANEL_KEYS, "STEP"]).with_columns(pl.lit(name).alias("MODEL"), pl.lit(k).alias("FOLD")))
+            rows.append(forecast.join(actual, on=[*PANEL_KEYS, "STEP"]).with_columns(pl.lit(name).alias("MODEL"), pl.lit(fold.index).alias("FOLD")))
             if progress:
-                progress(f"{name} fold {k + 1}/{n_folds} (test from {test[0]})")
-    forecasts = pl.concat(rows, how="diagonal_relaxed")
-
-    def score(part: pl.DataFrame) -> dict:
-        a = part["UNITS"].to_numpy()
-        return {
-            "WAPE": wape(a, part["P50"].to_numpy()), "BIAS": bias(a, part["MEAN"].to_numpy()),
-            "PINBALL_P10": pinball_loss(a, part["P10"].to_numpy(), 0.1), "PINBALL_P50": pinball_loss(a, part["P50"].to_numpy(), 0.5),
-            "PINBALL_P90": pinball_loss(a, part["P90"].to_numpy(), 0.9), "COVERAGE_P10_P90": interval_coverage(a, part["P10"].to_numpy(), part["P90"].to_numpy()),
-        }
-
-    metrics = []
-    for (name,), part in forecasts.group_by("MODEL"):
-        metrics.append({"MODEL": name, "FOLD": -1, **score(part)})
-        for (fold,), fold_part in part.group_by("FOLD"):
-            metrics.append({"MODEL": name, "FOLD": fold, **score(fold_part)})
-    return forecasts, pl.DataFrame(metrics).sort("FOLD", "WAPE")
+                progress(f"{name} fold {fold.index + 1}/{n_folds} (test from {fold.test_start})")
+    forecasts = pl.concat(rows, how="diagonal_relaxed").with_columns(
+        pl.col("PERIOD").alias("DATE"), pl.col("UNITS").alias("ACTUAL"), pl.lit(True).alias("IN_STOCK")
+    )
+    metrics = score_forecasts(forecasts).filter(pl.col("REGIME") == "all").drop("REGIME", "MASE")
+    return forecasts, metrics.sort("FOLD", "WAPE")
 
 
 class SkuForecasterPyfunc(mlflow.pyfunc.PythonModel):

@@ -5,7 +5,8 @@ series. Each window is scaled by the mean of its inputs (plus one, so all-zero s
 fine) so series of any size share the network. Causal dilated 1-D convolutions (dilations
 1, 2, 4, ... covering the input) with residual connections read the input; a linear head emits
 P10, P50 and P90 for every step, made monotone by construction (P50 = P10 + softplus, P90 = P50
-+ softplus) and trained with the pinball loss. The direct multi-step head sees no future target.
++ softplus) and trained with the pinball loss, and a MEAN (softplus, trained with squared
+error) for what needs an expected value (costs, sums). The direct multi-step head sees no future target.
 
 Only the target is used, so a planner can upload a CSV of recent sales and get a forecast: the
 global models with covariates live in the daily pipeline. Runs on a GPU when one is present.
@@ -27,6 +28,7 @@ __all__ = ["PANEL_KEYS", "TCNForecaster", "TCNSettings"]
 
 log = logging.getLogger(__name__)
 QUANTILES = (0.1, 0.5, 0.9)
+MEAN_LOSS_WEIGHT = 0.25  # the squared error is on the scale of the windows (mean of inputs + 1)
 
 
 @dataclass(frozen=True)
@@ -67,22 +69,26 @@ class _TCN(nn.Module):
             blocks.append(_CausalBlock(settings.channels, settings.kernel_size, dilation))
             dilation *= 2
         self.blocks = nn.Sequential(*blocks)
-        self.head = nn.Linear(settings.channels, settings.horizon * 3)
+        self.head = nn.Linear(settings.channels, settings.horizon * 4)
         self.horizon = settings.horizon
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.blocks(self.inp(x.unsqueeze(1)))[:, :, -1]
-        raw = self.head(h).view(-1, self.horizon, 3)
+        raw = self.head(h).view(-1, self.horizon, 4)
         p10 = raw[..., 0]
         p50 = p10 + nn.functional.softplus(raw[..., 1])
         p90 = p50 + nn.functional.softplus(raw[..., 2])
-        return torch.stack([p10, p50, p90], dim=-1)
+        mean = nn.functional.softplus(raw[..., 3])
+        return torch.stack([p10, p50, p90, mean], dim=-1)
 
 
-def _pinball(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def _loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Pinball loss of the three quantiles plus the squared error of the mean head (whose
+    minimiser is the conditional mean; for skewed counts it sits above the median)."""
     q = torch.tensor(QUANTILES, device=pred.device)
-    diff = target.unsqueeze(-1) - pred
-    return torch.maximum(q * diff, (q - 1) * diff).mean()
+    diff = target.unsqueeze(-1) - pred[..., :3]
+    pinball = torch.maximum(q * diff, (q - 1) * diff).mean()
+    return pinball + MEAN_LOSS_WEIGHT * ((target - pred[..., 3]) ** 2).mean()
 
 
 def _series_arrays(panel: pl.DataFrame, time: str, target: str) -> tuple[pl.DataFrame, list[np.ndarray]]:
@@ -134,16 +140,16 @@ class TCNForecaster:
                 xb = torch.from_numpy(x_all[idx]).to(self.device)
                 yb = torch.from_numpy(y_all[idx]).to(self.device)
                 opt.zero_grad()
-                loss = _pinball(self.net(xb), yb)
+                loss = _loss(self.net(xb), yb)
                 loss.backward()
                 opt.step()
-                total += float(loss) * len(idx)
+                total += loss.item() * len(idx)
             if epoch == 0 or (epoch + 1) % 10 == 0 or epoch + 1 == s.epochs:
-                log.info("tcn epoch %d/%d: pinball %.4f on %d windows", epoch + 1, s.epochs, total / len(pick), len(pick))
+                log.info("tcn epoch %d/%d: loss %.4f on %d windows", epoch + 1, s.epochs, total / len(pick), len(pick))
         return self
 
     def predict(self, history: pl.DataFrame, horizon: int | None = None) -> pl.DataFrame:
-        """COUNTRY, PRODUCT, STEP (1..H), P10, P50, P90 (and MEAN = P50) from the last
+        """COUNTRY, PRODUCT, STEP (1..H), P10, P50, P90 and MEAN from the last
         `input_len` periods of each series."""
         if self.net is None:
             raise RuntimeError("fit the model first")
@@ -166,8 +172,8 @@ class TCNForecaster:
         return pl.DataFrame({
             **{k: np.repeat(keys[k].to_numpy(), horizon) for k in PANEL_KEYS},
             "STEP": np.tile(np.arange(1, horizon + 1), n),
-            "P10": out[..., 0].reshape(-1), "P50": out[..., 1].reshape(-1), "P90": out[..., 2].reshape(-1),
-        }).with_columns(pl.col("P50").alias("MEAN"))
+            "P10": out[..., 0].reshape(-1), "P50": out[..., 1].reshape(-1), "P90": out[..., 2].reshape(-1), "MEAN": out[..., 3].reshape(-1),
+        })
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
