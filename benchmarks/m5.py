@@ -5,6 +5,7 @@ Phases, each in its own subprocess so its peak RSS is its own:
   data       DEMAND_SOURCE=m5: product_demand (with inferred stockouts) and training_dataset for
              every day, one single-run backfill of the data assets
   backtest   model_backtest with WRMSSE on the stored training dataset (models and folds below)
+  stockouts  precision and recall of the inferred stockouts against the generator's runs
 Writes benchmarks/results/m5.json.
 
     python -m benchmarks.m5                                   # all phases
@@ -43,6 +44,8 @@ def _phase(phase: str, work: Path, options: dict) -> dict:
         counts = write_m5_files(files, M5Shape())
         return {"seconds": round(time.perf_counter() - t0, 1), "peak_rss_gb": _peak_gb(), "rows": counts,
                 "bytes": {p.name: p.stat().st_size for p in files.iterdir()}}
+    if phase == "stockouts":
+        return _stockout_inference(files)
     import dagster as dg
 
     from demand_assets.definitions import defs
@@ -76,6 +79,38 @@ def _phase(phase: str, work: Path, options: dict) -> dict:
         out["metrics"] = metrics.select("MODEL", "REGIME", "WAPE", "BIAS", "COVERAGE_P10_P90", "WRMSSE").sort("REGIME", "MODEL").to_dicts()
         out["fit_predict_seconds"] = _timings(instance, result.run_id)
     return out
+
+
+def _stockout_inference(files: Path) -> dict:
+    """Precision and recall of the inferred stockouts against the generator's recorded runs,
+    over listed days, at three thresholds."""
+    import numpy as np
+    import polars as pl
+
+    from demand_assets.sources.m5 import _load
+
+    out = {}
+    for alpha in (0.0001, 0.001, 0.01):
+        t0 = time.perf_counter()
+        ids, days, sales, price, in_stock = _load(files, alpha)
+        seconds = time.perf_counter() - t0
+        truth = np.zeros(sales.shape, dtype=bool)
+        row = {v: i for i, v in enumerate(ids["id"].to_list())}
+        col = {v: i for i, v in enumerate(days["d"].to_list())}
+        for series, start, length in pl.read_csv(files / "stockouts_truth.csv").iter_rows():
+            j = col[start]
+            truth[row[series], j : j + length] = True
+        listed = ~np.isnan(price) | (sales > 0)
+        flagged = ~in_stock & listed
+        truth &= listed
+        hit = (flagged & truth).sum()
+        out[str(alpha)] = {
+            "precision": round(float(hit / max(flagged.sum(), 1)), 3), "recall": round(float(hit / max(truth.sum(), 1)), 3),
+            "flagged_share_of_listed_days": round(float(flagged.sum() / listed.sum()), 4), "true_share": round(float(truth.sum() / listed.sum()), 4),
+            "load_and_infer_seconds": round(seconds, 1),
+        }
+        _load.cache_clear()
+    return {"by_alpha": out, "peak_rss_gb": _peak_gb()}
 
 
 def _step_seconds(instance, run_id: str) -> dict:
@@ -112,6 +147,8 @@ def main() -> None:
         return
     work = Path(args.work or tempfile.mkdtemp(prefix="m5-bench-"))
     results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()}, "work": str(work), "phases": {}}
+    if RESULTS.exists() and json.loads(RESULTS.read_text()).get("work") == str(work):
+        results["phases"] = json.loads(RESULTS.read_text())["phases"]  # another phase of the same run
     for phase in args.phases:
         cmd = [sys.executable, "-m", "benchmarks.m5", "--child", phase, "--work", str(work), "--models", *args.models,
                "--folds", str(args.folds), "--history-days", str(args.history_days), "--lgbm-rounds", str(args.lgbm_rounds)]
