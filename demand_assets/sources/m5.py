@@ -36,10 +36,9 @@ import polars as pl
 
 from demand_assets.sources.base import Catalog, DemandSource, Domain, iter_date_chunks
 
-__all__ = ["M5_FILES", "M5Source", "M5Shape", "main", "write_m5_files"]
+__all__ = ["M5Source", "M5Shape", "main", "write_m5_files"]
 
 log = logging.getLogger(__name__)
-M5_FILES = ("calendar.csv", "sell_prices.csv", "sales_train_evaluation.csv|sales_train_validation.csv")
 _ID_COLUMNS = ["id", "item_id", "dept_id", "cat_id", "store_id", "state_id"]
 _SERIES_BATCH = 4_000  # series per batch when inferring stockouts (bounds memory)
 
