@@ -5,9 +5,11 @@ message names the rule, the column and the offending rows.
 """
 
 from contracts.cross_table import (
+    DOMAIN_COLUMNS_RULE,
     FORECAST_HORIZON_RULE,
     LAG_INTEGRITY_RULE,
     RECONCILIATION_RULE,
+    check_domain_columns,
     check_forecast_horizon_complete,
     check_lag_integrity,
     check_product_reconciles_with_country,
@@ -27,6 +29,7 @@ from contracts.validation import ContractContext, ContractError, ContractReport,
 
 __all__ = [
     "CONTRACTS",
+    "DOMAIN_COLUMNS_RULE",
     "FORECAST_HORIZON_RULE",
     "LAG_INTEGRITY_RULE",
     "RECONCILIATION_RULE",
@@ -43,6 +46,7 @@ __all__ = [
     "TableContract",
     "TrainingDataset",
     "Violation",
+    "check_domain_columns",
     "check_forecast_horizon_complete",
     "check_lag_integrity",
     "check_product_reconciles_with_country",

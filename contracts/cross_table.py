@@ -15,9 +15,11 @@ import polars as pl
 from contracts.validation import MAX_EXAMPLES, ContractReport, Violation
 
 __all__ = [
+    "DOMAIN_COLUMNS_RULE",
     "FORECAST_HORIZON_RULE",
     "LAG_INTEGRITY_RULE",
     "RECONCILIATION_RULE",
+    "check_domain_columns",
     "check_forecast_horizon_complete",
     "check_lag_integrity",
     "check_product_reconciles_with_country",
@@ -26,6 +28,8 @@ __all__ = [
 RECONCILIATION_RULE = "product_demand_reconciles_with_country_total"
 LAG_INTEGRITY_RULE = "training_dataset_lag_integrity"
 FORECAST_HORIZON_RULE = "demand_forecast_horizon_complete"
+DOMAIN_COLUMNS_RULE = "training_dataset_matches_source_domains"
+MACRO_COLUMNS = ("ECONOMIC_INDEX", "INFLATION_RATE", "UNEMPLOYMENT_RATE")
 _KEYS = ["DATE", "COUNTRY", "PRODUCT"]
 
 
@@ -68,6 +72,23 @@ def check_product_reconciles_with_country(
             examples = tuple(bad.head(MAX_EXAMPLES).with_columns(pl.col("COUNTRY_TOTAL").round(2)).to_dicts())
             violations.append(Violation(rule, "PRODUCT_DEMAND", bad.height, examples))
     return ContractReport(RECONCILIATION_RULE, product.height, tuple(violations))
+
+
+def check_domain_columns(training: pl.DataFrame, *, has_country: bool, has_channel: bool) -> ContractReport:
+    """The training dataset carries macro columns exactly when the source provides country data,
+    and spend columns exactly when it provides channel data: features are never invented for a
+    source without the domain, nor silently dropped for one with it."""
+    spend = [c for c in training.columns if c.startswith("SPEND_")]
+    macro = [c for c in MACRO_COLUMNS if c in training.columns]
+    violations = []
+    for rule, column, broken in (
+        ("macro_columns_only_from_country_data", "ECONOMIC_INDEX", bool(macro) != has_country or (has_country and len(macro) != len(MACRO_COLUMNS))),
+        ("spend_columns_only_from_channel_data", "SPEND_*", bool(spend) != has_channel),
+    ):
+        if broken:
+            found = {"provided": has_country if column == "ECONOMIC_INDEX" else has_channel, "columns": ", ".join(macro if column == "ECONOMIC_INDEX" else spend) or "none"}
+            violations.append(Violation(rule, column, training.height, (found,)))
+    return ContractReport(DOMAIN_COLUMNS_RULE, training.height, tuple(violations))
 
 
 def check_lag_integrity(

@@ -203,3 +203,16 @@ def test_forecast_horizon_completeness(frames):
     gap = _forecast_frame().filter(pl.col("HORIZON_DAY") != 2)
     assert not check_forecast_horizon_complete(gap, series.head(1), 3).passed
     assert check_forecast_horizon_complete(_forecast_frame(), series.head(1), 3).passed
+
+
+def test_domain_columns_follow_what_the_source_provides(training):
+    from contracts import DOMAIN_COLUMNS_RULE, check_domain_columns
+
+    _, frame = training  # built without country or channel data: no macro, no spend columns
+    assert check_domain_columns(frame, has_country=False, has_channel=False).passed
+    missing = check_domain_columns(frame, has_country=True, has_channel=True)
+    assert missing.check == DOMAIN_COLUMNS_RULE
+    assert [v.rule for v in missing.violations] == ["macro_columns_only_from_country_data", "spend_columns_only_from_channel_data"]
+    invented = frame.with_columns(pl.lit(1.0).alias("SPEND_TV"))
+    report = check_domain_columns(invented, has_country=False, has_channel=False)
+    assert [v.column for v in report.violations] == ["SPEND_*"] and "SPEND_TV" in report.describe()

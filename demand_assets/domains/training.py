@@ -6,7 +6,7 @@ import datetime as dt
 import dagster as dg
 import polars as pl
 
-from contracts import LAG_INTEGRITY_RULE, ContractReport, check_lag_integrity
+from contracts import DOMAIN_COLUMNS_RULE, LAG_INTEGRITY_RULE, ContractReport, check_domain_columns, check_lag_integrity
 from demand_assets.domains.drift import drift_check_results, drift_check_specs
 from demand_assets.domains.partitions import BACKFILL_POLICY, DAILY_DOWNSTREAM, daily_partitions, lookback
 from demand_assets.domains.publishing import (
@@ -51,6 +51,7 @@ CHUNK_ROWS = 3_000_000
     check_specs=[
         blocking_check_spec(TRAINING_DATASET_CONTRACT, "training_dataset", "Pandera contract TrainingDataset: types, ranges, unique DATE x COUNTRY x PRODUCT, dates in the partition."),
         blocking_check_spec(LAG_INTEGRITY_RULE, "training_dataset", "Every DEMAND_LAG_k equals PRODUCT_DEMAND k days earlier and every rolling mean equals the mean of the days before, recomputed independently."),
+        blocking_check_spec(DOMAIN_COLUMNS_RULE, "training_dataset", "Macro columns exactly when the source provides country data, spend columns exactly when it provides channel data (M5 and transaction logs have neither)."),
         *drift_check_specs("training_dataset"),
     ],
 )
@@ -95,7 +96,11 @@ def training_dataset(context: dg.AssetExecutionContext, source: DemandSourceReso
 
     yield from publish_window(
         context, store, "training_dataset", chunks(),
-        [contract_check("training_dataset", TRAINING_DATASET_CONTRACT, ctx), ChunkCheck(LAG_INTEGRITY_RULE, lag_check)],
+        [
+            contract_check("training_dataset", TRAINING_DATASET_CONTRACT, ctx),
+            ChunkCheck(LAG_INTEGRITY_RULE, lag_check),
+            ChunkCheck(DOMAIN_COLUMNS_RULE, lambda chunk: check_domain_columns(chunk, has_country=has_country, has_channel=has_channel)),
+        ],
         summarize=summarize, describe=describe,
     )
     yield from drift_check_results(store, monitoring, end)
