@@ -87,7 +87,7 @@ def _stockout_inference(files: Path) -> dict:
     import numpy as np
     import polars as pl
 
-    from demand_assets.sources.m5 import _load
+    from demand_assets.sources.m5 import _load, listed_days
 
     out = {}
     for alpha in (0.0001, 0.001, 0.01):
@@ -100,7 +100,7 @@ def _stockout_inference(files: Path) -> dict:
         for series, start, length in pl.read_csv(files / "stockouts_truth.csv").iter_rows():
             j = col[start]
             truth[row[series], j : j + length] = True
-        listed = ~np.isnan(price) | (sales > 0)
+        listed = listed_days(sales, price)
         flagged = ~in_stock & listed
         truth &= listed
         hit = (flagged & truth).sum()

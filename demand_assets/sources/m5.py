@@ -36,7 +36,7 @@ import polars as pl
 
 from demand_assets.sources.base import Catalog, DemandSource, Domain, iter_date_chunks
 
-__all__ = ["M5Source", "M5Shape", "main", "write_m5_files"]
+__all__ = ["M5Source", "M5Shape", "listed_days", "main", "write_m5_files"]
 
 log = logging.getLogger(__name__)
 _ID_COLUMNS = ["id", "item_id", "dept_id", "cat_id", "store_id", "state_id"]
@@ -93,12 +93,17 @@ def _load(directory: Path, stockout_alpha: float | None) -> tuple[pl.DataFrame, 
     if selling_unlisted.any():
         nearest = pl.from_numpy(weekly.T).with_columns(pl.all().fill_nan(None).forward_fill().backward_fill()).to_numpy().T
         price = np.where(selling_unlisted, nearest[:, day_week], price)
-    in_stock = _inferred_in_stock(ids, by_d["date"], sales, price, stockout_alpha)
+    in_stock = _inferred_in_stock(by_d["date"], sales, price, stockout_alpha)
     log.info("M5 files read: %d series x %d days in %.1fs", ids.height, len(day_columns), (dt.datetime.now() - started).total_seconds())
     return ids, by_d, sales, price, in_stock
 
 
-def _inferred_in_stock(ids: pl.DataFrame, dates: pl.Series, sales: np.ndarray, price: np.ndarray, alpha: float | None) -> np.ndarray:
+def listed_days(sales: np.ndarray, price: np.ndarray) -> np.ndarray:
+    """Series x day: the item is listed in the store (a sell price that week) or sells."""
+    return ~np.isnan(price) | (sales > 0)
+
+
+def _inferred_in_stock(dates: pl.Series, sales: np.ndarray, price: np.ndarray, alpha: float | None) -> np.ndarray:
     """True unless the inferred-stockout rule flags the day; run over whole series (a zero run's
     length needs the days on both sides), a batch of series at a time."""
     in_stock = np.ones(sales.shape, dtype=bool)
@@ -106,7 +111,7 @@ def _inferred_in_stock(ids: pl.DataFrame, dates: pl.Series, sales: np.ndarray, p
         return in_stock
     from demand_assets.features.stockouts import infer_stockouts
 
-    listed = ~np.isnan(price) | (sales > 0)
+    listed = listed_days(sales, price)
     day = dates.to_numpy()
     for lo in range(0, sales.shape[0], _SERIES_BATCH):
         hi = min(lo + _SERIES_BATCH, sales.shape[0])
@@ -164,18 +169,18 @@ class M5Source(DemandSource):
         state_row = ids["state_id"].replace_strict({s: i for i, s in enumerate(states)}, return_dtype=pl.Int64).to_numpy()
         chunk_days = max(1, self.chunk_rows // max(ids.height, 1))
         day_of = {d: i for i, d in enumerate(dates.to_list())}
+        day_values, stores, items = dates.to_numpy(), ids["store_id"].to_numpy(), ids["item_id"].to_numpy()
         for a, b in iter_date_chunks(start, end, chunk_days):
             cols = np.array([day_of[a + dt.timedelta(days=k)] for k in range((b - a).days) if a + dt.timedelta(days=k) in day_of], dtype=np.int64)
             if cols.size == 0:
                 continue
             block = sales[:, cols]
-            listed = ~np.isnan(price[:, cols]) | (block > 0)
-            rows, j = np.nonzero(listed)
+            rows, j = np.nonzero(listed_days(block, price[:, cols]))
             c = cols[j]
             frame = pl.DataFrame({
-                "DATE": dates.to_numpy()[c],
-                "COUNTRY": ids["store_id"].to_numpy()[rows],
-                "PRODUCT": ids["item_id"].to_numpy()[rows],
+                "DATE": day_values[c],
+                "COUNTRY": stores[rows],
+                "PRODUCT": items[rows],
                 "PRODUCT_DEMAND": block[rows, j].astype(np.int64),
                 "PRICE": price[rows, c].astype(np.float64),
                 "PROMO": np.zeros(len(rows), dtype=bool),
