@@ -40,6 +40,24 @@ def test_ets_forecasts_every_series_and_day(panel):
     _check_forecast(ETSForecaster(history_days=120).fit(train).predict(train, future), future)
 
 
+def test_ets_worker_processes_give_the_in_process_forecasts_and_gaps_are_filled(panel):
+    """The process-pool path (large panels) returns exactly the serial path's forecasts, and a
+    series with missing days (an unlisted week) still gets a forecast."""
+    _, _, train, future = panel
+    some = train.select("COUNTRY", "PRODUCT").unique().sort("COUNTRY", "PRODUCT").head(4)
+    train = train.join(some, on=["COUNTRY", "PRODUCT"])
+    future = future.join(some, on=["COUNTRY", "PRODUCT"])
+    first = some.row(0)
+    unlisted = (pl.col("COUNTRY") == first[0]) & (pl.col("PRODUCT") == first[1]) & pl.col("DATE").is_between(ORIGIN - dt.timedelta(days=30), ORIGIN - dt.timedelta(days=24))
+    train = train.filter(~unlisted)
+    serial = ETSForecaster(history_days=120, n_jobs=1).predict(train, future)
+    pooled = ETSForecaster(history_days=120, n_jobs=2, min_series_per_job=1).predict(train, future)
+    assert pooled.equals(serial)
+    _check_forecast(serial, future)
+    gappy = serial.filter((pl.col("COUNTRY") == first[0]) & (pl.col("PRODUCT") == first[1]))
+    assert gappy.height == future["DATE"].n_unique() and gappy["MEAN"].std() > 0  # a fitted, weekly forecast
+
+
 def test_deepar_trains_and_forecasts_on_a_tiny_panel(panel):
     _, _, train, future = panel
     model = DeepARForecaster(TINY_DEEPAR).fit(train)
@@ -68,14 +86,49 @@ def test_deepar_masks_censored_days_through_observed_values(panel):
     indicator = AddObservedValuesIndicator(target_field=FieldName.TARGET, output_field=FieldName.OBSERVED_VALUES)
     masks = {}
     for aware in (True, False):
-        model = DeepARForecaster(TINY_DEEPAR, censoring_aware=aware)
-        model.vocab = {"COUNTRY": {}, "PRODUCT": {}}
-        model.median_price = series.group_by("COUNTRY", "PRODUCT").agg(pl.col("PRICE").median().alias("MEDIAN_PRICE"))
-        (entry,) = model._entries(series, model._dynamic(series), end=series["DATE"].max())
+        (entry,) = DeepARForecaster(TINY_DEEPAR, censoring_aware=aware)._prepare(series)
         masks[aware] = next(iter(indicator([entry], is_train=True)))[FieldName.OBSERVED_VALUES]
     in_stock = series.sort("DATE")["IN_STOCK"].to_numpy()
     np.testing.assert_array_equal(masks[True], in_stock.astype(np.float32))
     assert masks[False].all()
+
+
+def test_deepar_entries_line_up_each_series_with_its_own_days_and_calendar_flags(panel):
+    """Each entry carries its own series' target by day (NaN where a day is missing) and its
+    features by day, forward-filled over gaps; a source's SNAP/IS_EVENT flags become features."""
+    from gluonts.dataset.field_names import FieldName
+
+    _, _, train, _ = panel
+    first_series = train.select("COUNTRY", "PRODUCT").unique().sort("COUNTRY", "PRODUCT").head(3)
+    frame = train.join(first_series, on=["COUNTRY", "PRODUCT"]).with_columns(
+        ((pl.col("DATE").dt.day() % 3) == 0).cast(pl.Int8).alias("SNAP"), (pl.col("DATE").dt.day() == 1).alias("IS_EVENT")
+    )
+    gap_series = first_series.row(1)
+    start = frame["DATE"].min()
+    gap = [start + dt.timedelta(days=d) for d in range(40, 45)]
+    in_gap = (pl.col("COUNTRY") == gap_series[0]) & (pl.col("PRODUCT") == gap_series[1]) & pl.col("DATE").is_in(gap)
+    frame = frame.filter(~in_gap)
+
+    model = DeepARForecaster(TINY_DEEPAR, censoring_aware=False)
+    entries = model._prepare(frame)
+    assert model.dynamic_features[-2:] == ["SNAP", "IS_EVENT"]
+    assert {e[FieldName.ITEM_ID] for e in entries} == {f"{c}|{p}" for c, p in first_series.iter_rows()}
+    snap, event = model.dynamic_features.index("SNAP"), model.dynamic_features.index("IS_EVENT")
+    for entry in entries:
+        country, product = entry[FieldName.ITEM_ID].split("|")
+        own = frame.filter((pl.col("COUNTRY") == country) & (pl.col("PRODUCT") == product)).sort("DATE")
+        offsets = ((own["DATE"] - start).dt.total_days()).to_numpy()
+        target, feats = entry[FieldName.TARGET], entry[FieldName.FEAT_DYNAMIC_REAL]
+        np.testing.assert_array_equal(target[offsets], own["PRODUCT_DEMAND"].to_numpy().astype(np.float32))
+        np.testing.assert_array_equal(feats[snap, offsets], own["SNAP"].to_numpy().astype(np.float32))
+        np.testing.assert_array_equal(feats[event, offsets], own["IS_EVENT"].to_numpy().astype(np.float32))
+        if (country, product) == gap_series:
+            missing = [(d - start).days for d in gap]
+            assert np.isnan(target[missing]).all()
+            # Features over the gap repeat the last known day's values.
+            np.testing.assert_array_equal(feats[:, missing], np.repeat(feats[:, [missing[0] - 1]], len(missing), axis=1))
+        else:
+            assert not np.isnan(target).any()
 
 
 class _RecordingDeepAR:

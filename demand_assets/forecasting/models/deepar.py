@@ -2,8 +2,9 @@
 
 Static categories: country and product. Dynamic real features known in advance: log price
 relative to the series' median price, promotion, log of the country's planned spend, public
-holiday (GluonTS adds its own calendar features and an age feature). Forecasts are sample
-paths, summarised to mean and p10/p50/p90.
+holiday, and the source's own calendar flags where it has them (M5: SNAP and event days).
+GluonTS adds its own calendar features and an age feature. Forecasts are sample paths,
+summarised to mean and p10/p50/p90.
 
 Censoring (seed 003): stockout days enter as NaN targets, which GluonTS turns into its
 `observed_values` mask: they are left out of the loss and imputed in the network's input.
@@ -31,6 +32,9 @@ from demand_assets.forecasting.panel import KEYS, SERIES, TARGET
 __all__ = ["DeepARConfig", "DeepARForecaster"]
 
 log = logging.getLogger(__name__)
+_BASE_FEATURES = ["LOG_RELATIVE_PRICE", "PROMO", "LOG_SPEND", "IS_HOLIDAY"]
+# A source's own calendar flags (M5: SNAP days per state, sporting/cultural/religious events).
+_CALENDAR_FLAGS = ["SNAP", "IS_EVENT"]
 # GluonTS 0.16 indexes tensors with a list on every prediction step; torch warns each time.
 warnings.filterwarnings("ignore", message="Using a non-tuple sequence for multidimensional indexing", category=UserWarning)
 
@@ -61,50 +65,79 @@ class DeepARForecaster:
         self.predictor = None
         self.vocab: dict[str, dict[str, int]] = {}
         self.median_price: pl.DataFrame | None = None
+        self.calendar_flags: list[str] = []
 
     # ------------------------------------------------------------------ data
     def _dynamic(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Known-in-advance features per DATE x series (works on history and future frames)."""
         spend_cols = [c for c in frame.columns if c.startswith("SPEND_") and "_LAG_" not in c]
         spend = pl.sum_horizontal(spend_cols) if spend_cols else pl.lit(0.0)
+        flags = [pl.col(c).cast(pl.Float64) if c in frame.columns else pl.lit(0.0).alias(c) for c in self.calendar_flags]
         return frame.join(self.median_price, on=SERIES, how="left").select(
             *KEYS,
             (pl.col("PRICE") / pl.col("MEDIAN_PRICE")).log().fill_null(0.0).alias("LOG_RELATIVE_PRICE"),
             pl.col("PROMO").cast(pl.Float64),
             spend.log1p().alias("LOG_SPEND"),
             pl.col("IS_HOLIDAY").cast(pl.Float64),
+            *flags,
         )
 
+    @property
+    def dynamic_features(self) -> list[str]:
+        return [*_BASE_FEATURES, *self.calendar_flags]
+
     def _entries(self, history: pl.DataFrame, covariates: pl.DataFrame, *, end: dt.date) -> list[dict]:
-        """One GluonTS entry per series: target up to the history's end, features up to `end`."""
+        """One GluonTS entry per series: target up to the history's end, features up to `end`.
+
+        Dense and linear in the rows: series and days become integer positions and the values
+        are scattered into (series x days) arrays, so 30,490 M5 series cost one pass, not one
+        scan of the panel per series. Missing feature days carry the last known value
+        forward (0 before the first); missing target days are NaN (unobserved).
+        """
         from gluonts.dataset.field_names import FieldName
 
         start = history["DATE"].min()
-        days = pl.DataFrame({"DATE": pl.date_range(start, end, eager=True)})
-        hist_end = history["DATE"].max()
+        n_days = (end - start).days + 1
+        n_hist = (history["DATE"].max() - start).days + 1
+        series = covariates.select(SERIES).unique(maintain_order=True).with_row_index("_S")
+        n = series.height
+
+        def dense(frame: pl.DataFrame, columns: list[str], width: int) -> np.ndarray:
+            at = frame.join(series, on=SERIES, how="inner").select(
+                "_S", (pl.col("DATE") - pl.lit(start)).dt.total_days().alias("_D"), *columns
+            ).filter(pl.col("_D").is_between(0, width - 1))
+            out = np.full((len(columns), n, width), np.nan, dtype=np.float32)
+            rows, cols = at["_S"].to_numpy(), at["_D"].to_numpy()
+            for i, c in enumerate(columns):
+                out[i, rows, cols] = at[c].cast(pl.Float32).to_numpy()
+            return out
+
         y = pl.col(TARGET).cast(pl.Float64)
         if self.censoring_aware:
             y = pl.when(pl.col("IN_STOCK")).then(y)  # NaN: unobserved, masked out of the loss
-        target = history.select(*KEYS, y.alias("Y"))
+        target = dense(history.select(*KEYS, y.alias("Y")), ["Y"], n_hist)[0]
+        feats = _forward_fill(dense(covariates, self.dynamic_features, n_days))
         entries = []
-        for (country, product), cov in covariates.group_by(SERIES, maintain_order=True):
-            cov = days.join(cov, on="DATE", how="left").sort("DATE")
-            feats = cov.select("LOG_RELATIVE_PRICE", "PROMO", "LOG_SPEND", "IS_HOLIDAY").fill_null(strategy="forward").fill_null(0.0)
-            series_target = days.filter(pl.col("DATE") <= hist_end).join(
-                target.filter((pl.col("COUNTRY") == country) & (pl.col("PRODUCT") == product)), on="DATE", how="left"
-            )
+        for s, country, product in series.iter_rows():
             entries.append(
                 {
                     FieldName.START: pd.Period(start, freq="D"),
-                    FieldName.TARGET: series_target["Y"].to_numpy().astype(np.float32),
+                    FieldName.TARGET: target[s],
                     FieldName.FEAT_STATIC_CAT: np.array([self.vocab["COUNTRY"].get(country, 0), self.vocab["PRODUCT"].get(product, 0)]),
-                    FieldName.FEAT_DYNAMIC_REAL: feats.to_numpy().T.astype(np.float32),
+                    FieldName.FEAT_DYNAMIC_REAL: np.ascontiguousarray(feats[:, s, :]),
                     FieldName.ITEM_ID: f"{country}|{product}",
                 }
             )
         return entries
 
     # ------------------------------------------------------------------- fit
+    def _prepare(self, train: pl.DataFrame) -> list[dict]:
+        """Vocabularies, median prices and the feature list from the training days; their entries."""
+        self.vocab = {c: {v: i for i, v in enumerate(sorted(train[c].unique().to_list()))} for c in SERIES}
+        self.median_price = train.group_by(SERIES).agg(pl.col("PRICE").median().alias("MEDIAN_PRICE"))
+        self.calendar_flags = [c for c in _CALENDAR_FLAGS if c in train.columns]
+        return self._entries(train, self._dynamic(train), end=train["DATE"].max())
+
     def fit(self, train: pl.DataFrame) -> "DeepARForecaster":
         import lightning
         from gluonts.torch.distributions import NegativeBinomialOutput
@@ -114,9 +147,8 @@ class DeepARForecaster:
         # Lightning announces every epoch's checkpoint at INFO; a run log needs only its warnings.
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
         lightning.seed_everything(cfg.seed, workers=True, verbose=False)
-        self.vocab = {c: {v: i for i, v in enumerate(sorted(train[c].unique().to_list()))} for c in SERIES}
-        self.median_price = train.group_by(SERIES).agg(pl.col("PRICE").median().alias("MEDIAN_PRICE"))
-        entries = self._entries(train, self._dynamic(train), end=train["DATE"].max())
+        entries = self._prepare(train)
+        log.info("deepar: %d series, features %s", len(entries), ", ".join(self.dynamic_features))
         self._root = tempfile.mkdtemp(prefix="deepar-")
         trainer_kwargs = {
             "max_epochs": cfg.max_epochs,
@@ -134,7 +166,7 @@ class DeepARForecaster:
             hidden_size=cfg.hidden_size,
             dropout_rate=cfg.dropout_rate,
             lr=cfg.lr,
-            num_feat_dynamic_real=4,
+            num_feat_dynamic_real=len(self.dynamic_features),
             num_feat_static_cat=2,
             cardinality=[len(self.vocab["COUNTRY"]), len(self.vocab["PRODUCT"])],
             distr_output=NegativeBinomialOutput(),
@@ -174,6 +206,15 @@ class DeepARForecaster:
     def predict(self, history: pl.DataFrame, future: pl.DataFrame) -> pl.DataFrame:
         keys, samples = self.predict_samples(history, future)
         return summarise_samples(keys, samples, history["DATE"].max(), future)
+
+
+def _forward_fill(values: np.ndarray) -> np.ndarray:
+    """Carry the last non-NaN value forward along the last axis; NaN before the first -> 0."""
+    seen = ~np.isnan(values)
+    index = np.where(seen, np.arange(values.shape[-1]), 0)
+    np.maximum.accumulate(index, axis=-1, out=index)
+    filled = np.take_along_axis(values, index, axis=-1)
+    return np.nan_to_num(filled, nan=0.0)
 
 
 def summarise_samples(keys: pl.DataFrame, samples: np.ndarray, origin: dt.date, future: pl.DataFrame) -> pl.DataFrame:
