@@ -4,13 +4,19 @@ A classical local baseline: one small state-space model per series, with analyti
 prediction intervals as p10/p90. Counts are modelled as reals and clipped at zero. When
 censoring-aware, stockout days are imputed with the series' recent in-stock mean of the same
 weekday before fitting (ETS has no missing-value mask).
+
+Fits are independent per series, so large panels (M5: 30,490 series, ~0.06 s a fit) spread
+them over worker processes, one per CPU by default; small panels stay in-process.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import multiprocessing
+import os
 import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import numpy as np
 import pandas as pd
@@ -28,10 +34,15 @@ log = logging.getLogger(__name__)
 class ETSForecaster:
     name = "ets"
 
-    def __init__(self, *, history_days: int = 365, censoring_aware: bool = True, maxiter: int = 200) -> None:
+    def __init__(
+        self, *, history_days: int = 365, censoring_aware: bool = True, maxiter: int = 200,
+        n_jobs: int | None = None, min_series_per_job: int = 500,
+    ) -> None:
         self.history_days = history_days
         self.censoring_aware = censoring_aware
         self.maxiter = maxiter
+        self.n_jobs = n_jobs  # worker processes; None: one per CPU
+        self.min_series_per_job = min_series_per_job  # below this many series per process, stay serial
 
     def fit(self, train: pl.DataFrame) -> "ETSForecaster":
         return self  # local models are fitted per series at predict time, on the history given
@@ -45,34 +56,71 @@ class ETSForecaster:
             in_stock_mean = pl.when(pl.col("IN_STOCK")).then(y).rolling_mean(8, min_samples=1).over(same_weekday)
             imputed = pl.when(pl.col("IN_STOCK")).then(y).otherwise(in_stock_mean.forward_fill().over(same_weekday))
             y = imputed.fill_null(y)
-        return recent.with_columns(y.alias("Y"))
+        values = recent.select(*KEYS, y.alias("Y"))
+        # ETS needs every day: days a source has no row for (M5: weeks an item is not listed)
+        # take the same weekday's last value, else the series' mean.
+        grid = (
+            values.group_by(SERIES).agg(pl.col("DATE").min().alias("_FIRST"))
+            .with_columns(pl.date_ranges("_FIRST", pl.lit(origin)).alias("DATE")).explode("DATE").drop("_FIRST")
+        )
+        weekday = [*SERIES, pl.col("DATE").dt.weekday()]
+        return grid.join(values, on=KEYS, how="left").sort(KEYS).with_columns(
+            pl.col("Y").forward_fill().over(weekday).fill_null(pl.col("Y").mean().over(SERIES)).fill_null(0.0)
+        )
 
     def predict(self, history: pl.DataFrame, future: pl.DataFrame) -> pl.DataFrame:
         origin: dt.date = history["DATE"].max()
         values = self._series_values(history)
         horizon = (future["DATE"].max() - origin).days
         index = pd.date_range(origin + dt.timedelta(days=1), periods=horizon, freq="D")
-        frames = []
-        for (country, product), series in values.group_by(SERIES, maintain_order=True):
-            y = pd.Series(series["Y"].to_numpy(), index=pd.DatetimeIndex(series["DATE"].to_list(), freq="D"))
-            mean, lower, upper = self._forecast(y, horizon)
-            frames.append(
-                pl.DataFrame(
-                    {"DATE": pl.Series(list(index.date), dtype=pl.Date), "COUNTRY": country, "PRODUCT": product, "MEAN": mean, "LO": lower, "HI": upper}
-                )
-            )
-        out = future.select(KEYS).join(pl.concat(frames), on=KEYS, how="left").fill_null(0.0)
+        grouped = values.group_by(SERIES, maintain_order=True).agg(pl.col("DATE").min().alias("START"), pl.col("Y"))
+        tasks = [(start, np.asarray(y, dtype=np.float64)) for start, y in zip(grouped["START"].to_list(), grouped["Y"].to_list())]
+        results = self._forecast_all(tasks, horizon)
+        n = grouped.height
+        out = pl.DataFrame(
+            {
+                "DATE": pl.Series(list(index.date) * n, dtype=pl.Date),
+                "COUNTRY": np.repeat(grouped["COUNTRY"].to_numpy(), horizon),
+                "PRODUCT": np.repeat(grouped["PRODUCT"].to_numpy(), horizon),
+                "MEAN": np.concatenate([r[0] for r in results]) if n else [],
+                "LO": np.concatenate([r[1] for r in results]) if n else [],
+                "HI": np.concatenate([r[2] for r in results]) if n else [],
+            }
+        )
+        out = future.select(KEYS).join(out, on=KEYS, how="left").fill_null(0.0)
         point = out["MEAN"].to_numpy()
         return quantile_frame(out, point, out["LO"].to_numpy(), point, out["HI"].to_numpy())
 
-    def _forecast(self, y: pd.Series, horizon: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if len(y) < 21 or np.nanstd(y.to_numpy()) == 0:
-            # Too short or constant to fit: flat forecast at the recent mean, no spread.
-            level = float(np.nanmean(y.to_numpy()[-28:])) if len(y) else 0.0
-            flat = np.full(horizon, level)
-            return flat, flat, flat
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # convergence chatter on intermittent series
-            fit = ETSModel(y, error="add", trend=None, seasonal="add", seasonal_periods=7).fit(disp=False, maxiter=self.maxiter)
-            frame = fit.get_prediction(start=len(y), end=len(y) + horizon - 1).summary_frame(alpha=0.2)
-        return frame["mean"].to_numpy(), frame["pi_lower"].to_numpy(), frame["pi_upper"].to_numpy()
+    def _forecast_all(self, tasks: list[tuple[dt.date, np.ndarray]], horizon: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Every series' fit and forecast, over `n_jobs` worker processes on large panels."""
+        jobs = min(self.n_jobs or os.cpu_count() or 1, max(1, len(tasks) // max(self.min_series_per_job, 1)))
+        if jobs <= 1:
+            return _forecast_chunk(tasks, horizon, self.maxiter)
+        chunks = [tasks[i : i + -(-len(tasks) // (jobs * 8))] for i in range(0, len(tasks), -(-len(tasks) // (jobs * 8)))]
+        results: list = [None] * len(chunks)
+        done = 0
+        # spawn, not fork: the parent may hold torch/LightGBM thread pools that a fork would copy.
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_forecast_chunk, chunk, horizon, self.maxiter): i for i, chunk in enumerate(chunks)}
+            for future in as_completed(futures):
+                results[futures[future]] = future.result()
+                done += len(chunks[futures[future]])
+                log.info("ets: %d/%d series fitted (%d processes)", done, len(tasks), jobs)
+        return [r for chunk in results for r in chunk]
+
+
+def _forecast_chunk(tasks: list[tuple[dt.date, np.ndarray]], horizon: int, maxiter: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    return [_forecast(pd.Series(y, index=pd.date_range(start, periods=len(y), freq="D")), horizon, maxiter) for start, y in tasks]
+
+
+def _forecast(y: pd.Series, horizon: int, maxiter: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if len(y) < 21 or np.nanstd(y.to_numpy()) == 0:
+        # Too short or constant to fit: flat forecast at the recent mean, no spread.
+        level = float(np.nanmean(y.to_numpy()[-28:])) if len(y) else 0.0
+        flat = np.full(horizon, level)
+        return flat, flat, flat
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence chatter on intermittent series
+        fit = ETSModel(y, error="add", trend=None, seasonal="add", seasonal_periods=7).fit(disp=False, maxiter=maxiter)
+        frame = fit.get_prediction(start=len(y), end=len(y) + horizon - 1).summary_frame(alpha=0.2)
+    return frame["mean"].to_numpy(), frame["pi_lower"].to_numpy(), frame["pi_upper"].to_numpy()
