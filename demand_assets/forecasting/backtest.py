@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from demand_assets.forecasting.metrics import bias, interval_coverage, mase, pinball_loss, rmse, seasonal_scale, wape
-from demand_assets.forecasting.panel import KEYS, SERIES, TARGET, future_frame
+from demand_assets.forecasting.panel import KEYS, SERIES, TARGET, future_frame, history_up_to
 
 __all__ = ["Fold", "BacktestResult", "rolling_origin_folds", "run_backtest", "score_forecasts", "wrmsse_by_model"]
 
@@ -72,12 +72,15 @@ def run_backtest(
     orchestrator's logger, say).
     """
     report = progress or log.info
+    if not dataset["DATE"].is_sorted():
+        dataset = dataset.sort("DATE", maintain_order=True)
     frames, timings = [], []
     for fold in folds:
-        train = dataset.filter(pl.col("DATE") <= fold.origin)
+        # Zero-copy slices of the date-sorted panel: at M5 size a filtered copy is gigabytes.
+        train = history_up_to(dataset, fold.origin)
         future = future_frame(dataset, fold.origin, fold.horizon)
-        actual = dataset.filter(pl.col("DATE").is_between(fold.test_start, fold.test_end, closed="left")).select(
-            *KEYS, pl.col(TARGET).alias("ACTUAL"), "IN_STOCK"
+        actual = dataset.select(*KEYS, pl.col(TARGET).alias("ACTUAL"), "IN_STOCK").filter(
+            pl.col("DATE").is_between(fold.test_start, fold.test_end, closed="left")
         )
         for name, factory in models.items():
             model = factory()
@@ -102,7 +105,7 @@ def _series_scales(dataset: pl.DataFrame, folds: Sequence[Fold]) -> pl.DataFrame
     """MASE scale per series and fold, from that fold's training history only."""
     rows = []
     for fold in folds:
-        hist = dataset.filter(pl.col("DATE") <= fold.origin).sort(KEYS)
+        hist = dataset.select(*KEYS, TARGET).filter(pl.col("DATE") <= fold.origin).sort(KEYS)
         for (country, product), series in hist.group_by(SERIES, maintain_order=True):
             rows.append({"FOLD": fold.index, "COUNTRY": country, "PRODUCT": product, "SCALE": seasonal_scale(series[TARGET].to_numpy(), 7)})
     return pl.DataFrame(rows)
@@ -154,7 +157,7 @@ def wrmsse_by_model(dataset: pl.DataFrame, forecasts: pl.DataFrame, folds: Seque
     levels = hierarchy.select(*SERIES, "STORE", "STATE", "ITEM", "CATEGORY", "DEPARTMENT")
     rows = []
     for fold in folds:
-        train = dataset.filter(pl.col("DATE") <= fold.origin).select(*KEYS, pl.col(TARGET).alias("UNITS"), "PRICE").join(levels, on=SERIES, how="inner")
+        train = dataset.select(*KEYS, pl.col(TARGET).alias("UNITS"), "PRICE").filter(pl.col("DATE") <= fold.origin).join(levels, on=SERIES, how="inner")
         for (model,), part in forecasts.filter(pl.col("FOLD") == fold.index).group_by(["MODEL"], maintain_order=True):
             test = part.select(*KEYS, pl.col("ACTUAL").alias("UNITS"), pl.col("MEAN").alias("FORECAST")).join(levels, on=SERIES, how="inner")
             score, _ = wrmsse(train, test)

@@ -20,6 +20,7 @@ __all__ = [
     "TARGET",
     "exogenous_columns",
     "future_frame",
+    "history_up_to",
     "macro_columns",
 ]
 
@@ -39,6 +40,15 @@ def exogenous_columns(frame: pl.DataFrame) -> list[str]:
     """Covariates known in advance for every future day (plus macro as of the origin)."""
     spend = [c for c in frame.columns if c.startswith("SPEND_")]
     return ["PRICE", "PROMO", *[c for c in _CALENDAR if c in frame.columns], *spend, *macro_columns(frame)]
+
+
+def history_up_to(frame: pl.DataFrame, day: dt.date) -> pl.DataFrame:
+    """Rows with DATE <= `day`: a zero-copy slice when the frame is sorted by DATE (as the
+    backtest's panel is), a filtered copy otherwise. At M5 size a copy is gigabytes."""
+    dates = frame["DATE"]
+    if dates.is_sorted():
+        return frame.slice(0, int(dates.search_sorted(day, side="right")))
+    return frame.filter(pl.col("DATE") <= day)
 
 
 def future_frame(dataset: pl.DataFrame, origin: dt.date, horizon: int) -> pl.DataFrame:

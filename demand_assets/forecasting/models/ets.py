@@ -49,7 +49,7 @@ class ETSForecaster:
 
     def _series_values(self, history: pl.DataFrame) -> pl.DataFrame:
         origin: dt.date = history["DATE"].max()
-        recent = history.filter(pl.col("DATE") > origin - dt.timedelta(days=self.history_days)).sort(KEYS)
+        recent = history.select(*KEYS, TARGET, "IN_STOCK").filter(pl.col("DATE") > origin - dt.timedelta(days=self.history_days)).sort(KEYS)
         y = pl.col(TARGET).cast(pl.Float64)
         if self.censoring_aware:
             same_weekday = [*SERIES, pl.col("DATE").dt.weekday()]

@@ -39,7 +39,7 @@ import polars as pl
 from demand_assets.forecasting.models.base import quantile_frame
 from demand_assets.forecasting.models.boosting import booster_params, category_vocab, encode, predict_with_margin, train_boosters
 from demand_assets.forecasting.models.deepar import DeepARConfig, DeepARForecaster
-from demand_assets.forecasting.panel import KEYS, QUANTILES, SERIES, TARGET, exogenous_columns, future_frame
+from demand_assets.forecasting.panel import KEYS, QUANTILES, SERIES, TARGET, exogenous_columns, future_frame, history_up_to
 
 __all__ = ["DeepARLightGBMHybrid"]
 
@@ -86,7 +86,7 @@ class DeepARLightGBMHybrid:
 
     # ------------------------------------------------------------- stage-2 rows
     def _deepar_forecast(self, model: DeepARForecaster, history: pl.DataFrame, origin: dt.date) -> pl.DataFrame:
-        past = history.filter(pl.col("DATE") <= origin)
+        past = history_up_to(history, origin)
         return model.predict(past, future_frame(history, origin, self.deepar_config.prediction_length))
 
     def _residuals(self, forecast: pl.DataFrame, history: pl.DataFrame) -> pl.DataFrame:
@@ -151,7 +151,7 @@ class DeepARLightGBMHybrid:
         windows = []
         for i, at in enumerate(inner):
             log.info("hybrid: stage-1 DeepAR %d/%d trained to %s, forecasting the next %d days", i + 1, len(inner), at, h)
-            history = train.filter(pl.col("DATE") <= at)
+            history = history_up_to(train, at)
             model = self._fit_deepar(history)
             rows = self._rows_from(model, history, future_frame(train, at, h))
             windows.append(rows.join(labels, on=KEYS, how="inner"))
