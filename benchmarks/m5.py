@@ -4,12 +4,13 @@ Phases, each in its own subprocess so its peak RSS is its own:
   generate   write the M5-format files (write_m5_files, M5's shape)
   data       DEMAND_SOURCE=m5: product_demand (with inferred stockouts) and training_dataset for
              every day, one single-run backfill of the data assets
-  backtest   model_backtest with WRMSSE on the stored training dataset (models and folds below)
+  backtest   model_backtest with WRMSSE on the stored training dataset: one subprocess per model
+             (its own time and peak RSS), the default line-up and training settings unless told
   stockouts  precision and recall of the inferred stockouts against the generator's runs
 Writes benchmarks/results/m5.json.
 
-    python -m benchmarks.m5                                   # all phases
-    python -m benchmarks.m5 --models seasonal_naive lightgbm --folds 1 --history-days 365
+    python -m benchmarks.m5 --work /tmp/m5bench               # generate, data, backtest
+    python -m benchmarks.m5 --work /tmp/m5bench --phases backtest --models seasonal_naive lightgbm --folds 1
 """
 
 from __future__ import annotations
@@ -63,7 +64,9 @@ def _phase(phase: str, work: Path, options: dict) -> dict:
         )
         rows = {e.asset_key.to_user_string(): e.materialization.metadata["dagster/row_count"].value for e in result.get_asset_materialization_events() if "dagster/row_count" in e.materialization.metadata}
         return {"success": result.success, "seconds": round(time.perf_counter() - t0, 1), "peak_rss_gb": _peak_gb(), "rows": rows, "step_seconds": _step_seconds(instance, result.run_id)}
-    config = {"models": options["models"], "n_folds": options["folds"], "horizon": 28, "history_days": options["history_days"], "lgbm_rounds": options["lgbm_rounds"]}
+    config = {"models": options["models"], "n_folds": options["folds"], "horizon": 28, "history_days": options["history_days"]}
+    if options["lgbm_rounds"]:
+        config["lgbm_rounds"] = options["lgbm_rounds"]
     job = defs.resolve_implicit_global_asset_job_def()
     result = job.execute_in_process(
         instance=instance, raise_on_error=False, asset_selection=[dg.AssetKey("model_backtest")],
@@ -132,13 +135,16 @@ def _timings(instance, run_id: str) -> list[str]:
 
 
 def main() -> None:
+    from demand_assets.domains.models import ForecastingConfig
+
+    defaults = ForecastingConfig()
     parser = argparse.ArgumentParser()
     parser.add_argument("--phases", nargs="*", default=["generate", "data", "backtest"])
     parser.add_argument("--work", default=None, help="folder for the files and the store (default: a temporary one)")
-    parser.add_argument("--models", nargs="*", default=["seasonal_naive", "lightgbm"])
-    parser.add_argument("--folds", type=int, default=1)
-    parser.add_argument("--history-days", type=int, default=365)
-    parser.add_argument("--lgbm-rounds", type=int, default=100)
+    parser.add_argument("--models", nargs="*", default=list(defaults.models), help="default: model_backtest's default line-up")
+    parser.add_argument("--folds", type=int, default=defaults.n_folds)
+    parser.add_argument("--history-days", type=int, default=defaults.history_days)
+    parser.add_argument("--lgbm-rounds", type=int, default=0, help="0: the default")
     parser.add_argument("--child", default=None)
     args = parser.parse_args()
     options = {"models": args.models, "folds": args.folds, "history_days": args.history_days, "lgbm_rounds": args.lgbm_rounds}
@@ -150,18 +156,25 @@ def main() -> None:
     if RESULTS.exists() and json.loads(RESULTS.read_text()).get("work") == str(work):
         results["phases"] = json.loads(RESULTS.read_text())["phases"]  # another phase of the same run
     for phase in args.phases:
-        cmd = [sys.executable, "-m", "benchmarks.m5", "--child", phase, "--work", str(work), "--models", *args.models,
-               "--folds", str(args.folds), "--history-days", str(args.history_days), "--lgbm-rounds", str(args.lgbm_rounds)]
-        print(f"m5 benchmark: {phase} ...", flush=True)
-        done = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parent.parent)
-        if done.returncode != 0:
-            results["phases"][phase] = {"error": done.stderr[-3000:]}
-            print(done.stderr[-3000:], flush=True)
-            break
-        results["phases"][phase] = json.loads(done.stdout.strip().splitlines()[-1])
-        print(json.dumps(results["phases"][phase], default=str)[:2000], flush=True)
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=2, default=str))
+        # The backtest runs one model per subprocess, so each model's time and peak RSS are its own.
+        runs = [(m, [m]) for m in args.models] if phase == "backtest" else [(None, args.models)]
+        if phase == "backtest":
+            results["phases"]["backtest"] = {"config": {k: v for k, v in options.items() if k != "models"}, "by_model": {}}
+        for model, models in runs:
+            cmd = [sys.executable, "-m", "benchmarks.m5", "--child", phase, "--work", str(work), "--models", *models,
+                   "--folds", str(args.folds), "--history-days", str(args.history_days), "--lgbm-rounds", str(args.lgbm_rounds)]
+            print(f"m5 benchmark: {phase} {model or ''} ...", flush=True)
+            done = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+            out = {"error": done.stderr[-3000:]} if done.returncode != 0 else json.loads(done.stdout.strip().splitlines()[-1])
+            if model is None:
+                results["phases"][phase] = out
+            else:
+                results["phases"]["backtest"]["by_model"][model] = out
+            print(json.dumps(out, default=str)[:2000], flush=True)
+            RESULTS.parent.mkdir(parents=True, exist_ok=True)
+            RESULTS.write_text(json.dumps(results, indent=2, default=str))
+            if done.returncode != 0 and model is None:
+                return
 
 
 if __name__ == "__main__":
