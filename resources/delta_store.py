@@ -68,14 +68,27 @@ class DeltaStore(dg.ConfigurableResource):
             raise MissingTableError(f"table '{table}' has not been materialized yet (looked in {self.uri(table)})")
         return pl.scan_delta(self.uri(table), storage_options=self.storage_options or None)
 
-    def read_window(self, table: str, start: dt.date, end: dt.date, columns: Optional[list[str]] = None) -> pl.DataFrame:
-        """Rows with start <= DATE < end, sorted by DATE then the remaining key columns."""
-        lf = self.scan(table).filter(pl.col("DATE").is_between(start, end, closed="left"))
-        if columns:
-            lf = lf.select(columns)
-        frame = lf.collect()
-        keys = [c for c in ("DATE", "COUNTRY", "CHANNEL", "PRODUCT") if c in frame.columns]
-        return frame.sort(keys)
+    def read_window(
+        self, table: str, start: dt.date, end: dt.date, columns: Optional[list[str]] = None, *, chunk_days: int = 64
+    ) -> pl.DataFrame:
+        """Rows with start <= DATE < end, sorted by DATE then the remaining key columns.
+
+        Read and sorted `chunk_days` at a time: a multi-key sort takes about twice its input in
+        scratch memory, which for two years of M5 (22 M rows) would be ~6 GB above the frame.
+        Chunks are in date order, so their concatenation is sorted.
+        """
+        parts = []
+        lo = start
+        while lo < end or not parts:
+            hi = min(lo + dt.timedelta(days=chunk_days), end) if lo < end else end
+            lf = self.scan(table).filter(pl.col("DATE").is_between(lo, hi, closed="left"))
+            if columns:
+                lf = lf.select(columns)
+            frame = lf.collect()
+            keys = [c for c in ("DATE", "COUNTRY", "CHANNEL", "PRODUCT") if c in frame.columns]
+            parts.append(frame.sort(keys))
+            lo = hi
+        return pl.concat(parts, rechunk=False) if len(parts) > 1 else parts[0]
 
     def overwrite(self, table: str, frame: pl.DataFrame) -> WriteSummary:
         """Replace a whole (unpartitioned) table in one transaction."""

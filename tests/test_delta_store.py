@@ -52,3 +52,17 @@ def test_reading_a_missing_table_says_so(store):
 def test_an_empty_write_is_refused(store):
     with pytest.raises(ValueError, match="no rows"):
         store.replace_window("t", [], dt.date(2024, 1, 1), dt.date(2024, 1, 2))
+
+
+def test_a_window_read_in_date_chunks_is_the_whole_window_sorted(store):
+    """read_window sorts a few days at a time (memory); the result is the same rows in the same
+    order as one sorted read, for windows that do and do not divide into whole chunks."""
+    jan = dt.date(2024, 1, 1)
+    rows = pl.concat([_frame(jan, 20, 1).with_columns(pl.lit(c).alias("COUNTRY")) for c in ("US", "DE", "FR")])
+    store.replace_window("t", [rows.sample(fraction=1.0, shuffle=True, seed=1)], jan, jan + dt.timedelta(days=20))
+    end = jan + dt.timedelta(days=17)
+    expected = rows.filter(pl.col("DATE") < end).sort("DATE", "COUNTRY")
+    for chunk_days in (1, 3, 64):
+        assert_frame_equal(store.read_window("t", jan, end, chunk_days=chunk_days), expected)
+    assert store.read_window("t", end, end).is_empty()
+    assert store.read_window("t", jan, end, ["DATE", "V"], chunk_days=4).columns == ["DATE", "V"]
