@@ -192,3 +192,28 @@ def test_optuna_tuning_returns_params_it_tried_and_reports_each_trial():
     assert value == min(w for _, _, w in seen)
     assert best in [p for _, p, _ in seen]
     assert 15 <= best["num_leaves"] <= 127
+
+
+def test_mase_scales_are_each_series_seasonal_naive_error_on_its_fold_history():
+    """The vectorised scales equal metrics.seasonal_scale per series and fold, whatever the
+    panel's row order; a series with no more than 7 observed days has none."""
+    from demand_assets.forecasting.backtest import _series_scales
+    from demand_assets.forecasting.metrics import seasonal_scale
+
+    dataset, _ = small_panel()
+    folds = rolling_origin_folds(dataset["DATE"].max(), n_folds=2, horizon=14)
+    first = dataset.select("COUNTRY", "PRODUCT").row(0)
+    short = dataset.filter(
+        (pl.col("COUNTRY") == first[0]) & (pl.col("PRODUCT") == first[1])
+        & pl.col("DATE").is_between(folds[0].origin - dt.timedelta(days=6), folds[0].origin)
+    ).with_columns(pl.lit("NEW").alias("PRODUCT"))
+    assert short.height == 7
+    panel = pl.concat([dataset, short]).sample(fraction=1.0, shuffle=True, seed=3)
+    scales = _series_scales(panel, folds)
+    for fold in folds:
+        hist = dataset.filter(pl.col("DATE") <= fold.origin).sort("DATE")
+        for (country, product), series in list(hist.group_by(["COUNTRY", "PRODUCT"]))[:5]:
+            got = scales.filter((pl.col("FOLD") == fold.index) & (pl.col("COUNTRY") == country) & (pl.col("PRODUCT") == product))["SCALE"].item()
+            assert got == pytest.approx(seasonal_scale(series["PRODUCT_DEMAND"].to_numpy(), 7))
+    new = scales.filter(pl.col("PRODUCT") == "NEW")
+    assert new.height == 2 and new["SCALE"].null_count() == 2

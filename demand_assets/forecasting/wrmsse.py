@@ -38,29 +38,34 @@ M5_LEVELS: tuple[tuple[str, ...], ...] = (
 WEIGHT_DAYS = 28
 
 
-def _aggregate(frame: pl.DataFrame, keys: tuple[str, ...], values: list[str]) -> pl.DataFrame:
-    group = [*keys, "DATE"]
-    if not keys:
-        return frame.group_by("DATE").agg(pl.col(v).sum() for v in values).with_columns(pl.lit("total").alias("SERIES"))
-    return frame.group_by(group).agg(pl.col(v).sum() for v in values).with_columns(pl.concat_str([pl.col(k).cast(pl.String) for k in keys], separator="|").alias("SERIES"))
+def _aggregate(frame: pl.DataFrame, by: list[str], values: list[str]) -> pl.DataFrame:
+    return frame.group_by([*by, "DATE"]).agg(pl.col(v).sum() for v in values)
 
 
 def rmsse_by_series(train: pl.DataFrame, test: pl.DataFrame, keys: tuple[str, ...]) -> pl.DataFrame:
     """SERIES, RMSSE, WEIGHT_DOLLARS at one level. `train`: the hierarchy columns, DATE, UNITS,
-    PRICE; `test`: the hierarchy columns, DATE, UNITS (actual) and FORECAST."""
-    hist = _aggregate(train.with_columns((pl.col("UNITS") * pl.col("PRICE")).alias("DOLLARS")), keys, ["UNITS", "DOLLARS"]).sort("SERIES", "DATE")
-    hist = hist.with_columns((pl.col("UNITS") > 0).cum_max().over("SERIES").alias("ACTIVE"))
-    active = hist.filter(pl.col("ACTIVE"))
-    scale = active.with_columns((pl.col("UNITS") - pl.col("UNITS").shift(1).over("SERIES")).alias("DIFF")).group_by("SERIES").agg(
+    PRICE; `test`: the hierarchy columns, DATE, UNITS (actual) and FORECAST.
+
+    Series are grouped by their key columns themselves (no per-row label), and history is put
+    in order by DATE alone: at M5's bottom level the training frame is tens of millions of
+    rows, and a string label or a multi-key sort would cost gigabytes.
+    """
+    by = list(keys) or ["_TOTAL"]
+    if not keys:
+        train, test = (f.with_columns(pl.lit("total").alias("_TOTAL")) for f in (train, test))
+    hist = _aggregate(train.with_columns((pl.col("UNITS") * pl.col("PRICE")).alias("DOLLARS")), by, ["UNITS", "DOLLARS"]).sort("DATE")
+    # Window expressions run in row order, which is date order within every series.
+    active = hist.filter((pl.col("UNITS") > 0).cum_max().over(by))
+    scale = active.with_columns((pl.col("UNITS") - pl.col("UNITS").shift(1).over(by)).alias("DIFF")).group_by(by).agg(
         (pl.col("DIFF").drop_nulls() ** 2).mean().alias("SCALE")
     )
-    dates = hist["DATE"].unique().sort()
-    recent = set(dates.tail(WEIGHT_DAYS).to_list())
-    weights = hist.filter(pl.col("DATE").is_in(list(recent))).group_by("SERIES").agg(pl.col("DOLLARS").sum().alias("WEIGHT_DOLLARS"))
-    errors = _aggregate(test, keys, ["UNITS", "FORECAST"]).group_by("SERIES").agg(((pl.col("UNITS") - pl.col("FORECAST")) ** 2).mean().alias("MSE"))
+    cutoff = hist["DATE"].unique().sort().tail(WEIGHT_DAYS).min()
+    weights = hist.filter(pl.col("DATE") >= cutoff).group_by(by).agg(pl.col("DOLLARS").sum().alias("WEIGHT_DOLLARS"))
+    errors = _aggregate(test, by, ["UNITS", "FORECAST"]).group_by(by).agg(((pl.col("UNITS") - pl.col("FORECAST")) ** 2).mean().alias("MSE"))
+    label = pl.concat_str([pl.col(k).cast(pl.String) for k in by], separator="|")
     return (
-        errors.join(scale, on="SERIES", how="left").join(weights, on="SERIES", how="left")
-        .with_columns((pl.col("MSE") / pl.col("SCALE")).sqrt().alias("RMSSE"), pl.col("WEIGHT_DOLLARS").fill_null(0.0))
+        errors.join(scale, on=by, how="left", nulls_equal=True).join(weights, on=by, how="left", nulls_equal=True)
+        .with_columns((pl.col("MSE") / pl.col("SCALE")).sqrt().alias("RMSSE"), pl.col("WEIGHT_DOLLARS").fill_null(0.0), label.alias("SERIES"))
         .select("SERIES", "RMSSE", "WEIGHT_DOLLARS", "SCALE")
         .sort("SERIES")
     )
