@@ -5,7 +5,8 @@ Phases, each in its own subprocess so its peak RSS is its own:
   data       DEMAND_SOURCE=m5: product_demand (with inferred stockouts) and training_dataset for
              every day, one single-run backfill of the data assets
   backtest   model_backtest with WRMSSE on the stored training dataset: one subprocess per model
-             (its own time and peak RSS), the default line-up and training settings unless told
+             (its own time and peak RSS), the default line-up and training settings unless told;
+             results under backtest_folds_<n>
   stockouts  precision and recall of the inferred stockouts against the generator's runs
 Writes benchmarks/results/m5.json.
 
@@ -158,8 +159,9 @@ def main() -> None:
     for phase in args.phases:
         # The backtest runs one model per subprocess, so each model's time and peak RSS are its own.
         runs = [(m, [m]) for m in args.models] if phase == "backtest" else [(None, args.models)]
+        key = f"backtest_folds_{args.folds}"  # a 1-fold and a 4-fold measurement are kept side by side
         if phase == "backtest":
-            results["phases"]["backtest"] = {"config": {k: v for k, v in options.items() if k != "models"}, "by_model": {}}
+            results["phases"][key] = {"config": {k: v for k, v in options.items() if k != "models"}, "by_model": {}}
         for model, models in runs:
             cmd = [sys.executable, "-m", "benchmarks.m5", "--child", phase, "--work", str(work), "--models", *models,
                    "--folds", str(args.folds), "--history-days", str(args.history_days), "--lgbm-rounds", str(args.lgbm_rounds)]
@@ -169,7 +171,7 @@ def main() -> None:
             if model is None:
                 results["phases"][phase] = out
             else:
-                results["phases"]["backtest"]["by_model"][model] = out
+                results["phases"][key]["by_model"][model] = out
             print(json.dumps(out, default=str)[:2000], flush=True)
             RESULTS.parent.mkdir(parents=True, exist_ok=True)
             RESULTS.write_text(json.dumps(results, indent=2, default=str))
