@@ -21,6 +21,7 @@ from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import DeltaError
 from pydantic import Field
 
+from demand_assets.sources.base import iter_date_chunks
 from resources.settings import demand_home
 
 __all__ = ["DeltaStore", "MissingTableError", "WriteSummary"]
@@ -77,18 +78,14 @@ class DeltaStore(dg.ConfigurableResource):
         scratch memory, which for two years of M5 (22 M rows) would be ~6 GB above the frame.
         Chunks are in date order, so their concatenation is sorted.
         """
+        lf = self.scan(table)  # one snapshot of the table for every chunk
         parts = []
-        lo = start
-        while lo < end or not parts:
-            hi = min(lo + dt.timedelta(days=chunk_days), end) if lo < end else end
-            lf = self.scan(table).filter(pl.col("DATE").is_between(lo, hi, closed="left"))
-            if columns:
-                lf = lf.select(columns)
-            frame = lf.collect()
+        for lo, hi in list(iter_date_chunks(start, end, chunk_days)) or [(start, end)]:
+            chunk = lf.filter(pl.col("DATE").is_between(lo, hi, closed="left"))
+            frame = (chunk.select(columns) if columns else chunk).collect()
             keys = [c for c in ("DATE", "COUNTRY", "CHANNEL", "PRODUCT") if c in frame.columns]
             parts.append(frame.sort(keys))
-            lo = hi
-        return pl.concat(parts, rechunk=False) if len(parts) > 1 else parts[0]
+        return pl.concat(parts, rechunk=False)
 
     def overwrite(self, table: str, frame: pl.DataFrame) -> WriteSummary:
         """Replace a whole (unpartitioned) table in one transaction."""

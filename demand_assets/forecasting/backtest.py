@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from demand_assets.forecasting.metrics import bias, interval_coverage, mase, pinball_loss, rmse, wape
-from demand_assets.forecasting.panel import KEYS, SERIES, TARGET, future_frame, history_up_to
+from demand_assets.forecasting.panel import KEYS, SERIES, TARGET, future_frame, history_up_to, sorted_by_date
 
 __all__ = ["Fold", "BacktestResult", "rolling_origin_folds", "run_backtest", "score_forecasts", "wrmsse_by_model"]
 
@@ -72,8 +72,7 @@ def run_backtest(
     orchestrator's logger, say).
     """
     report = progress or log.info
-    if not dataset["DATE"].is_sorted():
-        dataset = dataset.sort("DATE", maintain_order=True)
+    dataset = sorted_by_date(dataset)
     frames, timings = [], []
     for fold in folds:
         # Zero-copy slices of the date-sorted panel: at M5 size a filtered copy is gigabytes.
@@ -106,8 +105,7 @@ def _series_scales(dataset: pl.DataFrame, folds: Sequence[Fold], season: int = 7
     mean absolute error of the seasonal naive forecast (`metrics.seasonal_scale`), null for a
     series with no more than `season` observed days. One group-by per fold over the
     date-sorted panel (groups keep row order, hence date order)."""
-    if not dataset["DATE"].is_sorted():
-        dataset = dataset.sort("DATE", maintain_order=True)
+    dataset = sorted_by_date(dataset)
     frames = []
     for fold in folds:
         hist = history_up_to(dataset, fold.origin).select(*SERIES, pl.col(TARGET).cast(pl.Float64).alias("Y")).drop_nulls("Y")

@@ -21,6 +21,7 @@ __all__ = [
     "exogenous_columns",
     "future_frame",
     "history_up_to",
+    "sorted_by_date",
     "macro_columns",
 ]
 
@@ -40,6 +41,11 @@ def exogenous_columns(frame: pl.DataFrame) -> list[str]:
     """Covariates known in advance for every future day (plus macro as of the origin)."""
     spend = [c for c in frame.columns if c.startswith("SPEND_")]
     return ["PRICE", "PROMO", *[c for c in _CALENDAR if c in frame.columns], *spend, *macro_columns(frame)]
+
+
+def sorted_by_date(frame: pl.DataFrame) -> pl.DataFrame:
+    """The frame itself when already in DATE order, else sorted by DATE (stable)."""
+    return frame if frame["DATE"].is_sorted() else frame.sort("DATE", maintain_order=True)
 
 
 def history_up_to(frame: pl.DataFrame, day: dt.date) -> pl.DataFrame:

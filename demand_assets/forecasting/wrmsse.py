@@ -64,7 +64,7 @@ def rmsse_by_series(train: pl.DataFrame, test: pl.DataFrame, keys: tuple[str, ..
     errors = _aggregate(test, by, ["UNITS", "FORECAST"]).group_by(by).agg(((pl.col("UNITS") - pl.col("FORECAST")) ** 2).mean().alias("MSE"))
     label = pl.concat_str([pl.col(k).cast(pl.String) for k in by], separator="|")
     return (
-        errors.join(scale, on=by, how="left", nulls_equal=True).join(weights, on=by, how="left", nulls_equal=True)
+        errors.join(scale, on=by, how="left").join(weights, on=by, how="left")
         .with_columns((pl.col("MSE") / pl.col("SCALE")).sqrt().alias("RMSSE"), pl.col("WEIGHT_DOLLARS").fill_null(0.0), label.alias("SERIES"))
         .select("SERIES", "RMSSE", "WEIGHT_DOLLARS", "SCALE")
         .sort("SERIES")

@@ -77,14 +77,13 @@ class ETSForecaster:
         tasks = [(start, np.asarray(y, dtype=np.float64)) for start, y in zip(grouped["START"].to_list(), grouped["Y"].to_list())]
         results = self._forecast_all(tasks, horizon)
         n = grouped.height
+        bands = np.asarray(results, dtype=np.float64).reshape(n, 3, horizon)  # series x (mean, lo, hi) x day
         out = pl.DataFrame(
             {
                 "DATE": pl.Series(list(index.date) * n, dtype=pl.Date),
                 "COUNTRY": np.repeat(grouped["COUNTRY"].to_numpy(), horizon),
                 "PRODUCT": np.repeat(grouped["PRODUCT"].to_numpy(), horizon),
-                "MEAN": np.concatenate([r[0] for r in results]) if n else [],
-                "LO": np.concatenate([r[1] for r in results]) if n else [],
-                "HI": np.concatenate([r[2] for r in results]) if n else [],
+                **{name: bands[:, i].reshape(-1) for i, name in enumerate(("MEAN", "LO", "HI"))},
             }
         )
         out = future.select(KEYS).join(out, on=KEYS, how="left").fill_null(0.0)
@@ -96,7 +95,8 @@ class ETSForecaster:
         jobs = min(self.n_jobs or os.cpu_count() or 1, max(1, len(tasks) // max(self.min_series_per_job, 1)))
         if jobs <= 1:
             return _forecast_chunk(tasks, horizon, self.maxiter)
-        chunks = [tasks[i : i + -(-len(tasks) // (jobs * 8))] for i in range(0, len(tasks), -(-len(tasks) // (jobs * 8)))]
+        size = -(-len(tasks) // (jobs * 8))  # ~8 chunks a process, for balance and progress lines
+        chunks = [tasks[i : i + size] for i in range(0, len(tasks), size)]
         results: list = [None] * len(chunks)
         done = 0
         # spawn, not fork: the parent may hold torch/LightGBM thread pools that a fork would copy.
