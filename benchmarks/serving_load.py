@@ -33,7 +33,7 @@ REQUESTS_PER_LEVEL = {1: 60, 8: 240, 32: 480}
 
 
 def _register_model(home: Path) -> pl.DataFrame:
-    from demand_assets.domains.sku import sku_registry
+    from demand_assets.forecasting.registry import SKU_REGISTERED_MODELS
     from demand_assets.forecasting.models.tcn import TCNForecaster, TCNSettings
     from demand_assets.forecasting.sku import SkuForecasterPyfunc, to_periods
     from demand_assets.sources import Domain
@@ -44,7 +44,7 @@ def _register_model(home: Path) -> pl.DataFrame:
     daily = pl.concat(list(source.read(Domain.PRODUCT_DEMAND, dt.date(2023, 1, 2), dt.date(2025, 1, 1))))
     model = TCNForecaster(TCNSettings(epochs=20)).fit(to_periods(daily, "weekly"))
     tracking = MlflowTracking(tracking_uri=f"sqlite:///{home / 'mlflow.db'}", artifact_location=(home / "artifacts").as_uri())
-    registry = sku_registry(tracking, "weekly")
+    registry = tracking.for_model(SKU_REGISTERED_MODELS["weekly"])
     with registry.run("benchmark/serving"):
         version = registry.log_and_register(SkuForecasterPyfunc(model, "tcn", "weekly"), "sku_weekly_tcn", {"model": "tcn"})
     registry.set_champion(version)

@@ -14,8 +14,8 @@ from contracts.cross_table import (
     check_lag_integrity,
     check_product_reconciles_with_country,
 )
+from contracts.registry import CONTRACTS, TABLES, Table, TableSpec, table_spec
 from contracts.tables import (
-    CONTRACTS,
     ChannelResponseTruth,
     ChannelSpendResponse,
     CountryDemand,
@@ -43,6 +43,9 @@ __all__ = [
     "ProductDemand",
     "ProductDemandTruth",
     "SpendRoi",
+    "TABLES",
+    "Table",
+    "TableSpec",
     "TableContract",
     "TrainingDataset",
     "Violation",
@@ -50,4 +53,5 @@ __all__ = [
     "check_forecast_horizon_complete",
     "check_lag_integrity",
     "check_product_reconciles_with_country",
+    "table_spec",
 ]

@@ -12,10 +12,8 @@ from typing import Optional
 import pandera.polars as pa
 import polars as pl
 
-from contracts.validation import TableContract
 
 __all__ = [
-    "CONTRACTS",
     "ChannelResponseTruth",
     "ChannelSpendResponse",
     "CountryDemand",
@@ -209,23 +207,3 @@ class SpendRoi(pa.DataFrameModel):
     class Config:
         strict = True
         unique = ["DATE", "COUNTRY", "CHANNEL"]
-
-
-CONTRACTS: dict[str, TableContract] = {
-    "country_demand": TableContract("country_demand", CountryDemand, ("DATE", "COUNTRY"), ("COUNTRY",)),
-    "channel_spend_response": TableContract(
-        "channel_spend_response", ChannelSpendResponse, ("DATE", "COUNTRY", "CHANNEL"), ("COUNTRY", "CHANNEL")
-    ),
-    "product_demand": TableContract("product_demand", ProductDemand, ("DATE", "COUNTRY", "PRODUCT"), ("COUNTRY", "PRODUCT")),
-    "product_demand_truth": TableContract(
-        "product_demand_truth", ProductDemandTruth, ("DATE", "COUNTRY", "PRODUCT"), ("COUNTRY", "PRODUCT")
-    ),
-    "channel_response_truth": TableContract(
-        "channel_response_truth", ChannelResponseTruth, ("DATE", "COUNTRY", "CHANNEL"), ("COUNTRY", "CHANNEL")
-    ),
-    "training_dataset": TableContract("training_dataset", TrainingDataset, ("DATE", "COUNTRY", "PRODUCT"), ("COUNTRY", "PRODUCT")),
-    "spend_roi": TableContract("spend_roi", SpendRoi, ("DATE", "COUNTRY", "CHANNEL"), ("COUNTRY", "CHANNEL")),
-    "demand_forecast": TableContract(
-        "demand_forecast", DemandForecast, ("DATE", "COUNTRY", "PRODUCT", "HORIZON_DAY"), ("COUNTRY", "PRODUCT")
-    ),
-}

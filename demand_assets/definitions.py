@@ -21,8 +21,9 @@ from demand_assets.domains.automation import (
 )
 from demand_assets.domains.forecasts import demand_forecast
 from demand_assets.domains.impact import forecast_error_cost, instock_value
-from demand_assets.domains.marketing import budget_allocation, spend_response_model, spend_roi, spend_scenario
+from demand_assets.domains.marketing import spend_response_model, spend_roi
 from demand_assets.domains.models import champion_model, model_backtest
+from demand_assets.domains.planning import budget_allocation, spend_scenario
 from demand_assets.domains.sku import sku_forecast_models
 from demand_assets.domains.training import training_dataset
 from resources import resources_from_env

@@ -6,9 +6,10 @@ from resources.economics_settings import EconomicsSettings
 from resources.delta_store import DeltaStore, MissingTableError, WriteSummary
 from resources.mlflow_tracking import MlflowTracking
 from resources.monitoring_settings import MonitoringSettings
-from resources.settings import demand_home, resources_from_env
+from resources.settings import DEPLOYMENT_SETTINGS, build_resources, demand_home, resources_from_env
 
 __all__ = [
+    "DEPLOYMENT_SETTINGS",
     "ContractSettings",
     "DeltaStore",
     "DemandSourceResource",
@@ -17,6 +18,7 @@ __all__ = [
     "MlflowTracking",
     "MonitoringSettings",
     "WriteSummary",
+    "build_resources",
     "demand_home",
     "resources_from_env",
 ]

@@ -19,37 +19,37 @@ __all__ = ["DemandSourceResource"]
 
 
 class DemandSourceResource(dg.ConfigurableResource):
-    """Where the raw domains come from. `synthetic` has known ground truth; `csv` reads seed-001
-    style snapshots (demand_spend_country_daily.csv, demand_spend_by_channel_daily.csv,
-    demand_by_product_daily.csv); `transactions` a retail transaction log (seed 002's columns);
+    """Where the raw domains come from. `synthetic` has known ground truth; `csv` reads a daily
+    CSV snapshot (demand_spend_country_daily.csv, demand_spend_by_channel_daily.csv,
+    demand_by_product_daily.csv); `transactions` a retail transaction log (invoice lines);
     `m5` the M5 competition files (calendar.csv, sell_prices.csv, sales_train_*.csv). The last
     two have product demand only: no spend, no macro indicators, stockouts inferred."""
 
-    kind: Literal["synthetic", "csv", "transactions", "m5"] = Field(default="synthetic", description="DEMAND_SOURCE")
-    csv_dir: Optional[str] = Field(default=None, description="DEMAND_CSV_DIR: folder of the CSV snapshot")
-    transactions_file: Optional[str] = Field(default=None, description="DEMAND_TRANSACTIONS_FILE: the transaction log (CSV)")
-    transactions_market: str = Field(default="ALL", description="DEMAND_TRANSACTIONS_MARKET: the COUNTRY value of a transaction log's rows")
-    m5_dir: Optional[str] = Field(default=None, description="DEMAND_M5_DIR: folder of the M5 files")
+    kind: Literal["synthetic", "csv", "transactions", "m5"] = Field(default="synthetic", description="where the raw domains come from: synthetic (generated, with ground truth), csv (a daily CSV snapshot), transactions (a retail transaction log) or m5 (the M5 competition files)")
+    csv_dir: Optional[str] = Field(default=None, description="folder of the CSV snapshot (kind csv)")
+    transactions_file: Optional[str] = Field(default=None, description="the transaction log, a CSV of invoice lines (kind transactions)")
+    transactions_market: str = Field(default="ALL", description="the COUNTRY value given to a transaction log's rows")
+    m5_dir: Optional[str] = Field(default=None, description="folder holding calendar.csv, sell_prices.csv and sales_train_*.csv (kind m5)")
     stockout_alpha: Optional[float] = Field(
         default=0.001, gt=0, lt=1,
-        description="DEMAND_STOCKOUT_ALPHA: for sources without stock data (m5, transactions), a zero run is a probable "
+        description="for sources without stock data (m5, transactions), a zero run is a probable "
         "stockout when its probability under the item's sales rate is below this; empty: no inference",
     )
-    seed: int = Field(default=7, ge=0, description="DEMAND_SEED")
-    n_countries: int = Field(default=3, ge=1, description="DEMAND_COUNTRIES")
-    n_products: int = Field(default=50, ge=1, description="DEMAND_PRODUCTS")
-    n_channels: int = Field(default=5, ge=1, description="DEMAND_CHANNELS")
-    origin: str = Field(default="2023-01-01", description="DEMAND_ORIGIN: day zero of the synthetic trend")
+    seed: int = Field(default=7, ge=0, description="seed of the synthetic world: the same seed gives the same data for any day")
+    n_countries: int = Field(default=3, ge=1, description="countries in the synthetic world")
+    n_products: int = Field(default=50, ge=1, description="products per country in the synthetic world")
+    n_channels: int = Field(default=5, ge=1, description="marketing channels in the synthetic world")
+    origin: str = Field(default="2023-01-01", description="day zero of the synthetic trend (YYYY-MM-DD)")
     chunk_rows: int = Field(
-        default=4_000_000, ge=1, description="DEMAND_CHUNK_ROWS: product rows generated per chunk (bounds memory)"
+        default=4_000_000, ge=1, description="product rows generated or read per chunk (bounds memory)"
     )
     response_noise: float = Field(
         default=0.2, ge=0, lt=2,
-        description="DEMAND_RESPONSE_NOISE: coefficient of variation of the measured CHANNEL_RESPONSE around the true response",
+        description="coefficient of variation of the measured CHANNEL_RESPONSE around the true response",
     )
     regime_change: Optional[str] = Field(
         default=None,
-        description="DEMAND_REGIME_CHANGE: inject a structural break, kind@YYYY-MM-DD:magnitude[:channel], "
+        description="inject a structural break into the synthetic world, kind@YYYY-MM-DD:magnitude[:channel], "
         "kind one of macro_shock, channel_response, elasticity, product_launch",
     )
 

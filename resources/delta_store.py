@@ -21,10 +21,13 @@ from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import DeltaError
 from pydantic import Field
 
+from contracts.registry import Table, table_spec
 from demand_assets.sources.base import iter_date_chunks
 from resources.settings import demand_home
 
 __all__ = ["DeltaStore", "MissingTableError", "WriteSummary"]
+
+_REGISTERED = frozenset(t.value for t in Table)
 
 
 class MissingTableError(LookupError):
@@ -53,10 +56,16 @@ class DeltaStore(dg.ConfigurableResource):
     )
 
     def uri(self, table: str) -> str:
+        """Where `table` lives; only tables of the registry (`contracts.registry.Table`) exist."""
+        table_spec(table)
         root = self.root_uri or str(demand_home() / "delta")
         return f"{root.rstrip('/')}/{table}"
 
     def exists(self, table: str) -> bool:
+        """Whether `table` has been written; never true for a name outside the registry, since
+        nothing can be written under one."""
+        if table not in _REGISTERED:
+            return False
         return DeltaTable.is_deltatable(self.uri(table), storage_options=self.storage_options or None)
 
     def version(self, table: str) -> Optional[int]:
@@ -72,19 +81,20 @@ class DeltaStore(dg.ConfigurableResource):
     def read_window(
         self, table: str, start: dt.date, end: dt.date, columns: Optional[list[str]] = None, *, chunk_days: int = 64
     ) -> pl.DataFrame:
-        """Rows with start <= DATE < end, sorted by DATE then the remaining key columns.
+        """Rows with start <= DATE < end, sorted by DATE then the table's other key columns
+        (from the table registry, `contracts.registry`).
 
         Read and sorted `chunk_days` at a time: a multi-key sort takes about twice its input in
         scratch memory, which for two years of M5 (22 M rows) would be ~6 GB above the frame.
         Chunks are in date order, so their concatenation is sorted.
         """
+        order = list(dict.fromkeys(("DATE", *table_spec(table).keys)))
         lf = self.scan(table)  # one snapshot of the table for every chunk
         parts = []
         for lo, hi in list(iter_date_chunks(start, end, chunk_days)) or [(start, end)]:
             chunk = lf.filter(pl.col("DATE").is_between(lo, hi, closed="left"))
             frame = (chunk.select(columns) if columns else chunk).collect()
-            keys = [c for c in ("DATE", "COUNTRY", "CHANNEL", "PRODUCT") if c in frame.columns]
-            parts.append(frame.sort(keys))
+            parts.append(frame.sort([c for c in order if c in frame.columns]))
         return pl.concat(parts, rechunk=False)
 
     def overwrite(self, table: str, frame: pl.DataFrame) -> WriteSummary:

@@ -16,14 +16,14 @@ __all__ = ["EconomicsSettings"]
 
 class EconomicsSettings(dg.ConfigurableResource):
     margin_rate: float = Field(
-        default=0.35, gt=0, description="DEMAND_MARGIN_RATE: margin lost per unit of unmet demand, as a share of its price"
+        default=0.35, gt=0, description="margin lost per unit of unmet demand, as a share of its price"
     )
     holding_rate: float = Field(
-        default=0.10, gt=0, description="DEMAND_HOLDING_RATE: holding, markdown and waste per unit stocked but unsold, as a share of its price"
+        default=0.10, gt=0, description="holding, markdown and waste per unit stocked but unsold, as a share of its price"
     )
     overrides_csv: Optional[str] = Field(
         default=None,
-        description="DEMAND_UNIT_ECONOMICS_CSV: CSV with a PRODUCT or CATEGORY column and MARGIN_RATE and/or HOLDING_RATE; product rows win over category rows",
+        description="CSV with a PRODUCT or CATEGORY column and MARGIN_RATE and/or HOLDING_RATE; product rows win over category rows",
     )
 
     def economics(self) -> UnitEconomics:

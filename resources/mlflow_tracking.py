@@ -17,6 +17,7 @@ import mlflow
 from mlflow import MlflowClient
 from pydantic import Field
 
+from demand_assets.forecasting.registry import DAILY_REGISTERED_MODEL
 from resources.settings import demand_home
 
 __all__ = ["MlflowTracking"]
@@ -27,11 +28,18 @@ _PIP_REQUIREMENTS = ["demand-assets", "mlflow", "polars", "pandas", "lightgbm", 
 
 
 class MlflowTracking(dg.ConfigurableResource):
-    tracking_uri: Optional[str] = Field(default=None, description="MLFLOW_TRACKING_URI; default sqlite under $DEMAND_HOME/mlflow")
+    tracking_uri: Optional[str] = Field(default=None, description="MLflow tracking store: a database URI or a tracking server (http://...); default SQLite under $DEMAND_HOME/mlflow")
     artifact_location: Optional[str] = Field(default=None, description="artifact root for a new experiment; default $DEMAND_HOME/mlflow/artifacts")
     experiment: str = Field(default="demand_assets", description="MLflow experiment name")
-    registered_model: str = Field(default="demand_forecast", description="registered model that holds every candidate as a version")
+    registered_model: str = Field(default=DAILY_REGISTERED_MODEL, description="registered model that holds every candidate as a version")
     ui_url: str = Field(default="http://127.0.0.1:5000", description="base URL of `mlflow ui`, for links in asset metadata")
+
+    def for_model(self, registered_model: str) -> "MlflowTracking":
+        """The same tracking store, registering under `registered_model` (e.g. a per-SKU model)."""
+        return MlflowTracking(
+            tracking_uri=self.tracking_uri, artifact_location=self.artifact_location, experiment=self.experiment,
+            registered_model=registered_model, ui_url=self.ui_url,
+        )
 
     def _uri(self) -> str:
         if self.tracking_uri:

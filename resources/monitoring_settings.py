@@ -13,22 +13,22 @@ __all__ = ["MonitoringSettings"]
 class MonitoringSettings(dg.ConfigurableResource):
     drift_window_days: int = Field(
         default=28, ge=7,
-        description="DEMAND_DRIFT_WINDOW_DAYS: the newest days compared with the champion's training window (whole weeks avoid weekday bias)",
+        description="the newest days compared with the champion's training window (whole weeks avoid weekday bias)",
     )
-    psi_threshold: float = Field(default=0.25, gt=0, description="DEMAND_DRIFT_PSI: a feature drifts above this PSI (and KS)")
+    psi_threshold: float = Field(default=0.25, gt=0, description="a feature drifts above this PSI (and KS)")
     ks_threshold: float = Field(default=0.2, gt=0, le=1, description="KS statistic a drifting feature must also exceed")
     max_drifted_features: int = Field(default=0, ge=0, description="the feature-drift check fails when more features than this drift")
     target_psi: float = Field(default=0.25, gt=0, description="PSI of series-normalised in-stock demand above which the target drifted")
     target_level_change: float = Field(default=0.25, gt=0, description="change of mean in-stock demand (either way, in log terms) above which the target drifted")
     mix_psi: float = Field(default=0.25, gt=0, description="PSI of products' demand shares above which the product mix drifted")
     accuracy_ratio: float = Field(
-        default=1.3, gt=1, description="DEMAND_ACCURACY_RATIO: realised WAPE / champion backtest WAPE above this is accuracy drift"
+        default=1.3, gt=1, description="realised WAPE / champion backtest WAPE above this is accuracy drift"
     )
     accuracy_bias: float = Field(
-        default=0.2, gt=0, description="DEMAND_ACCURACY_BIAS: a realised bias of the forecasts beyond +/- this share of demand is accuracy drift"
+        default=0.2, gt=0, description="a realised bias of the forecasts beyond +/- this share of demand is accuracy drift"
     )
     retrain_after_days: int = Field(
-        default=28, ge=1, description="DEMAND_RETRAIN_AFTER_DAYS: retrain once this many newer days exist than the last training used"
+        default=28, ge=1, description="retrain once this many newer days exist than the last training used"
     )
     reference_rows: int = Field(default=50_000, ge=1000, description="rows sampled from the champion's training window as the drift reference")
 

@@ -1,31 +1,71 @@
-"""Where local state lives, and the resources built from documented environment variables.
+"""Where local state lives, and the resources of the code location.
 
-Settings are read when Definitions are assembled, never branched on: the same code runs on
-the embedded defaults and on production storage, only the values differ.
+Two kinds of settings, each with one home:
+
+- Deployment settings (which source, where its files are, where tables and MLflow live) come
+  from the environment variables in `DEPLOYMENT_SETTINGS`. The code location passes them as
+  `dg.EnvVar`, so Dagster resolves them when a run launches and the UI shows the variable's
+  name, not its value. Dagster's EnvVar feeds only string and integer fields, so the one
+  fixed-choice setting, DEMAND_SOURCE, is read and validated when the location loads.
+- Model and business knobs (tolerances, thresholds, margins) are resource fields with one
+  default each, a description and bounds: they show on the resource's page in the UI and are
+  changed per run in the launchpad, or for a deployment where `build_resources` is called.
+
+The command-line tools and the forecast service run outside Dagster; they ask for resolved
+values (`resolve=True`).
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal, Mapping, Optional, get_args
 
-__all__ = ["demand_home", "resources_from_env", "DEFAULT_DEMAND_HOME"]
+import dagster as dg
+
+__all__ = ["DEFAULT_DEMAND_HOME", "DEPLOYMENT_SETTINGS", "EnvSetting", "build_resources", "demand_home", "resources_from_env"]
 
 DEFAULT_DEMAND_HOME = ".demand_home"
 
 
 def demand_home() -> Path:
-    """$DEMAND_HOME (default ./.demand_home), absolute."""
+    """$DEMAND_HOME (default ./.demand_home), absolute: the embedded Delta tables, MLflow store
+    and Dagster instance live under it."""
     return Path(os.environ.get("DEMAND_HOME", DEFAULT_DEMAND_HOME)).expanduser().resolve()
 
 
-def _env(name: str, default: str) -> str:
-    value = os.environ.get(name, "").strip()
-    return value or default
+@dataclass(frozen=True)
+class EnvSetting:
+    """An environment variable that sets a field of a resource."""
+
+    env: str
+    resource: str
+    field: str
+    kind: Literal["str", "int", "choice"] = "str"
 
 
-def resources_from_env() -> dict:
-    """The resources of the code location, configured from DEMAND_* variables (see README)."""
+DEPLOYMENT_SETTINGS: tuple[EnvSetting, ...] = (
+    EnvSetting("DEMAND_SOURCE", "source", "kind", "choice"),
+    EnvSetting("DEMAND_CSV_DIR", "source", "csv_dir"),
+    EnvSetting("DEMAND_TRANSACTIONS_FILE", "source", "transactions_file"),
+    EnvSetting("DEMAND_TRANSACTIONS_MARKET", "source", "transactions_market"),
+    EnvSetting("DEMAND_M5_DIR", "source", "m5_dir"),
+    EnvSetting("DEMAND_SEED", "source", "seed", "int"),
+    EnvSetting("DEMAND_COUNTRIES", "source", "n_countries", "int"),
+    EnvSetting("DEMAND_PRODUCTS", "source", "n_products", "int"),
+    EnvSetting("DEMAND_CHANNELS", "source", "n_channels", "int"),
+    EnvSetting("DEMAND_ORIGIN", "source", "origin"),
+    EnvSetting("DEMAND_CHUNK_ROWS", "source", "chunk_rows", "int"),
+    EnvSetting("DEMAND_REGIME_CHANGE", "source", "regime_change"),
+    EnvSetting("DEMAND_DELTA_URI", "store", "root_uri"),
+    EnvSetting("MLFLOW_TRACKING_URI", "mlflow_tracking", "tracking_uri"),
+    EnvSetting("DEMAND_MLFLOW_UI_URL", "mlflow_tracking", "ui_url"),
+    EnvSetting("DEMAND_UNIT_ECONOMICS_CSV", "economics", "overrides_csv"),
+)
+
+
+def _resource_classes() -> dict[str, type[dg.ConfigurableResource]]:
     from resources.contract_settings import ContractSettings
     from resources.data_source import DemandSourceResource
     from resources.delta_store import DeltaStore
@@ -34,40 +74,44 @@ def resources_from_env() -> dict:
     from resources.monitoring_settings import MonitoringSettings
 
     return {
-        "source": DemandSourceResource(
-            kind=_env("DEMAND_SOURCE", "synthetic"),
-            csv_dir=os.environ.get("DEMAND_CSV_DIR") or None,
-            transactions_file=os.environ.get("DEMAND_TRANSACTIONS_FILE") or None,
-            transactions_market=_env("DEMAND_TRANSACTIONS_MARKET", "ALL"),
-            m5_dir=os.environ.get("DEMAND_M5_DIR") or None,
-            stockout_alpha=float(alpha) if (alpha := os.environ.get("DEMAND_STOCKOUT_ALPHA", "0.001").strip()) else None,
-            seed=int(_env("DEMAND_SEED", "7")),
-            n_countries=int(_env("DEMAND_COUNTRIES", "3")),
-            n_products=int(_env("DEMAND_PRODUCTS", "50")),
-            n_channels=int(_env("DEMAND_CHANNELS", "5")),
-            origin=_env("DEMAND_ORIGIN", "2023-01-01"),
-            chunk_rows=int(_env("DEMAND_CHUNK_ROWS", "4000000")),
-            regime_change=os.environ.get("DEMAND_REGIME_CHANGE") or None,
-            response_noise=float(_env("DEMAND_RESPONSE_NOISE", "0.2")),
-        ),
-        "store": DeltaStore(root_uri=os.environ.get("DEMAND_DELTA_URI") or None),
-        "mlflow_tracking": MlflowTracking(
-            tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or None,
-            ui_url=_env("DEMAND_MLFLOW_UI_URL", "http://127.0.0.1:5000"),
-        ),
-        "contract_settings": ContractSettings(
-            reconcile_tolerance=float(_env("DEMAND_RECONCILE_TOLERANCE", "0.01")),
-        ),
-        "economics": EconomicsSettings(
-            margin_rate=float(_env("DEMAND_MARGIN_RATE", "0.35")),
-            holding_rate=float(_env("DEMAND_HOLDING_RATE", "0.10")),
-            overrides_csv=os.environ.get("DEMAND_UNIT_ECONOMICS_CSV") or None,
-        ),
-        "monitoring": MonitoringSettings(
-            drift_window_days=int(_env("DEMAND_DRIFT_WINDOW_DAYS", "28")),
-            psi_threshold=float(_env("DEMAND_DRIFT_PSI", "0.25")),
-            accuracy_ratio=float(_env("DEMAND_ACCURACY_RATIO", "1.3")),
-            accuracy_bias=float(_env("DEMAND_ACCURACY_BIAS", "0.2")),
-            retrain_after_days=int(_env("DEMAND_RETRAIN_AFTER_DAYS", "28")),
-        ),
+        "source": DemandSourceResource,
+        "store": DeltaStore,
+        "mlflow_tracking": MlflowTracking,
+        "contract_settings": ContractSettings,
+        "economics": EconomicsSettings,
+        "monitoring": MonitoringSettings,
     }
+
+
+def _from_env(setting: EnvSetting, resolve: bool, classes: Mapping[str, type]) -> Any:
+    raw = os.environ.get(setting.env, "").strip()
+    if setting.kind == "choice":
+        allowed = get_args(classes[setting.resource].model_fields[setting.field].annotation)
+        if raw not in allowed:
+            raise ValueError(f"{setting.env}={raw!r} is not one of {', '.join(allowed)}")
+        return raw
+    if resolve:
+        try:
+            return int(raw) if setting.kind == "int" else raw
+        except ValueError:
+            raise ValueError(f"{setting.env}={raw!r} must be a whole number") from None
+    return dg.EnvVar.int(setting.env) if setting.kind == "int" else dg.EnvVar(setting.env)
+
+
+def build_resources(*, resolve: bool = False, overrides: Optional[Mapping[str, Mapping[str, Any]]] = None) -> dict[str, dg.ConfigurableResource]:
+    """The resources of the code location: each field at its default, deployment settings from
+    the environment variables that are set, and `overrides` (resource -> field -> value) for a
+    deployment that wants other defaults for its knobs."""
+    classes = _resource_classes()
+    values: dict[str, dict[str, Any]] = {name: {} for name in classes}
+    for setting in DEPLOYMENT_SETTINGS:
+        if os.environ.get(setting.env, "").strip():
+            values[setting.resource][setting.field] = _from_env(setting, resolve, classes)
+    for name, fields in (overrides or {}).items():
+        values[name].update(fields)
+    return {name: cls(**values[name]) for name, cls in classes.items()}
+
+
+def resources_from_env(*, resolve: bool = False) -> dict[str, dg.ConfigurableResource]:
+    """`build_resources` without overrides: what `definitions.py`, the CLI and the service use."""
+    return build_resources(resolve=resolve)

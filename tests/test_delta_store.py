@@ -19,39 +19,41 @@ def store(tmp_path):
 
 def test_replace_window_is_idempotent_and_only_touches_its_window(store):
     jan = dt.date(2024, 1, 1)
-    store.replace_window("t", [_frame(jan, 10, 1)], jan, jan + dt.timedelta(days=10))
+    store.replace_window("country_demand", [_frame(jan, 10, 1)], jan, jan + dt.timedelta(days=10))
     mid = dt.date(2024, 1, 4)
     for _ in range(2):  # the same window twice: replaced, never duplicated
-        store.replace_window("t", [_frame(mid, 3, 2)], mid, mid + dt.timedelta(days=3))
-    table = store.read_window("t", jan, jan + dt.timedelta(days=10))
+        store.replace_window("country_demand", [_frame(mid, 3, 2)], mid, mid + dt.timedelta(days=3))
+    table = store.read_window("country_demand", jan, jan + dt.timedelta(days=10))
     assert table.height == 10
     assert table["V"].to_list() == [1, 1, 1, 2, 2, 2, 1, 1, 1, 1]
-    assert store.version("t") == 2
+    assert store.version("country_demand") == 2
 
 
 def test_a_failure_mid_stream_leaves_the_last_good_version(store):
     jan = dt.date(2024, 1, 1)
-    store.replace_window("t", [_frame(jan, 10, 1)], jan, jan + dt.timedelta(days=10))
-    before = store.read_window("t", jan, jan + dt.timedelta(days=10))
+    store.replace_window("country_demand", [_frame(jan, 10, 1)], jan, jan + dt.timedelta(days=10))
+    before = store.read_window("country_demand", jan, jan + dt.timedelta(days=10))
 
     def chunks():
         yield _frame(jan, 5, 9)
         raise RuntimeError("source died after the first chunk")
 
     with pytest.raises(RuntimeError, match="source died"):
-        store.replace_window("t", chunks(), jan, jan + dt.timedelta(days=10))
-    assert store.version("t") == 0
-    assert_frame_equal(store.read_window("t", jan, jan + dt.timedelta(days=10)), before)
+        store.replace_window("country_demand", chunks(), jan, jan + dt.timedelta(days=10))
+    assert store.version("country_demand") == 0
+    assert_frame_equal(store.read_window("country_demand", jan, jan + dt.timedelta(days=10)), before)
 
 
 def test_reading_a_missing_table_says_so(store):
-    with pytest.raises(MissingTableError, match="not been materialized"):
+    with pytest.raises(KeyError, match="not a registered table"):
         store.read_window("nope", dt.date(2024, 1, 1), dt.date(2024, 1, 2))
+    with pytest.raises(MissingTableError, match="not been materialized"):
+        store.read_window("product_demand", dt.date(2024, 1, 1), dt.date(2024, 1, 2))
 
 
 def test_an_empty_write_is_refused(store):
     with pytest.raises(ValueError, match="no rows"):
-        store.replace_window("t", [], dt.date(2024, 1, 1), dt.date(2024, 1, 2))
+        store.replace_window("country_demand", [], dt.date(2024, 1, 1), dt.date(2024, 1, 2))
 
 
 def test_a_window_read_in_date_chunks_is_the_whole_window_sorted(store):
@@ -59,10 +61,10 @@ def test_a_window_read_in_date_chunks_is_the_whole_window_sorted(store):
     order as one sorted read, for windows that do and do not divide into whole chunks."""
     jan = dt.date(2024, 1, 1)
     rows = pl.concat([_frame(jan, 20, 1).with_columns(pl.lit(c).alias("COUNTRY")) for c in ("US", "DE", "FR")])
-    store.replace_window("t", [rows.sample(fraction=1.0, shuffle=True, seed=1)], jan, jan + dt.timedelta(days=20))
+    store.replace_window("country_demand", [rows.sample(fraction=1.0, shuffle=True, seed=1)], jan, jan + dt.timedelta(days=20))
     end = jan + dt.timedelta(days=17)
     expected = rows.filter(pl.col("DATE") < end).sort("DATE", "COUNTRY")
     for chunk_days in (1, 3, 64):
-        assert_frame_equal(store.read_window("t", jan, end, chunk_days=chunk_days), expected)
-    assert store.read_window("t", end, end).is_empty()
-    assert store.read_window("t", jan, end, ["DATE", "V"], chunk_days=4).columns == ["DATE", "V"]
+        assert_frame_equal(store.read_window("country_demand", jan, end, chunk_days=chunk_days), expected)
+    assert store.read_window("country_demand", end, end).is_empty()
+    assert store.read_window("country_demand", jan, end, ["DATE", "V"], chunk_days=4).columns == ["DATE", "V"]

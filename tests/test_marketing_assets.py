@@ -7,7 +7,8 @@ import polars as pl
 import pytest
 
 from demand_assets.definitions import ALL_ASSETS
-from demand_assets.domains.marketing import BudgetConfig, SpendResponseConfig
+from demand_assets.domains.marketing import SpendResponseConfig
+from demand_assets.domains.planning import BudgetConfig
 from tests.conftest import materialize_range, small_resources
 
 CURVES = SpendResponseConfig(fit_days=150, n_bootstrap=5, max_lags=[3, 7, 14])

@@ -23,7 +23,7 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("models") / "delta"
     resources = small_resources(root)
     assert materialize_range(resources, "2023-07-01", "2024-02-29").success
-    run_config = dg.RunConfig(ops={"model_backtest": TINY, "champion_model": TINY})
+    run_config = dg.RunConfig(ops={"model_backtest": TINY})
     result = dg.materialize(
         __import__("demand_assets.definitions", fromlist=["ALL_ASSETS"]).ALL_ASSETS,
         resources=resources, selection=["model_backtest", "champion_model"], run_config=run_config,
@@ -158,7 +158,7 @@ def test_instock_value_ranks_series_with_bands(forecasted):
 
 
 def test_spend_scenario_turns_a_plan_into_a_forecast_and_stock_limits_it(forecasted):
-    from demand_assets.domains.marketing import ScenarioConfig
+    from demand_assets.domains.planning import ScenarioConfig
 
     resources, assets = forecasted
     store = resources["store"]
@@ -185,7 +185,7 @@ def test_spend_scenario_turns_a_plan_into_a_forecast_and_stock_limits_it(forecas
 
 
 def test_budget_allocation_can_respect_stock(forecasted):
-    from demand_assets.domains.marketing import BudgetConfig
+    from demand_assets.domains.planning import BudgetConfig
 
     resources, assets = forecasted
     results = {}

@@ -30,7 +30,7 @@ def _checks(result) -> dict[str, dg.AssetCheckEvaluation]:
 
 
 def _models_config():
-    return dg.RunConfig(ops={"model_backtest": MODELS, "champion_model": MODELS})
+    return dg.RunConfig(ops={"model_backtest": MODELS})
 
 
 @pytest.fixture(scope="module")

@@ -98,7 +98,7 @@ def log_pipeline(tmp_path_factory):
     run = dg.materialize(
         ALL_ASSETS, resources=resources, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
         selection=["model_backtest", "champion_model", "sku_forecast_models", "spend_response_model"],
-        run_config=dg.RunConfig(ops={"model_backtest": models, "champion_model": models, "sku_forecast_models": sku}),
+        run_config=dg.RunConfig(ops={"model_backtest": models, "sku_forecast_models": sku}),
     )
     forecast = dg.materialize(ALL_ASSETS, resources=resources, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False, selection=["demand_forecast"], partition_key=str(LOG_END))
     return resources, data, run, forecast

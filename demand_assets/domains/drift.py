@@ -22,6 +22,7 @@ from collections.abc import Iterator
 import dagster as dg
 import polars as pl
 
+from contracts import Table
 from demand_assets.forecasting.panel import TARGET, macro_columns
 from demand_assets.monitoring import feature_drift, mix_drift, target_drift
 from demand_assets.reporting import frame_to_markdown
@@ -29,14 +30,12 @@ from resources import DeltaStore, MonitoringSettings
 
 __all__ = [
     "DRIFT_CHECKS",
-    "DRIFT_REFERENCE_TABLE",
     "drift_check_results",
     "drift_check_specs",
     "drift_features",
     "write_drift_reference",
 ]
 
-DRIFT_REFERENCE_TABLE = "drift_reference"
 FEATURE_DRIFT, TARGET_DRIFT, MIX_DRIFT = "feature_drift", "target_drift", "product_mix_drift"
 DRIFT_CHECKS = (FEATURE_DRIFT, TARGET_DRIFT, MIX_DRIFT)
 _DESCRIPTIONS = {
@@ -66,7 +65,7 @@ def write_drift_reference(store: DeltaStore, dataset: pl.DataFrame, *, rows: int
         pl.lit(dataset["DATE"].min()).alias("TRAINED_FROM"),
         pl.lit(dataset["DATE"].max()).alias("TRAINED_UNTIL"),
     )
-    return store.overwrite(DRIFT_REFERENCE_TABLE, frame).version
+    return store.overwrite(Table.DRIFT_REFERENCE, frame).version
 
 
 def _result(name: str, passed: bool, metadata: dict, description: str | None = None) -> dg.AssetCheckResult:
@@ -79,12 +78,12 @@ def drift_check_results(store: DeltaStore, settings: MonitoringSettings, end: dt
     """The three drift checks for the `drift_window_days` days before `end` (exclusive)."""
     start = end - dt.timedelta(days=settings.drift_window_days)
     window = {"drift_window": f"[{start}, {end})"}
-    if not store.exists(DRIFT_REFERENCE_TABLE):
+    if not store.exists(Table.DRIFT_REFERENCE):
         for name in DRIFT_CHECKS:
             yield _result(name, True, window | {"reference": "none yet"}, "No champion has been chosen yet: nothing to compare with.")
         return
-    reference = store.read_all(DRIFT_REFERENCE_TABLE)
-    current = store.read_window("training_dataset", start, end)
+    reference = store.read_all(Table.DRIFT_REFERENCE)
+    current = store.read_window(Table.TRAINING_DATASET, start, end)
     lineage = {
         "reference_model_version": str(reference["MODEL_VERSION"][0]),
         "reference_window": f"[{reference['TRAINED_FROM'][0]}, {reference['TRAINED_UNTIL'][0]}]",

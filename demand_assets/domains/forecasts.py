@@ -4,14 +4,15 @@ import datetime as dt
 
 import dagster as dg
 import polars as pl
+from pydantic import Field
 
-from contracts import FORECAST_HORIZON_RULE, ContractContext, check_forecast_horizon_complete
+from contracts import ContractContext, FORECAST_HORIZON_RULE, Table, check_forecast_horizon_complete
 from demand_assets.domains.models import champion_model
 from demand_assets.domains.partitions import BACKFILL_POLICY, DAILY_DOWNSTREAM, daily_partitions
 from demand_assets.domains.publishing import ChunkCheck, blocking_check_spec, contract_check, partition_dates, publish_window, require_days
 from demand_assets.domains.training import training_dataset
-from demand_assets.forecasting.panel import SERIES, planned_future
-from demand_assets.forecasting.registry import CHAMPION_ALIAS
+from demand_assets.forecasting.panel import SERIES
+from demand_assets.forecasting.registry import CHAMPION_ALIAS, forecast_request, predict_request
 from demand_assets.reporting import figure_to_markdown, forecast_band_figure
 from resources import DeltaStore, MlflowTracking
 
@@ -21,8 +22,8 @@ DEMAND_FORECAST_CONTRACT = "demand_forecast_contract"
 
 
 class DemandForecastConfig(dg.Config):
-    horizon: int = 28  # at most the champion's trained horizon
-    history_days: int = 400  # training-dataset days before each origin handed to the model
+    horizon: int = Field(default=28, ge=1, le=366, description="days forecast from each origin; at most the champion's trained horizon")
+    history_days: int = Field(default=400, ge=28, description="training-dataset days before each origin handed to the model")
 
 
 @dg.asset(
@@ -48,8 +49,8 @@ def demand_forecast(context: dg.AssetExecutionContext, config: DemandForecastCon
         raise dg.Failure(description=f"no '{CHAMPION_ALIAS}' version of {mlflow_tracking.registered_model}: materialize champion_model first")
     model = mlflow_tracking.load(version)
     model_name = model.unwrap_python_model().model_name
-    dataset = store.read_window("training_dataset", start - dt.timedelta(days=config.history_days), end)
-    require_days(dataset, start, end, "training_dataset")
+    dataset = store.read_window(Table.TRAINING_DATASET, start - dt.timedelta(days=config.history_days), end)
+    require_days(dataset, start, end, Table.TRAINING_DATASET)
     series = dataset.select(SERIES).unique()
     ctx = ContractContext(start, end, {"COUNTRY": series["COUNTRY"].unique().to_list(), "PRODUCT": series["PRODUCT"].unique().to_list()})
     context.log.info(f"forecasting with {model_name} (version {version}) as of {(end - start).days} day(s)")
@@ -57,9 +58,7 @@ def demand_forecast(context: dg.AssetExecutionContext, config: DemandForecastCon
     def chunks():
         for i in range((end - start).days):
             origin = start + dt.timedelta(days=i)
-            history = dataset.filter(pl.col("DATE") <= origin)
-            request = pl.concat([history, planned_future(dataset, origin, config.horizon)], how="diagonal_relaxed")
-            out = pl.from_pandas(model.predict(request.to_pandas())).with_columns(pl.col("DATE").cast(pl.Date))
+            out = predict_request(model, forecast_request(dataset, origin, config.horizon, planned=True))
             yield out.select(
                 pl.lit(origin).alias("DATE"), "COUNTRY", "PRODUCT",
                 (pl.col("DATE") - pl.lit(origin)).dt.total_days().cast(pl.Int64).alias("HORIZON_DAY"),
@@ -84,7 +83,7 @@ def demand_forecast(context: dg.AssetExecutionContext, config: DemandForecastCon
     yield from publish_window(
         context, store, "demand_forecast", chunks(),
         [
-            contract_check("demand_forecast", DEMAND_FORECAST_CONTRACT, ctx),
+            contract_check(Table.DEMAND_FORECAST, DEMAND_FORECAST_CONTRACT, ctx),
             ChunkCheck(FORECAST_HORIZON_RULE, lambda chunk: check_forecast_horizon_complete(chunk, series, config.horizon)),
         ],
         summarize=summarize, describe=describe,

@@ -7,10 +7,14 @@ from typing import Optional
 import dagster as dg
 import mlflow
 import polars as pl
+from pydantic import Field
 
+from contracts import Table
 from demand_assets.domains.forecasts import demand_forecast
 from demand_assets.domains.models import model_backtest
 from demand_assets.domains.raw import product_demand
+from demand_assets.domains.reads import forecast_as_of
+from demand_assets.domains.training import training_dataset
 from demand_assets.impact.forecast_cost import forecast_error_cost as cost_table
 from demand_assets.impact.instock import InstockSettings, stockout_profile
 from demand_assets.impact.instock import instock_value as simulate_instock_value
@@ -20,16 +24,16 @@ from resources import DeltaStore, EconomicsSettings, MlflowTracking
 __all__ = ["InstockConfig", "forecast_error_cost", "instock_value"]
 
 
-@dg.asset(group_name="impact", kinds={"deltalake", "mlflow"}, deps=[model_backtest, "training_dataset"])
+@dg.asset(group_name="impact", kinds={"deltalake", "mlflow"}, deps=[model_backtest, training_dataset])
 def forecast_error_cost(context: dg.AssetExecutionContext, store: DeltaStore, economics: EconomicsSettings, mlflow_tracking: MlflowTracking):
     """The money cost of every backtested model's forecast errors: over-forecast units x holding
     cost, under-forecast units x lost margin (shares of each day's price, overridable per
     category or product). Stocking the newsvendor's critical-ratio quantile,
     margin / (margin + holding), instead of P50 is what the asymmetry asks for; SAVING is the money
     that saves. Scored on in-stock days against sales and, on synthetic data, against true demand."""
-    forecasts = store.read_all("backtest_forecasts")
+    forecasts = store.read_all(Table.BACKTEST_FORECASTS)
     start, end = forecasts["DATE"].min(), forecasts["DATE"].max()
-    prices = store.scan("training_dataset").filter(pl.col("DATE").is_between(start, end)).select("DATE", "COUNTRY", "PRODUCT", "PRICE", "CATEGORY").collect()
+    prices = store.scan(Table.TRAINING_DATASET).filter(pl.col("DATE").is_between(start, end)).select("DATE", "COUNTRY", "PRODUCT", "PRICE", "CATEGORY").collect()
     priced = forecasts.join(prices, on=["DATE", "COUNTRY", "PRODUCT"], how="left")
     unpriced = priced.filter(pl.col("PRICE").is_null())
     if unpriced.height:
@@ -38,7 +42,7 @@ def forecast_error_cost(context: dg.AssetExecutionContext, store: DeltaStore, ec
         table = cost_table(priced, economics.economics(), economics.overrides())
     except ValueError as err:
         raise dg.Failure(description=f"forecast_error_cost was not written: {err}") from err
-    written = store.overwrite("forecast_error_cost", table)
+    written = store.overwrite(Table.FORECAST_ERROR_COST, table)
     context.log.info(f"costed {priced.height:,} backtest rows of {table['MODEL'].n_unique()} models")
     regime = "true_demand" if "true_demand" in table["REGIME"].to_list() else "in_stock"
     shown = table.filter(pl.col("REGIME") == regime)
@@ -47,7 +51,7 @@ def forecast_error_cost(context: dg.AssetExecutionContext, store: DeltaStore, ec
         shown.select("MODEL", pl.lit("stock critical quantile").alias("POLICY"), pl.col("COST_CRITICAL").alias("COST")),
     ])
     figure = metric_comparison_figure(bars, "COST", "MODEL", "POLICY", f"Money cost of forecast error ({regime.replace('_', ' ')})")
-    with mlflow_tracking.run("forecast_error_cost", tags={"stage": "impact", "delta_version.backtest_forecasts": str(store.version("backtest_forecasts"))}) as run:
+    with mlflow_tracking.run("forecast_error_cost", tags={"stage": "impact", "delta_version.backtest_forecasts": str(store.version(Table.BACKTEST_FORECASTS))}) as run:
         mlflow.log_params({"margin_rate": economics.margin_rate, "holding_rate": economics.holding_rate, "overrides": economics.overrides_csv or ""})
         for row in table.iter_rows(named=True):
             mlflow.log_metrics({f"cost_critical_{row['MODEL']}_{row['REGIME']}": row["COST_CRITICAL"], f"saving_{row['MODEL']}_{row['REGIME']}": row["SAVING"]})
@@ -67,10 +71,10 @@ def forecast_error_cost(context: dg.AssetExecutionContext, store: DeltaStore, ec
 
 
 class InstockConfig(dg.Config):
-    as_of: Optional[str] = None  # YYYY-MM-DD: the forecast origin; default the newest demand_forecast day
-    history_days: int = 180  # stock history that sets each series' stockout rate
-    n_samples: int = 500  # Monte Carlo paths per series
-    top_n: int = 20  # rows of the ranking shown in the metadata
+    as_of: Optional[str] = Field(default=None, description="YYYY-MM-DD: the forecast origin; empty: the newest demand_forecast day")
+    history_days: int = Field(default=180, ge=28, description="days of stock history that set each series' stockout rate")
+    n_samples: int = Field(default=500, ge=10, description="Monte Carlo paths per series")
+    top_n: int = Field(default=20, ge=1, description="rows of the ranking shown in the metadata")
 
 
 @dg.asset(group_name="impact", kinds={"deltalake"}, deps=[demand_forecast, product_demand])
@@ -79,11 +83,8 @@ def instock_value(context: dg.AssetExecutionContext, config: InstockConfig, stor
     bring if the series never ran out of stock (counterfactual: always in stock) against running
     out as it recently has, with P10/P50/P90 from Monte Carlo over the forecast distribution and
     the stockout process. Ranked: where improving availability is worth most."""
-    as_of = dt.date.fromisoformat(config.as_of) if config.as_of else store.last_date("demand_forecast")
-    forecast = store.read_window("demand_forecast", as_of, as_of + dt.timedelta(days=1))
-    if forecast.is_empty():
-        raise dg.Failure(description=f"demand_forecast has no forecast made as of {as_of}: materialize that partition first")
-    history = store.read_window("product_demand", as_of - dt.timedelta(days=config.history_days - 1), as_of + dt.timedelta(days=1), columns=["DATE", "COUNTRY", "PRODUCT", "PRODUCT_DEMAND", "IN_STOCK", "PRICE"])
+    as_of, forecast = forecast_as_of(store, dt.date.fromisoformat(config.as_of) if config.as_of else None)
+    history = store.read_window(Table.PRODUCT_DEMAND, as_of - dt.timedelta(days=config.history_days - 1), as_of + dt.timedelta(days=1), columns=["DATE", "COUNTRY", "PRODUCT", "PRODUCT_DEMAND", "IN_STOCK", "PRICE"])
     settings = InstockSettings(n_samples=config.n_samples)
     profile = stockout_profile(history, settings)
     prices = history.filter(pl.col("DATE") == history["DATE"].max()).select("COUNTRY", "PRODUCT", "PRICE")
@@ -92,7 +93,7 @@ def instock_value(context: dg.AssetExecutionContext, config: InstockConfig, stor
     except ValueError as err:
         raise dg.Failure(description=f"instock_value was not written: {err}") from err
     table = table.with_columns(pl.lit(as_of).alias("AS_OF"), pl.lit(forecast["MODEL"][0]).alias("MODEL"))
-    written = store.overwrite("instock_value", table)
+    written = store.overwrite(Table.INSTOCK_VALUE, table)
     top = table.head(config.top_n)
     context.log.info(f"instock value as of {as_of}: {table['EXTRA_UNITS'].sum():,.0f} extra units over {table['HORIZON_DAYS'][0]} days")
     figure = ranked_bar_figure(

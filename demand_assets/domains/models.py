@@ -1,133 +1,116 @@
-"""Model assets: a rolling-origin backtest of every model, and the registered champion."""
+"""Model assets: a rolling-origin backtest of every model, and the registered champion.
 
-import dataclasses
+The backtest records the settings it ran with (`backtest_settings`); champion_model refits
+with exactly those, so what is registered is what was backtested.
+"""
+
 import datetime as dt
-import logging
+import json
 import time
 
 import dagster as dg
 import mlflow
 import polars as pl
+from pydantic import Field
 
+from contracts import Table
 from demand_assets.domains.drift import write_drift_reference
+from demand_assets.domains.model_runs import BACKTEST_METRICS, log_backtest_runs, tune_in_mlflow
+from demand_assets.domains.raw import product_demand_truth
 from demand_assets.domains.training import training_dataset
 from demand_assets.forecasting.backtest import rolling_origin_folds, run_backtest, wrmsse_by_model
-from demand_assets.forecasting.metrics import wape
-from demand_assets.forecasting.panel import future_frame
-from demand_assets.monitoring.promotion import PromotionDecision, decide_promotion
-from demand_assets.forecasting.registry import CHAMPION_ALIAS, ForecasterPyfunc, choose_champion
+from demand_assets.forecasting.metrics import Regime
+from demand_assets.forecasting.registry import CHAMPION_ALIAS, ForecasterPyfunc, choose_champion, forecast_request, predict_request
 from demand_assets.forecasting.suite import ALL_MODELS, BASELINE, UNCENSORED_SUFFIX, SuiteSettings, model_factories
+from demand_assets.monitoring.promotion import Incumbent, compare_with_incumbent
 from demand_assets.reporting import figure_to_markdown, forecast_band_figure, frame_to_markdown, metric_comparison_figure
-from resources import DeltaStore, DemandSourceResource, MonitoringSettings
-from resources.mlflow_tracking import MlflowTracking
+from resources import DeltaStore, DemandSourceResource, MlflowTracking, MonitoringSettings
 
 __all__ = ["ForecastingConfig", "champion_model", "model_backtest"]
 
-log = logging.getLogger(__name__)
-_METRICS = ["WAPE", "RMSE", "MASE", "BIAS", "PINBALL_P10", "PINBALL_P50", "PINBALL_P90", "COVERAGE_P10_P90", "WRMSSE"]
+_SUITE = SuiteSettings()  # the model settings' defaults are defined once, on SuiteSettings
 
 
 class ForecastingConfig(dg.Config):
     """Which models, how they are backtested, and how hard they train."""
 
-    models: list[str] = list(ALL_MODELS) + ["lightgbm" + UNCENSORED_SUFFIX]
-    n_folds: int = 4
-    horizon: int = 28
-    step: int = 0  # days between fold origins; 0 means one horizon
-    history_days: int = 730  # training window, ending on the newest stored day
-    champion_regime: str = "in_stock"  # the days WAPE is judged on when choosing the champion
-    # Training settings: defaults come from SuiteSettings, the one place they are defined.
-    lgbm_rounds: int = SuiteSettings.lgbm_rounds
-    lgbm_quantile_rows: int = SuiteSettings.lgbm_quantile_rows
-    ets_history_days: int = SuiteSettings.ets_history_days
-    deepar_epochs: int = SuiteSettings.deepar_epochs
-    deepar_batches_per_epoch: int = SuiteSettings.deepar_batches_per_epoch
-    deepar_hidden_size: int = SuiteSettings.deepar_hidden_size
-    deepar_samples: int = SuiteSettings.deepar_samples
-    hybrid_windows: int = SuiteSettings.hybrid_windows
-    optuna_trials: int = 0  # > 0: tune LightGBM on the last fold first, then backtest with the best
+    models: list[str] = Field(default=[*ALL_MODELS, "lightgbm" + UNCENSORED_SUFFIX], min_length=1, description=f"the line-up: any of {', '.join(ALL_MODELS)}, each optionally + {UNCENSORED_SUFFIX} (trained as if stockouts were demand)")
+    n_folds: int = Field(default=4, ge=1, le=52, description="rolling-origin folds")
+    horizon: int = Field(default=_SUITE.horizon, ge=1, le=366, description="days forecast from each fold's origin")
+    step: int = Field(default=0, ge=0, description="days between fold origins; 0: one horizon")
+    history_days: int = Field(default=730, ge=56, description="training window in days, ending on the newest stored day")
+    champion_regime: Regime = Field(default="in_stock", description="the days WAPE is judged on when choosing the champion: all, in_stock or true")
+    lgbm_rounds: int = Field(default=_SUITE.lgbm_rounds, ge=1, description="LightGBM boosting rounds")
+    lgbm_quantile_rows: int = Field(default=_SUITE.lgbm_quantile_rows, ge=1000, description="rows sampled to train LightGBM's quantile boosters")
+    ets_history_days: int = Field(default=_SUITE.ets_history_days, ge=28, description="days of history each per-series ETS is fitted on")
+    deepar_epochs: int = Field(default=_SUITE.deepar_epochs, ge=1, description="DeepAR training epochs")
+    deepar_batches_per_epoch: int = Field(default=_SUITE.deepar_batches_per_epoch, ge=1, description="DeepAR batches per epoch")
+    deepar_hidden_size: int = Field(default=_SUITE.deepar_hidden_size, ge=1, description="DeepAR LSTM hidden size")
+    deepar_samples: int = Field(default=_SUITE.deepar_samples, ge=10, description="DeepAR sample paths per series for the quantiles")
+    hybrid_windows: int = Field(default=_SUITE.hybrid_windows, ge=1, description="inner windows the hybrid cross-fits DeepAR on for its residual booster")
+    optuna_trials: int = Field(default=0, ge=0, description="> 0: tune LightGBM with Optuna on the newest fold first, then backtest with the best")
 
     def suite(self, lgbm_params: dict | None = None) -> SuiteSettings:
-        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(SuiteSettings) if f.name in type(self).model_fields}
+        shared = {name: getattr(self, name) for name in SuiteSettings.__dataclass_fields__ if name in type(self).model_fields}
         return SuiteSettings(**shared | {"models": tuple(self.models), "lgbm_params": tuple(sorted((lgbm_params or {}).items()))})
 
 
-def _training_window(store: DeltaStore, config: ForecastingConfig) -> tuple[pl.DataFrame, pl.DataFrame | None, dict[str, str]]:
+def _training_window(store: DeltaStore, history_days: int) -> tuple[pl.DataFrame, pl.DataFrame | None, dict[str, str]]:
     """The newest `history_days` of the training dataset (and truth), with lineage tags."""
-    end = store.last_date("training_dataset")
-    start = end - dt.timedelta(days=config.history_days - 1)
-    dataset = store.read_window("training_dataset", start, end + dt.timedelta(days=1))
-    truth = None
-    if store.exists("product_demand_truth"):
-        truth = store.read_window("product_demand_truth", start, end + dt.timedelta(days=1))
-    tags = {
-        "partition_range": f"{dataset['DATE'].min()}...{end}",
-        "delta_version.training_dataset": str(store.version("training_dataset")),
-    }
+    end = store.last_date(Table.TRAINING_DATASET)
+    start = end - dt.timedelta(days=history_days - 1)
+    dataset = store.read_window(Table.TRAINING_DATASET, start, end + dt.timedelta(days=1))
+    truth = store.read_window(Table.PRODUCT_DEMAND_TRUTH, start, end + dt.timedelta(days=1)) if store.exists(Table.PRODUCT_DEMAND_TRUTH) else None
+    tags = {"partition_range": f"{dataset['DATE'].min()}...{end}", "delta_version.training_dataset": str(store.version(Table.TRAINING_DATASET))}
     if truth is not None:
-        tags["delta_version.product_demand_truth"] = str(store.version("product_demand_truth"))
+        tags["delta_version.product_demand_truth"] = str(store.version(Table.PRODUCT_DEMAND_TRUTH))
     return dataset, truth, tags
 
 
-@dg.asset(
-    group_name="models",
-    kinds={"lightgbm", "pytorch", "mlflow", "deltalake"},
-    deps=[training_dataset, "product_demand_truth"],
-)
+@dg.asset(group_name="models", kinds={"lightgbm", "pytorch", "mlflow", "deltalake"}, deps=[training_dataset, product_demand_truth])
 def model_backtest(context: dg.AssetExecutionContext, config: ForecastingConfig, source: DemandSourceResource, store: DeltaStore, mlflow_tracking: MlflowTracking):
     """Rolling-origin backtest of every model (seasonal naive, ETS, LightGBM, DeepAR, the
     DeepAR-to-LightGBM hybrid, and LightGBM trained as if stockouts were demand) over the newest
     `history_days` of the training dataset: K folds of H days. Metrics per model and fold in
     three regimes: all days, in-stock days, and true uncensored demand (synthetic source);
     where the source knows M5's hierarchy (state, store, category, department, item), also
-    M5's WRMSSE (on all days). Writes backtest_forecasts and backtest_metrics (Delta) and one
-    MLflow run per model."""
-    dataset, truth, tags = _training_window(store, config)
+    M5's WRMSSE (on all days). Writes backtest_forecasts, backtest_metrics and the settings it
+    ran with (backtest_settings, which champion_model refits with), and one MLflow run per model."""
+    dataset, truth, tags = _training_window(store, config.history_days)
     folds = rolling_origin_folds(dataset["DATE"].max(), n_folds=config.n_folds, horizon=config.horizon, step=config.step or None)
     context.log.info(f"backtesting {config.models} on {dataset.height:,} rows, folds: {[str(f.test_start) for f in folds]}")
-    tuned = _tune(context, config, dataset, folds, mlflow_tracking, tags) if config.optuna_trials > 0 and "lightgbm" in config.models else {}
-    result = run_backtest(dataset, model_factories(config.suite(tuned)), folds, truth=truth, progress=context.log.info)
+    tuned = {}
+    if config.optuna_trials > 0 and "lightgbm" in config.models:
+        tuned = tune_in_mlflow(mlflow_tracking, dataset, folds, n_trials=config.optuna_trials, rounds=config.lgbm_rounds,
+                               regime=config.champion_regime, tags=tags, log=context.log.info)
+    suite = config.suite(tuned)
+    result = run_backtest(dataset, model_factories(suite), folds, truth=truth, progress=context.log.info)
     hierarchy = source.open().catalog().hierarchy()
     if hierarchy is not None:
         scores = wrmsse_by_model(dataset, result.forecasts, folds, hierarchy).with_columns(pl.lit("all").alias("REGIME"))
         result.metrics = result.metrics.join(scores, on=["MODEL", "FOLD", "REGIME"], how="left")
         context.log.info("WRMSSE (all folds): " + ", ".join(f"{m} {w:.3f}" for m, w in scores.filter(pl.col("FOLD") == -1).select("MODEL", "WRMSSE").iter_rows()))
-    forecasts_written = store.overwrite("backtest_forecasts", result.forecasts)
-    metrics_written = store.overwrite("backtest_metrics", result.metrics)
+    forecasts_written = store.overwrite(Table.BACKTEST_FORECASTS, result.forecasts)
+    metrics_written = store.overwrite(Table.BACKTEST_METRICS, result.metrics)
+    store.overwrite(Table.BACKTEST_SETTINGS, pl.DataFrame({
+        "MODELS": [json.dumps(config.models)], "N_FOLDS": [config.n_folds], "HORIZON": [config.horizon], "HISTORY_DAYS": [config.history_days],
+        "CHAMPION_REGIME": [config.champion_regime], "SUITE_JSON": [suite.to_json()],
+        "WINDOW_START": [dataset["DATE"].min()], "WINDOW_END": [dataset["DATE"].max()],
+        "TRAINING_DATASET_VERSION": [store.version(Table.TRAINING_DATASET)], "METRICS_VERSION": [metrics_written.version],
+    }))
 
     overall = result.metrics.filter(pl.col("FOLD") == -1)
-    comparison = metric_comparison_figure(overall, "WAPE", "MODEL", "REGIME", "Backtest WAPE by model: all days, in-stock days, true demand")
-    bias = metric_comparison_figure(overall, "BIAS", "MODEL", "REGIME", "Backtest bias by model (negative: under-forecast)")
     last_fold = result.forecasts.filter(pl.col("FOLD") == folds[-1].index)
     top = last_fold.group_by("COUNTRY", "PRODUCT").agg(pl.col("ACTUAL").sum()).sort("ACTUAL", descending=True).head(3)
     series = list(zip(top["COUNTRY"], top["PRODUCT"]))
+    params = {"n_folds": config.n_folds, "horizon": config.horizon, **suite.__dict__, "models": ",".join(config.models)}
+    run_links = log_backtest_runs(mlflow_tracking, result, folds, series, params, tags)
 
-    run_links = {}
-    for model in config.models:
-        with mlflow_tracking.run(f"backtest/{model}", tags=tags | {"model": model, "stage": "backtest"}) as run:
-            mlflow.log_params({"model": model, "n_folds": config.n_folds, "horizon": config.horizon, **config.suite(tuned).__dict__} | {"models": ",".join(config.models)})
-            for row in result.metrics.filter(pl.col("MODEL") == model).iter_rows(named=True):
-                for metric in _METRICS:
-                    if row.get(metric) is not None and row[metric] == row[metric]:  # skip missing and NaN
-                        name = f"{row['REGIME']}_{metric.lower()}"
-                        if row["FOLD"] == -1:
-                            mlflow.log_metric(name, row[metric])
-                        else:
-                            mlflow.log_metric(f"fold_{name}", row[metric], step=row["FOLD"])
-            timing = result.timings.filter(pl.col("MODEL") == model)
-            mlflow.log_metric("fit_seconds_mean", float(timing["FIT_SECONDS"].mean()))
-            mlflow.log_metric("predict_seconds_mean", float(timing["PREDICT_SECONDS"].mean()))
-            band = forecast_band_figure(last_fold.filter(pl.col("MODEL") == model), series, f"{model}: last fold")
-            mlflow.log_figure(band, f"{model}_forecast_bands.png")
-            run_links[model] = mlflow_tracking.run_url(run.info.run_id)
-    mlflow_comparison = metric_comparison_figure(overall, "WAPE", "MODEL", "REGIME")
-    with mlflow_tracking.run("backtest/comparison", tags=tags | {"stage": "backtest"}):
-        mlflow.log_figure(mlflow_comparison, "wape_by_model_and_regime.png")
-        mlflow.log_table(overall.to_pandas(), "overall_metrics.json")
-
-    table = overall.select("MODEL", "REGIME", *[m for m in _METRICS if m in overall.columns]).sort("REGIME", "WAPE")
+    table = overall.select("MODEL", "REGIME", *[m for m in BACKTEST_METRICS if m in overall.columns]).sort("REGIME", "WAPE")
     best_model = table.filter(pl.col("REGIME") == config.champion_regime).sort("WAPE")["MODEL"][0]
     band = forecast_band_figure(last_fold.filter(pl.col("MODEL") == best_model), series, f"{best_model} (best on {config.champion_regime} days): last fold")
+    comparison = metric_comparison_figure(overall, "WAPE", "MODEL", "REGIME", "Backtest WAPE by model: all days, in-stock days, true demand")
+    bias = metric_comparison_figure(overall, "BIAS", "MODEL", "REGIME", "Backtest bias by model (negative: under-forecast)")
     return dg.MaterializeResult(
         metadata={
             "metrics": dg.MetadataValue.md(frame_to_markdown(table, max_rows=60)),
@@ -145,116 +128,66 @@ def model_backtest(context: dg.AssetExecutionContext, config: ForecastingConfig,
     )
 
 
-def _tune(context, config: ForecastingConfig, dataset: pl.DataFrame, folds, mlflow_tracking: MlflowTracking, tags: dict) -> dict:
-    """Optuna over LightGBM on the newest fold, every trial logged to one MLflow run."""
-    from demand_assets.forecasting.tuning import tune_lightgbm
-
-    with mlflow_tracking.run("tuning/lightgbm", tags=tags | {"stage": "tuning", "model": "lightgbm"}):
-        def on_trial(number: int, params: dict, wape: float) -> None:
-            mlflow.log_metric(f"trial_{config.champion_regime}_wape", wape, step=number)
-            context.log.info(f"optuna trial {number + 1}/{config.optuna_trials}: WAPE {wape:.4f} with {params}")
-
-        best, value = tune_lightgbm(
-            dataset, folds[-1:], n_trials=config.optuna_trials, num_boost_round=config.lgbm_rounds,
-            regime=config.champion_regime, on_trial=on_trial,
-        )
-        mlflow.log_params({f"best_{k}": v for k, v in best.items()})
-        mlflow.log_metric(f"best_{config.champion_regime}_wape", value)
-    return best
+def _backtest_record(store: DeltaStore) -> tuple[list[str], int, Regime, SuiteSettings]:
+    """(models, history_days, champion regime, model settings) of the newest backtest."""
+    if not store.exists(Table.BACKTEST_SETTINGS):
+        raise dg.Failure(description="no backtest_settings: materialize model_backtest first (champion_model refits with the settings it backtested)")
+    row = store.read_all(Table.BACKTEST_SETTINGS).row(0, named=True)
+    return json.loads(row["MODELS"]), int(row["HISTORY_DAYS"]), row["CHAMPION_REGIME"], SuiteSettings.from_json(row["SUITE_JSON"])
 
 
-def _compare_with_incumbent(
-    context, store: DeltaStore, mlflow_tracking: MlflowTracking, dataset: pl.DataFrame, overall: pl.DataFrame,
-    challenger: str | None, challenger_reason: str, regime: str,
-) -> tuple[PromotionDecision, str | None]:
-    """The challenger against the current champion on the same backtest days (see
-    demand_assets.monitoring.promotion); returns the decision and the incumbent's version."""
-    version = mlflow_tracking.champion_version(CHAMPION_ALIAS)
-    if version is None or challenger is None:
-        return decide_promotion(
-            challenger=challenger, challenger_reason=challenger_reason, incumbent=None if version is None else "current champion",
-            challenger_wape=None, incumbent_wape=None, frozen_incumbent=False, compared_on="-",
-        ), version
-    tags = mlflow_tracking.version_tags(version)
-    incumbent, trained_until = tags.get("model", "unknown"), dt.date.fromisoformat(tags["trained_until"])
-    forecasts = store.read_all("backtest_forecasts")
-    windows = forecasts.group_by("FOLD").agg(pl.col("DATE").min().alias("START"), pl.col("DATE").max().alias("END")).sort("FOLD")
-    fresh = windows.filter(pl.col("START") > trained_until)
-
-    def in_stock_wape(frame: pl.DataFrame) -> float:
-        scored = frame.filter(pl.col("IN_STOCK")) if regime == "in_stock" else frame
-        actual = scored["TRUE_DEMAND"] if regime == "true" and "TRUE_DEMAND" in scored.columns else scored["ACTUAL"]
-        return wape(actual.to_numpy(), scored["P50"].to_numpy())
-
-    if fresh.is_empty():
-        scores = dict(overall.filter(pl.col("REGIME") == regime).select("MODEL", "WAPE").iter_rows())
-        compared_on = f"all {windows.height} backtest folds (no fold lies after the champion's training window, which ends {trained_until}; its family refitted per fold stands in)"
-        return decide_promotion(
-            challenger=challenger, challenger_reason=challenger_reason, incumbent=incumbent,
-            challenger_wape=scores.get(challenger), incumbent_wape=scores.get(incumbent), frozen_incumbent=False, compared_on=compared_on,
-        ), version
-
-    model = mlflow_tracking.load(version)
-    frozen, mine = [], []
-    for fold, start, end in fresh.iter_rows():
-        origin = start - dt.timedelta(days=1)
-        horizon = (end - origin).days
-        history = dataset.filter(pl.col("DATE").is_between(origin - dt.timedelta(days=400), origin))
-        request = pl.concat([history, future_frame(dataset, origin, horizon)], how="diagonal_relaxed")
-        predicted = pl.from_pandas(model.predict(request.to_pandas())).with_columns(pl.col("DATE").cast(pl.Date))
-        truth = forecasts.filter((pl.col("FOLD") == fold) & (pl.col("MODEL") == challenger))
-        mine.append(truth)
-        frozen.append(truth.drop("MEAN", "P10", "P50", "P90").join(predicted.select("DATE", "COUNTRY", "PRODUCT", "MEAN", "P10", "P50", "P90"), on=["DATE", "COUNTRY", "PRODUCT"]))
-        context.log.info(f"scored the frozen champion v{version} ({incumbent}) on fold {fold} ({start}..{end})")
-    compared_on = f"{regime} days of folds {fresh['FOLD'].to_list()} ({fresh['START'].min()}..{fresh['END'].max()}), after the champion's training window"
-    return decide_promotion(
-        challenger=challenger, challenger_reason=challenger_reason, incumbent=incumbent,
-        challenger_wape=in_stock_wape(pl.concat(mine)), incumbent_wape=in_stock_wape(pl.concat(frozen)),
-        frozen_incumbent=True, compared_on=compared_on,
-    ), version
+def _incumbent(tracking: MlflowTracking) -> Incumbent | None:
+    version = tracking.champion_version(CHAMPION_ALIAS)
+    if version is None:
+        return None
+    tags = tracking.version_tags(version)
+    return Incumbent(tags.get("model", "unknown"), version, dt.date.fromisoformat(tags["trained_until"]))
 
 
-@dg.asset(group_name="models", kinds={"mlflow", "deltalake"}, deps=[model_backtest])
-def champion_model(
-    context: dg.AssetExecutionContext, config: ForecastingConfig, store: DeltaStore, mlflow_tracking: MlflowTracking, monitoring: MonitoringSettings
-):
-    """Every backtested model, refitted on the whole training window, logged as an MLflow pyfunc
-    and registered as a version of the `demand_forecast` model. The challenger is the model with
-    the lowest backtest WAPE on in-stock days that also beats seasonal naive; it takes the
-    alias `champion` only if it also beats the current champion on the same backtest days
-    (the frozen champion on folds after its training window). The decision and its numbers go
-    to MLflow and to this asset's metadata; a new champion's training window becomes the
-    drift reference."""
-    metrics = store.read_all("backtest_metrics")
-    overall = metrics.filter(pl.col("FOLD") == -1)
-    challenger, challenger_reason = choose_champion(overall, baseline=BASELINE, regime=config.champion_regime)
-    dataset, _, tags = _training_window(store, config)
-    decision, previous = _compare_with_incumbent(
-        context, store, mlflow_tracking, dataset, overall, challenger, challenger_reason, config.champion_regime
+@dg.asset(group_name="models", kinds={"mlflow", "deltalake"}, deps=[model_backtest, training_dataset, product_demand_truth])
+def champion_model(context: dg.AssetExecutionContext, store: DeltaStore, mlflow_tracking: MlflowTracking, monitoring: MonitoringSettings):
+    """Every backtested model, refitted with the settings it was backtested with (from
+    backtest_settings) on the newest training window, logged as an MLflow pyfunc and registered
+    as a version of the `demand_forecast` model. The challenger is the model with the lowest
+    backtest WAPE on in-stock days that also beats seasonal naive; it takes the alias `champion`
+    only if it also beats the current champion on the same backtest days (the frozen champion
+    on folds after its training window). The decision and its numbers go to MLflow and to this
+    asset's metadata; a new champion's training window becomes the drift reference."""
+    models, history_days, regime, suite = _backtest_record(store)
+    overall = store.read_all(Table.BACKTEST_METRICS).filter(pl.col("FOLD") == -1)
+    challenger, challenger_reason = choose_champion(overall, baseline=BASELINE, regime=regime)
+    dataset, _, tags = _training_window(store, history_days)
+    incumbent = _incumbent(mlflow_tracking)
+    frozen = None
+    if incumbent is not None:
+        loaded = mlflow_tracking.load(incumbent.version)
+        frozen = lambda origin, horizon: predict_request(loaded, forecast_request(dataset, origin, horizon, history_days=400))  # noqa: E731
+    decision = compare_with_incumbent(
+        overall=overall, forecasts=store.read_all(Table.BACKTEST_FORECASTS), challenger=challenger, challenger_reason=challenger_reason,
+        regime=regime, incumbent=incumbent, frozen_forecast=frozen, progress=context.log.info,
     )
+    previous = incumbent.version if incumbent is not None else None
     context.log.info(f"promotion decision: {decision.reason}")
     trained_until = str(dataset["DATE"].max())
-    factories = model_factories(config.suite())
+    factories = model_factories(suite)
     versions = {}
-    for name in config.models:
+    for name in models:
         if name.endswith(UNCENSORED_SUFFIX):
             continue  # a reference for the censoring study, never a candidate
         started = time.perf_counter()
         model = factories[name]().fit(dataset)
         context.log.info(f"refitted {name} on {dataset.height:,} rows in {time.perf_counter() - started:.1f}s")
-        wape_row = overall.filter((pl.col("MODEL") == name) & (pl.col("REGIME") == config.champion_regime))["WAPE"]
+        wape_row = overall.filter((pl.col("MODEL") == name) & (pl.col("REGIME") == regime))["WAPE"]
         with mlflow_tracking.run(f"train/{name}", tags=tags | {"model": name, "stage": "train"}) as run:
             mlflow.log_param("model", name)
             if not wape_row.is_empty():
-                mlflow.log_metric(f"backtest_{config.champion_regime}_wape", float(wape_row[0]))
-            version = mlflow_tracking.log_and_register(
-                ForecasterPyfunc(model, name), name,
-                tags | {"model": name, "trained_until": trained_until, "mlflow_run": run.info.run_id},
+                mlflow.log_metric(f"backtest_{regime}_wape", float(wape_row[0]))
+            versions[name] = mlflow_tracking.log_and_register(
+                ForecasterPyfunc(model, name), name, tags | {"model": name, "trained_until": trained_until, "mlflow_run": run.info.run_id},
             )
-        versions[name] = version
-        context.log.info(f"registered {name} as version {version}")
+        context.log.info(f"registered {name} as version {versions[name]}")
     reference_version = None
-    if decision.promote:
+    if decision.promote and challenger is not None:
         mlflow_tracking.set_champion(versions[challenger], CHAMPION_ALIAS)
         reference_version = write_drift_reference(store, dataset, rows=monitoring.reference_rows, model_version=versions[challenger])
         context.log.info(f"{challenger} v{versions[challenger]} is the champion; its training window is the new drift reference")
@@ -280,6 +213,7 @@ def champion_model(
             "champion_version": champion or "none",
             "previous_champion_version": previous or "none",
             "trained_until": trained_until,
+            "refit_settings": dg.MetadataValue.json(json.loads(suite.to_json())),
             "drift_reference_version": reference_version if reference_version is not None else "unchanged",
             "registered_versions": dg.MetadataValue.json(versions),
             "registered_model": mlflow_tracking.registered_model,

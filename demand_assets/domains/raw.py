@@ -4,7 +4,7 @@
 import dagster as dg
 import polars as pl
 
-from contracts import RECONCILIATION_RULE, check_product_reconciles_with_country
+from contracts import RECONCILIATION_RULE, Table, check_product_reconciles_with_country
 from demand_assets.domains.partitions import BACKFILL_POLICY, RAW_FRESHNESS, daily_partitions
 from demand_assets.domains.publishing import (
     ChunkCheck,
@@ -65,8 +65,8 @@ def country_demand(context: dg.AssetExecutionContext, source: DemandSourceResour
         return {"chart": dg.MetadataValue.md(chart)}
 
     yield from publish_window(
-        context, store, "country_demand", src.read(Domain.COUNTRY_DEMAND, start, end),
-        [contract_check("country_demand", COUNTRY_DEMAND_CONTRACT, ctx)],
+        context, store, Table.COUNTRY_DEMAND, src.read(Domain.COUNTRY_DEMAND, start, end),
+        [contract_check(Table.COUNTRY_DEMAND, COUNTRY_DEMAND_CONTRACT, ctx)],
         summarize=lambda chunk: chunk, describe=describe,
     )
 
@@ -101,8 +101,8 @@ def channel_spend_response(context: dg.AssetExecutionContext, source: DemandSour
         }
 
     yield from publish_window(
-        context, store, "channel_spend_response", src.read(Domain.CHANNEL_SPEND_RESPONSE, start, end),
-        [contract_check("channel_spend_response", CHANNEL_SPEND_RESPONSE_CONTRACT, ctx)],
+        context, store, Table.CHANNEL_SPEND_RESPONSE, src.read(Domain.CHANNEL_SPEND_RESPONSE, start, end),
+        [contract_check(Table.CHANNEL_SPEND_RESPONSE, CHANNEL_SPEND_RESPONSE_CONTRACT, ctx)],
         summarize=summarize, describe=describe,
     )
 
@@ -127,9 +127,9 @@ def product_demand(
     start, end = partition_dates(context)
     src = source.open()
     ctx = contract_context(src.catalog(), start, end)
-    country = store.read_window("country_demand", start, end) if Domain.COUNTRY_DEMAND in src.provides else None
-    channel = store.read_window("channel_spend_response", start, end) if Domain.CHANNEL_SPEND_RESPONSE in src.provides else None
-    checks = [contract_check("product_demand", PRODUCT_DEMAND_CONTRACT, ctx)]
+    country = store.read_window(Table.COUNTRY_DEMAND, start, end) if Domain.COUNTRY_DEMAND in src.provides else None
+    channel = store.read_window(Table.CHANNEL_SPEND_RESPONSE, start, end) if Domain.CHANNEL_SPEND_RESPONSE in src.provides else None
+    checks = [contract_check(Table.PRODUCT_DEMAND, PRODUCT_DEMAND_CONTRACT, ctx)]
     if country is not None:
         tolerance = contract_settings.reconcile_tolerance
         checks.append(ChunkCheck(RECONCILIATION_RULE, lambda chunk: check_product_reconciles_with_country(chunk, country, channel, tolerance=tolerance)))
@@ -149,7 +149,7 @@ def product_demand(
         return meta
 
     yield from publish_window(
-        context, store, "product_demand", src.read(Domain.PRODUCT_DEMAND, start, end), checks,
+        context, store, Table.PRODUCT_DEMAND, src.read(Domain.PRODUCT_DEMAND, start, end), checks,
         summarize=summarize, describe=describe,
     )
     if country is None:

@@ -5,37 +5,39 @@ import datetime as dt
 import dagster as dg
 import mlflow
 import polars as pl
+from pydantic import Field, field_validator
 
+from contracts import Table
 from demand_assets.domains.raw import product_demand
+from demand_assets.forecasting.registry import SKU_REGISTERED_MODELS
 from demand_assets.forecasting.models.tcn import TCNForecaster, TCNSettings
 from demand_assets.forecasting.sku import MeanOfLastForecaster, SkuForecasterPyfunc, period_backtest, to_periods
 from demand_assets.reporting import frame_to_markdown
 from resources import DeltaStore, MlflowTracking
 
-__all__ = ["SKU_REGISTERED_MODELS", "SkuModelConfig", "sku_registry", "sku_forecast_models"]
-
-SKU_REGISTERED_MODELS = {"weekly": "sku_forecast_weekly", "daily": "sku_forecast_daily"}
+__all__ = ["SkuModelConfig", "sku_forecast_models"]
 
 
 class SkuModelConfig(dg.Config):
-    frequencies: list[str] = ["weekly", "daily"]
-    history_days: int = 730
-    n_folds: int = 2
-    input_weeks: int = 8  # seed 002: 8 weeks in
-    horizon_weeks: int = 4  # and 4 weeks out
-    input_days: int = 56
-    horizon_days: int = 28
-    weekly_epochs: int = 40
-    daily_epochs: int = 10
-    channels: int = 32
+    # list[Literal[...]] is not a Dagster config type; the validator below names the rule instead.
+    frequencies: list[str] = Field(default=["weekly", "daily"], min_length=1, description="which per-SKU models to train: weekly and/or daily")
+    history_days: int = Field(default=730, ge=84, description="days of product_demand the models learn from")
+    n_folds: int = Field(default=2, ge=1, description="rolling-origin folds of the per-SKU backtest")
+    input_weeks: int = Field(default=8, ge=1, description="weeks of history the weekly TCN reads (8 in, 4 out)")
+    horizon_weeks: int = Field(default=4, ge=1, description="weeks the weekly TCN forecasts")
+    input_days: int = Field(default=56, ge=7, description="days of history the daily TCN reads")
+    horizon_days: int = Field(default=28, ge=1, description="days the daily TCN forecasts")
+    weekly_epochs: int = Field(default=40, ge=1, description="training epochs of the weekly TCN")
+    daily_epochs: int = Field(default=10, ge=1, description="training epochs of the daily TCN")
+    channels: int = Field(default=32, ge=4, description="convolution channels of the TCN")
 
-
-def sku_registry(tracking: MlflowTracking, frequency: str) -> MlflowTracking:
-    """The same tracking store, registering under the per-SKU model of `frequency`."""
-    return MlflowTracking(
-        tracking_uri=tracking.tracking_uri, artifact_location=tracking.artifact_location, experiment=tracking.experiment,
-        registered_model=SKU_REGISTERED_MODELS[frequency], ui_url=tracking.ui_url,
-    )
+    @field_validator("frequencies")
+    @classmethod
+    def _known_frequencies(cls, value: list[str]) -> list[str]:
+        unknown = [f for f in value if f not in SKU_REGISTERED_MODELS]
+        if unknown:
+            raise ValueError(f"rule 'frequency is daily or weekly': got {unknown}")
+        return value
 
 
 def _mean_pinball(row: dict) -> float:
@@ -49,12 +51,10 @@ def sku_forecast_models(context: dg.AssetExecutionContext, config: SkuModelConfi
     sales history alone with P10/P50/P90, backtested on rolling origins against the mean of the
     last four periods, logged to MLflow and registered; the one with the lower mean pinball loss
     gets the alias `champion` of `sku_forecast_weekly` / `sku_forecast_daily`."""
-    end = store.last_date("product_demand") + dt.timedelta(days=1)
-    daily = store.read_window("product_demand", end - dt.timedelta(days=config.history_days), end, columns=["DATE", "COUNTRY", "PRODUCT", "PRODUCT_DEMAND"])
+    end = store.last_date(Table.PRODUCT_DEMAND) + dt.timedelta(days=1)
+    daily = store.read_window(Table.PRODUCT_DEMAND, end - dt.timedelta(days=config.history_days), end, columns=["DATE", "COUNTRY", "PRODUCT", "PRODUCT_DEMAND"])
     tables, metadata = [], {}
     for frequency in config.frequencies:
-        if frequency not in SKU_REGISTERED_MODELS:
-            raise dg.Failure(description=f"rule 'frequency is daily or weekly': got {frequency!r}")
         weekly = frequency == "weekly"
         settings = TCNSettings(
             input_len=config.input_weeks if weekly else config.input_days, horizon=config.horizon_weeks if weekly else config.horizon_days,
@@ -64,9 +64,9 @@ def sku_forecast_models(context: dg.AssetExecutionContext, config: SkuModelConfi
         factories = {"tcn": lambda s=settings: TCNForecaster(s), "mean_of_last_4": lambda s=settings: MeanOfLastForecaster(4, s.horizon)}
         _, metrics = period_backtest(panel, factories, n_folds=config.n_folds, horizon=settings.horizon, frequency=frequency, progress=lambda m, f=frequency: context.log.info(f"{f}: {m}"))
         overall = {r["MODEL"]: r for r in metrics.filter(pl.col("FOLD") == -1).iter_rows(named=True)}
-        registry = sku_registry(mlflow_tracking, frequency)
+        registry = mlflow_tracking.for_model(SKU_REGISTERED_MODELS[frequency])
         versions = {}
-        tags = {"frequency": frequency, "partition_range": f"{daily['DATE'].min()}...{daily['DATE'].max()}", "delta_version.product_demand": str(store.version("product_demand"))}
+        tags = {"frequency": frequency, "partition_range": f"{daily['DATE'].min()}...{daily['DATE'].max()}", "delta_version.product_demand": str(store.version(Table.PRODUCT_DEMAND))}
         for name, factory in factories.items():
             with registry.run(f"sku/{frequency}/{name}", tags=tags | {"model": name, "stage": "sku"}):
                 mlflow.log_params({"frequency": frequency, "input_len": settings.input_len, "horizon": settings.horizon, "epochs": settings.epochs, "n_folds": config.n_folds})
@@ -79,7 +79,7 @@ def sku_forecast_models(context: dg.AssetExecutionContext, config: SkuModelConfi
         tables.append(metrics.with_columns(pl.lit(frequency).alias("FREQUENCY")))
         metadata[f"{frequency}_champion"] = f"{best} v{versions[best]}"
     table = pl.concat(tables)
-    written = store.overwrite("sku_backtest_metrics", table)
+    written = store.overwrite(Table.SKU_BACKTEST_METRICS, table)
     return dg.MaterializeResult(metadata={
         "dagster/row_count": written.rows,
         "delta_version": written.version,

@@ -6,7 +6,7 @@ import datetime as dt
 import dagster as dg
 import polars as pl
 
-from contracts import DOMAIN_COLUMNS_RULE, LAG_INTEGRITY_RULE, ContractReport, check_domain_columns, check_lag_integrity
+from contracts import ContractReport, DOMAIN_COLUMNS_RULE, LAG_INTEGRITY_RULE, Table, check_domain_columns, check_lag_integrity
 from demand_assets.domains.drift import drift_check_results, drift_check_specs
 from demand_assets.domains.partitions import BACKFILL_POLICY, DAILY_DOWNSTREAM, daily_partitions, lookback
 from demand_assets.domains.publishing import (
@@ -73,9 +73,9 @@ def training_dataset(context: dg.AssetExecutionContext, source: DemandSourceReso
 
     def chunks():
         for a, b in iter_date_chunks(start, end, chunk_days):
-            history = store.read_window("product_demand", a - dt.timedelta(days=LOOKBACK_DAYS), b)
-            country = store.read_window("country_demand", a, b) if has_country else None
-            channel = store.read_window("channel_spend_response", a - dt.timedelta(days=CHANNEL_LOOKBACK_DAYS), b) if has_channel else None
+            history = store.read_window(Table.PRODUCT_DEMAND, a - dt.timedelta(days=LOOKBACK_DAYS), b)
+            country = store.read_window(Table.COUNTRY_DEMAND, a, b) if has_country else None
+            channel = store.read_window(Table.CHANNEL_SPEND_RESPONSE, a - dt.timedelta(days=CHANNEL_LOOKBACK_DAYS), b) if has_channel else None
             history_of_chunk["current"] = history
             yield build_training_dataset(history, country, channel, catalog.products, a, b)
 
@@ -95,9 +95,9 @@ def training_dataset(context: dg.AssetExecutionContext, source: DemandSourceReso
         return {"chart": dg.MetadataValue.md(chart)}
 
     yield from publish_window(
-        context, store, "training_dataset", chunks(),
+        context, store, Table.TRAINING_DATASET, chunks(),
         [
-            contract_check("training_dataset", TRAINING_DATASET_CONTRACT, ctx),
+            contract_check(Table.TRAINING_DATASET, TRAINING_DATASET_CONTRACT, ctx),
             ChunkCheck(LAG_INTEGRITY_RULE, lag_check),
             ChunkCheck(DOMAIN_COLUMNS_RULE, lambda chunk: check_domain_columns(chunk, has_country=has_country, has_channel=has_channel)),
         ],

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from demand_assets.forecasting.metrics import bias, interval_coverage, mase, pinball_loss, rmse, wape
+from demand_assets.forecasting.metrics import REGIMES, bias, interval_coverage, mase, pinball_loss, regime_rows, rmse, wape
 from demand_assets.forecasting.panel import KEYS, SERIES, TARGET, future_frame, history_up_to, sorted_by_date
 
 __all__ = ["Fold", "BacktestResult", "rolling_origin_folds", "run_backtest", "score_forecasts", "wrmsse_by_model"]
@@ -126,13 +126,11 @@ def score_forecasts(forecasts: pl.DataFrame, scales: pl.DataFrame | None = None)
     frame = forecasts
     if scales is not None:
         frame = frame.join(scales, on=["FOLD", *SERIES], how="left")
-    regimes = {"all": ("ACTUAL", None), "in_stock": ("ACTUAL", pl.col("IN_STOCK"))}
-    if "TRUE_DEMAND" in frame.columns:
-        regimes["true"] = ("TRUE_DEMAND", None)
+    regimes = [r for r in REGIMES if r != "true" or "TRUE_DEMAND" in frame.columns]
     rows = []
     for (model, fold), part in _with_overall(frame).group_by(["MODEL", "FOLD"], maintain_order=True):
-        for regime, (target, keep) in regimes.items():
-            sub = part.filter(keep) if keep is not None else part
+        for regime in regimes:
+            sub, target = regime_rows(part, regime)
             a = sub[target].cast(pl.Float64).to_numpy()
             scale = sub["SCALE"].to_numpy() if "SCALE" in sub.columns else np.full(a.shape, np.nan)
             rows.append(

@@ -6,10 +6,18 @@ Quantile forecasts are scored with the pinball loss; intervals with their empiri
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import numpy.typing as npt
+import polars as pl
 
-__all__ = ["bias", "interval_coverage", "mase", "pinball_loss", "rmse", "seasonal_scale", "wape"]
+__all__ = ["REGIMES", "Regime", "bias", "interval_coverage", "mase", "pinball_loss", "regime_rows", "regime_wape", "rmse", "seasonal_scale", "wape"]
+
+# The days a forecast is judged on: every day against observed sales; in-stock days only (sales
+# are censored on stockout days); every day against uncensored true demand (synthetic sources).
+Regime = Literal["all", "in_stock", "true"]
+REGIMES: tuple[Regime, ...] = ("all", "in_stock", "true")
 
 Array = npt.ArrayLike
 
@@ -75,3 +83,26 @@ def interval_coverage(actual: Array, lower: Array, upper: Array) -> float:
     a, lo = _pair(actual, lower)
     _, hi = _pair(actual, upper)
     return float(np.mean((a >= lo) & (a <= hi))) if a.size else float("nan")
+
+
+def regime_rows(frame: pl.DataFrame, regime: Regime, *, actual: str = "ACTUAL") -> tuple[pl.DataFrame, str]:
+    """The rows of `frame` scored in `regime` and the column holding what they are scored against.
+
+    The one definition of the regimes, used by the backtest, the promotion decision and the
+    realised accuracy: `all` keeps every row against `actual`; `in_stock` keeps rows with
+    IN_STOCK true; `true` keeps every row against TRUE_DEMAND (or `actual` where a source has
+    no truth, so a real source's `true` regime is its `all` regime).
+    """
+    if regime == "all":
+        return frame, actual
+    if regime == "in_stock":
+        return frame.filter(pl.col("IN_STOCK")), actual
+    if regime == "true":
+        return frame, "TRUE_DEMAND" if "TRUE_DEMAND" in frame.columns else actual
+    raise ValueError(f"unknown regime {regime!r}; choose from {REGIMES}")
+
+
+def regime_wape(frame: pl.DataFrame, regime: Regime, *, actual: str = "ACTUAL", point: str = "P50") -> float:
+    """WAPE of the `point` forecast over the rows of `regime` (see `regime_rows`)."""
+    rows, target = regime_rows(frame, regime, actual=actual)
+    return wape(rows[target].cast(pl.Float64).to_numpy(), rows[point].to_numpy())

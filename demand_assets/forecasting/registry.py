@@ -2,15 +2,47 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Optional
+
 import mlflow.pyfunc
 import pandas as pd
 import polars as pl
 
-from demand_assets.forecasting.panel import TARGET
+from demand_assets.forecasting.panel import TARGET, future_frame, planned_future
 
-__all__ = ["CHAMPION_ALIAS", "ForecasterPyfunc", "choose_champion", "split_request"]
+__all__ = [
+    "CHAMPION_ALIAS",
+    "DAILY_REGISTERED_MODEL",
+    "SKU_REGISTERED_MODELS",
+    "ForecasterPyfunc",
+    "choose_champion",
+    "forecast_request",
+    "predict_request",
+    "split_request",
+]
 
 CHAMPION_ALIAS = "champion"
+# The registered models: every daily candidate is a version of one model; the per-SKU service
+# models have one registered model per frequency. Each has a `champion` alias.
+DAILY_REGISTERED_MODEL = "demand_forecast"
+SKU_REGISTERED_MODELS = {"weekly": "sku_forecast_weekly", "daily": "sku_forecast_daily"}
+
+
+def forecast_request(dataset: pl.DataFrame, origin: dt.date, horizon: int, *, history_days: Optional[int] = None, planned: bool = False) -> pl.DataFrame:
+    """A scoring request as of `origin`: the dataset's rows up to the origin (the newest
+    `history_days` of them, if given) and the `horizon` days after it with what is known then.
+    `planned` fills days the dataset does not hold yet with the default plan (`planned_future`)."""
+    rows = pl.col("DATE") <= origin
+    if history_days is not None:
+        rows = rows & (pl.col("DATE") >= origin - dt.timedelta(days=history_days))
+    future = planned_future(dataset, origin, horizon) if planned else future_frame(dataset, origin, horizon)
+    return pl.concat([dataset.filter(rows), future], how="diagonal_relaxed")
+
+
+def predict_request(model: mlflow.pyfunc.PyFuncModel, request: pl.DataFrame) -> pl.DataFrame:
+    """A loaded pyfunc's forecast of a request: DATE, COUNTRY, PRODUCT, MEAN, P10, P50, P90."""
+    return pl.from_pandas(model.predict(request.to_pandas())).with_columns(pl.col("DATE").cast(pl.Date))
 
 
 def split_request(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from demand_assets.forecasting.models.deepar import DeepARConfig, DeepARForecaster
 from demand_assets.forecasting.models.ets import ETSForecaster
@@ -35,6 +36,17 @@ class SuiteSettings:
     hybrid_windows: int = 3
     seed: int = 0
     lgbm_params: tuple[tuple[str, float], ...] = ()  # tuned overrides, e.g. (("num_leaves", 63),)
+
+    def to_json(self) -> str:
+        """The settings as JSON, the record a refit reads back (`from_json`)."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "SuiteSettings":
+        values = json.loads(text)
+        values["models"] = tuple(values["models"])
+        values["lgbm_params"] = tuple(tuple(p) for p in values["lgbm_params"])
+        return cls(**values)
 
 
 def model_factories(s: SuiteSettings) -> dict[str, Callable[[], object]]:

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from demand_assets.forecasting.metrics import regime_rows, regime_wape
+
 __all__ = [
     "DriftThresholds",
     "TargetDrift",
@@ -151,9 +153,7 @@ def realised_wape(
 ) -> tuple[float, int]:
     """WAPE of the `point` forecast (P50, as in the backtest) on in-stock days that have both a
     forecast and an actual."""
-    joined = forecasts.join(actuals.select(*keys, target, "IN_STOCK"), on=list(keys), how="inner").filter(pl.col("IN_STOCK"))
+    joined, _ = regime_rows(forecasts.join(actuals.select(*keys, target, "IN_STOCK"), on=list(keys), how="inner"), "in_stock")
     if joined.is_empty():
         return float("nan"), 0
-    total = float(joined[target].sum())
-    error = float((joined[point] - joined[target]).abs().sum())
-    return (error / total if total > 0 else float("nan")), joined.height
+    return regime_wape(joined, "all", actual=target, point=point), joined.height

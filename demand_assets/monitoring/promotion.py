@@ -16,9 +16,20 @@ same model trained on newer data.
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Optional
 
-__all__ = ["PromotionDecision", "decide_promotion"]
+import polars as pl
+
+from demand_assets.forecasting.metrics import Regime, regime_wape
+
+__all__ = ["Incumbent", "PromotionDecision", "compare_with_incumbent", "decide_promotion"]
+
+# (origin, horizon) -> the frozen champion's forecast of the days after origin: DATE, COUNTRY,
+# PRODUCT, MEAN, P10, P50, P90.
+FrozenForecast = Callable[[dt.date, int], pl.DataFrame]
 
 
 @dataclass(frozen=True)
@@ -60,3 +71,68 @@ def decide_promotion(
     if challenger == incumbent and not frozen_incumbent:
         return decision(True, f"promoted: the champion's family retrained on newer data ({versus})")
     return decision(False, f"not promoted: {versus}")
+
+
+@dataclass(frozen=True)
+class Incumbent:
+    """The current champion as the registry knows it."""
+
+    model: str  # its family, e.g. lightgbm
+    version: str
+    trained_until: dt.date
+
+
+def compare_with_incumbent(
+    *,
+    overall: pl.DataFrame,
+    forecasts: pl.DataFrame,
+    challenger: Optional[str],
+    challenger_reason: str,
+    regime: Regime,
+    incumbent: Optional[Incumbent],
+    frozen_forecast: Optional[FrozenForecast] = None,
+    progress: Optional[Callable[[str], None]] = None,
+) -> PromotionDecision:
+    """The challenger against the incumbent on the same backtest days (see the module docstring).
+
+    `overall`: the backtest's all-folds metrics (MODEL, REGIME, WAPE); `forecasts`: its
+    forecasts (MODEL, FOLD, DATE, keys, quantiles, ACTUAL, IN_STOCK, maybe TRUE_DEMAND);
+    `frozen_forecast` predicts with the registered incumbent, used on folds after its training
+    window.
+    """
+    if incumbent is None or challenger is None:
+        return decide_promotion(
+            challenger=challenger, challenger_reason=challenger_reason, incumbent=None if incumbent is None else "current champion",
+            challenger_wape=None, incumbent_wape=None, frozen_incumbent=False, compared_on="-",
+        )
+    windows = forecasts.group_by("FOLD").agg(pl.col("DATE").min().alias("START"), pl.col("DATE").max().alias("END")).sort("FOLD")
+    fresh = windows.filter(pl.col("START") > incumbent.trained_until)
+    if fresh.is_empty() or frozen_forecast is None:
+        scores = dict(overall.filter(pl.col("REGIME") == regime).select("MODEL", "WAPE").iter_rows())
+        compared_on = (
+            f"all {windows.height} backtest folds (no fold lies after the champion's training window, which ends "
+            f"{incumbent.trained_until}; its family refitted per fold stands in)"
+        )
+        return decide_promotion(
+            challenger=challenger, challenger_reason=challenger_reason, incumbent=incumbent.model,
+            challenger_wape=scores.get(challenger), incumbent_wape=scores.get(incumbent.model), frozen_incumbent=False, compared_on=compared_on,
+        )
+    frozen, mine = [], []
+    for fold, start, end in fresh.iter_rows():
+        origin = start - dt.timedelta(days=1)
+        predicted = frozen_forecast(origin, (end - origin).days)
+        challenger_rows = forecasts.filter((pl.col("FOLD") == fold) & (pl.col("MODEL") == challenger))
+        mine.append(challenger_rows)
+        frozen.append(
+            challenger_rows.drop("MEAN", "P10", "P50", "P90").join(
+                predicted.select("DATE", "COUNTRY", "PRODUCT", "MEAN", "P10", "P50", "P90"), on=["DATE", "COUNTRY", "PRODUCT"]
+            )
+        )
+        if progress is not None:
+            progress(f"scored the frozen champion v{incumbent.version} ({incumbent.model}) on fold {fold} ({start}..{end})")
+    compared_on = f"{regime} days of folds {fresh['FOLD'].to_list()} ({fresh['START'].min()}..{fresh['END'].max()}), after the champion's training window"
+    return decide_promotion(
+        challenger=challenger, challenger_reason=challenger_reason, incumbent=incumbent.model,
+        challenger_wape=regime_wape(pl.concat(mine), regime), incumbent_wape=regime_wape(pl.concat(frozen), regime),
+        frozen_incumbent=True, compared_on=compared_on,
+    )

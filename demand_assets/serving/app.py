@@ -27,8 +27,10 @@ from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from contracts import Table
 from demand_assets.features.panels import zero_fill
 from demand_assets.forecasting.models.tcn import PANEL_KEYS
+from demand_assets.forecasting.registry import SKU_REGISTERED_MODELS
 from demand_assets.forecasting.sku import SkuForecasterPyfunc, to_periods
 from demand_assets.sources.transactions import TRANSACTION_COLUMNS, TransactionLogError, daily_product_demand, read_transaction_log, weekly_product_demand
 from resources import DeltaStore, MissingTableError, MlflowTracking
@@ -192,7 +194,7 @@ def create_app(store: DeltaStore, tracking: Optional[MlflowTracking] = None, mod
     @app.get("/health", response_model=HealthResponse)
     def health() -> HealthResponse:
         try:
-            as_of = str(store.last_date("demand_forecast"))
+            as_of = str(store.last_date(Table.DEMAND_FORECAST))
         except MissingTableError:
             as_of = None
         return HealthResponse(status="ok", models={f: f"{m.name}@{m.version}" for f, m in loaded.items()}, forecast_as_of=as_of)
@@ -231,10 +233,10 @@ def create_app(store: DeltaStore, tracking: Optional[MlflowTracking] = None, mod
 
     def _latest(horizon: int) -> tuple[str, pl.DataFrame]:
         try:
-            as_of = store.last_date("demand_forecast")
+            as_of = store.last_date(Table.DEMAND_FORECAST)
         except MissingTableError as err:
             raise HTTPException(404, "no demand_forecast has been materialized yet") from err
-        rows = store.read_window("demand_forecast", as_of, as_of + dt.timedelta(days=1)).filter(pl.col("HORIZON_DAY") <= horizon)
+        rows = store.read_window(Table.DEMAND_FORECAST, as_of, as_of + dt.timedelta(days=1)).filter(pl.col("HORIZON_DAY") <= horizon)
         return str(as_of), rows
 
     @app.get("/forecast", response_model=ForecastResponse, responses={404: {"description": "unknown country or product, or no forecast yet"}})
@@ -261,7 +263,7 @@ def create_app(store: DeltaStore, tracking: Optional[MlflowTracking] = None, mod
         if rows.is_empty():
             raise HTTPException(404, f"the forecast as of {as_of} has no rows")
         if level == "category":
-            categories = store.scan("training_dataset").filter(pl.col("DATE") == pl.lit(rows["DATE"][0])).select("COUNTRY", "PRODUCT", "CATEGORY").collect()
+            categories = store.scan(Table.TRAINING_DATASET).filter(pl.col("DATE") == pl.lit(rows["DATE"][0])).select("COUNTRY", "PRODUCT", "CATEGORY").collect()
             rows = rows.join(categories, on=["COUNTRY", "PRODUCT"], how="left").with_columns(pl.col("CATEGORY").fill_null("UNKNOWN").alias("GROUP"))
         else:
             rows = rows.with_columns(pl.col("COUNTRY").alias("GROUP"))
@@ -278,11 +280,10 @@ def create_app(store: DeltaStore, tracking: Optional[MlflowTracking] = None, mod
 def _load_champions(tracking: MlflowTracking) -> dict[str, LoadedModel]:
     import mlflow.pyfunc
 
-    from demand_assets.domains.sku import SKU_REGISTERED_MODELS, sku_registry
 
     out = {}
     for frequency in SKU_REGISTERED_MODELS:
-        registry = sku_registry(tracking, frequency)
+        registry = tracking.for_model(SKU_REGISTERED_MODELS[frequency])
         version = registry.champion_version()
         if version is None:
             log.warning("no champion of %s: POST /predict?frequency=%s answers 503 until sku_forecast_models runs", registry.registered_model, frequency)
@@ -296,5 +297,5 @@ def _load_champions(tracking: MlflowTracking) -> dict[str, LoadedModel]:
 def create_app_from_env() -> FastAPI:
     from resources import resources_from_env
 
-    resources = resources_from_env()
+    resources = resources_from_env(resolve=True)
     return create_app(resources["store"], resources["mlflow_tracking"])

@@ -1,4 +1,4 @@
-"""CSV snapshots in the layout of seed 001, and a command that exports one from any source.
+"""Daily CSV snapshots (one file per domain: country, channel, product), and their export from any source.
 
 Files (UPPER_SNAKE columns, one row per key and day):
 
@@ -13,7 +13,6 @@ A snapshot may omit the country or channel file; the source then does not provid
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import functools
 from collections.abc import Iterator
@@ -21,15 +20,13 @@ from pathlib import Path
 
 import polars as pl
 
+from contracts.registry import TABLES
 from demand_assets.sources.base import Catalog, DemandSource, Domain
 
-__all__ = ["CSV_FILES", "CATALOG_FILE", "CsvSnapshotSource", "export_snapshot", "main"]
+__all__ = ["CSV_FILES", "CATALOG_FILE", "CsvSnapshotSource", "export_snapshot"]
 
-CSV_FILES: dict[Domain, str] = {
-    Domain.COUNTRY_DEMAND: "demand_spend_country_daily.csv",
-    Domain.CHANNEL_SPEND_RESPONSE: "demand_spend_by_channel_daily.csv",
-    Domain.PRODUCT_DEMAND: "demand_by_product_daily.csv",
-}
+# The file of each raw domain, from the table registry.
+CSV_FILES: dict[Domain, str] = {Domain(name): spec.csv_file for name, spec in TABLES.items() if spec.csv_file}
 CATALOG_FILE = "product_catalog.csv"
 # Declared types for known columns; anything else is read as found and the contract judges it.
 _DTYPES: dict[str, pl.DataType] = {
@@ -108,21 +105,3 @@ def export_snapshot(source: DemandSource, start: dt.date, end: dt.date, director
     catalog.write_csv(out / CATALOG_FILE)
     written[CATALOG_FILE] = catalog.height
     return written
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`demand-export-csv`: export the configured source (DEMAND_* settings) as a CSV snapshot."""
-    from resources.settings import resources_from_env
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--start", type=dt.date.fromisoformat, default=dt.date(2024, 1, 1))
-    parser.add_argument("--end", type=dt.date.fromisoformat, default=dt.date(2024, 3, 1), help="exclusive")
-    parser.add_argument("--out", required=True, help="folder to write the snapshot into")
-    args = parser.parse_args(argv)
-    source = resources_from_env()["source"].open()
-    for filename, rows in export_snapshot(source, args.start, args.end, args.out).items():
-        print(f"wrote {rows:>9} rows to {Path(args.out) / filename}")
-
-
-if __name__ == "__main__":
-    main()

@@ -313,21 +313,3 @@ def write_m5_files(directory: str | Path, shape: M5Shape = M5Shape()) -> dict[st
     counts["stockouts_truth.csv"] = truth.height
     counts["calendar.csv"] = calendar.height
     return counts
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`demand-m5-files --out DIR [--small]`: write M5-format files to try the m5 source on."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--small", action="store_true", help="3 stores x 8 items x 400 days instead of M5's shape")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    shape = M5Shape.small(seed=args.seed) if args.small else M5Shape(seed=args.seed)
-    for name, rows in write_m5_files(args.out, shape).items():
-        print(f"wrote {rows:>9} rows to {Path(args.out) / name}")
-
-
-if __name__ == "__main__":
-    main()

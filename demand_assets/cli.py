@@ -1,0 +1,71 @@
+"""Command-line entry points (installed as console scripts, see pyproject.toml).
+
+    demand-export-csv --out DIR [--start D] [--end D]   the configured source as a CSV snapshot
+    demand-m5-files --out DIR [--small] [--seed N]      M5-format files to try the m5 source on
+    demand-settings-docs [--check]                      the settings table of docs/configuration.md
+
+This module, the Dagster layer and the service are the only places that wire the pure packages
+to `resources/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from pathlib import Path
+
+__all__ = ["export_csv", "m5_files", "settings_docs"]
+
+DOCS_CONFIGURATION = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
+
+
+def export_csv(argv: list[str] | None = None) -> None:
+    """`demand-export-csv`: export the configured source (DEMAND_SOURCE and its settings) as a
+    daily CSV snapshot: one file per domain the source provides, and the product catalogue."""
+    from demand_assets.sources.csv_snapshot import export_snapshot
+    from resources import resources_from_env
+
+    parser = argparse.ArgumentParser(description=export_csv.__doc__)
+    parser.add_argument("--start", type=dt.date.fromisoformat, default=dt.date(2024, 1, 1), help="first day (YYYY-MM-DD)")
+    parser.add_argument("--end", type=dt.date.fromisoformat, default=dt.date(2024, 3, 1), help="day after the last (exclusive)")
+    parser.add_argument("--out", required=True, help="folder to write the snapshot into")
+    args = parser.parse_args(argv)
+    source = resources_from_env(resolve=True)["source"].open()
+    for filename, rows in export_snapshot(source, args.start, args.end, args.out).items():
+        print(f"wrote {rows:>9} rows to {Path(args.out) / filename}")
+
+
+def m5_files(argv: list[str] | None = None) -> None:
+    """`demand-m5-files --out DIR [--small]`: write M5-format files (with recorded stockout runs)
+    to try the m5 source on."""
+    from demand_assets.sources.m5 import M5Shape, write_m5_files
+
+    parser = argparse.ArgumentParser(description=m5_files.__doc__)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--small", action="store_true", help="3 stores x 8 items x 400 days instead of M5's shape")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    shape = M5Shape.small(seed=args.seed) if args.small else M5Shape(seed=args.seed)
+    for name, rows in write_m5_files(args.out, shape).items():
+        print(f"wrote {rows:>9} rows to {Path(args.out) / name}")
+
+
+def settings_docs(argv: list[str] | None = None) -> None:
+    """`demand-settings-docs`: regenerate the settings table in docs/configuration.md from the
+    resource and asset config fields; `--check` fails if the file is out of date instead."""
+    from demand_assets.domains.settings_catalog import replace_settings_table, settings_markdown
+
+    parser = argparse.ArgumentParser(description=settings_docs.__doc__)
+    parser.add_argument("--check", action="store_true")
+    parser.add_argument("--file", type=Path, default=DOCS_CONFIGURATION)
+    args = parser.parse_args(argv)
+    current = args.file.read_text()
+    updated = replace_settings_table(current, settings_markdown())
+    if args.check:
+        if updated != current:
+            sys.exit(f"{args.file} is out of date: run demand-settings-docs")
+        print(f"{args.file}: settings table up to date")
+        return
+    args.file.write_text(updated)
+    print(f"wrote the settings table to {args.file}")
