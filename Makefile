@@ -76,7 +76,7 @@ bench: setup $(BIN)/.bench-installed
 	$(BIN)/python -m benchmarks.peers
 	$(BIN)/python -m benchmarks.training_time
 
-## Export the configured source as a seed-001 CSV snapshot: make export-csv OUT=./snapshot
+## Export the configured source as a daily CSV snapshot (country, channel and product files): make export-csv OUT=./snapshot
 export-csv: setup
 	$(BIN)/demand-export-csv --start $(DEMO_START) --end $(DEMO_END) --out $(OUT)
 

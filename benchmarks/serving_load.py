@@ -35,7 +35,8 @@ REQUESTS_PER_LEVEL = {1: 60, 8: 240, 32: 480}
 def _register_model(home: Path) -> pl.DataFrame:
     from demand_assets.forecasting.registry import SKU_REGISTERED_MODELS
     from demand_assets.forecasting.models.tcn import TCNForecaster, TCNSettings
-    from demand_assets.forecasting.sku import SkuForecasterPyfunc, to_periods
+    from demand_assets.forecasting.sku import to_periods
+    from demand_assets.forecasting.registry import ForecasterPyfunc
     from demand_assets.sources import Domain
     from demand_assets.sources.synthetic import SyntheticConfig, SyntheticDemandSource
     from resources import MlflowTracking
@@ -46,7 +47,7 @@ def _register_model(home: Path) -> pl.DataFrame:
     tracking = MlflowTracking(tracking_uri=f"sqlite:///{home / 'mlflow.db'}", artifact_location=(home / "artifacts").as_uri())
     registry = tracking.for_model(SKU_REGISTERED_MODELS["weekly"])
     with registry.run("benchmark/serving"):
-        version = registry.log_and_register(SkuForecasterPyfunc(model, "tcn", "weekly"), "sku_weekly_tcn", {"model": "tcn"})
+        version = registry.log_and_register(ForecasterPyfunc(model, "tcn", "weekly"), "sku_weekly_tcn", {"model": "tcn"})
     registry.set_champion(version)
     return daily
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
+from contracts.columns import KEYS
 from contracts.validation import MAX_EXAMPLES, ContractReport, Violation
 
 __all__ = [
@@ -30,7 +31,7 @@ LAG_INTEGRITY_RULE = "training_dataset_lag_integrity"
 FORECAST_HORIZON_RULE = "demand_forecast_horizon_complete"
 DOMAIN_COLUMNS_RULE = "training_dataset_matches_source_domains"
 MACRO_COLUMNS = ("ECONOMIC_INDEX", "INFLATION_RATE", "UNEMPLOYMENT_RATE")
-_KEYS = ["DATE", "COUNTRY", "PRODUCT"]
+_KEYS = KEYS
 
 
 def check_product_reconciles_with_country(

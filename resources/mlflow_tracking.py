@@ -17,7 +17,7 @@ import mlflow
 from mlflow import MlflowClient
 from pydantic import Field
 
-from demand_assets.forecasting.registry import DAILY_REGISTERED_MODEL
+from demand_assets.forecasting.registry import CHAMPION_ALIAS, DAILY_REGISTERED_MODEL
 from resources.settings import demand_home
 
 __all__ = ["MlflowTracking"]
@@ -84,10 +84,10 @@ class MlflowTracking(dg.ConfigurableResource):
             client.set_model_version_tag(self.registered_model, version, key, value)
         return version
 
-    def set_champion(self, version: str, alias: str = "champion") -> None:
+    def set_champion(self, version: str, alias: str = CHAMPION_ALIAS) -> None:
         self.client().set_registered_model_alias(self.registered_model, alias, version)
 
-    def champion_version(self, alias: str = "champion") -> Optional[str]:
+    def champion_version(self, alias: str = CHAMPION_ALIAS) -> Optional[str]:
         try:
             return str(self.client().get_model_version_by_alias(self.registered_model, alias).version)
         except mlflow.exceptions.MlflowException:

@@ -3,10 +3,11 @@
 Two kinds of settings, each with one home:
 
 - Deployment settings (which source, where its files are, where tables and MLflow live) come
-  from the environment variables in `DEPLOYMENT_SETTINGS`. The code location passes them as
-  `dg.EnvVar`, so Dagster resolves them when a run launches and the UI shows the variable's
-  name, not its value. Dagster's EnvVar feeds only string and integer fields, so the one
-  fixed-choice setting, DEMAND_SOURCE, is read and validated when the location loads.
+  from the environment variables in `DEPLOYMENT_SETTINGS`. The code location passes the string
+  ones (paths, URIs) as `dg.EnvVar`, so Dagster resolves them when a run launches and the UI
+  shows the variable's name, not its value. EnvVar cannot feed a fixed-choice field, and its
+  integer form is validated as 0 before it is resolved (which breaks a bound such as >= 1), so
+  DEMAND_SOURCE and the integer settings are read and validated when the location loads.
 - Model and business knobs (tolerances, thresholds, margins) are resource fields with one
   default each, a description and bounds: they show on the resource's page in the UI and are
   changed per run in the launchpad, or for a deployment where `build_resources` is called.
@@ -90,12 +91,12 @@ def _from_env(setting: EnvSetting, resolve: bool, classes: Mapping[str, type]) -
         if raw not in allowed:
             raise ValueError(f"{setting.env}={raw!r} is not one of {', '.join(allowed)}")
         return raw
-    if resolve:
+    if setting.kind == "int":
         try:
-            return int(raw) if setting.kind == "int" else raw
+            return int(raw)
         except ValueError:
             raise ValueError(f"{setting.env}={raw!r} must be a whole number") from None
-    return dg.EnvVar.int(setting.env) if setting.kind == "int" else dg.EnvVar(setting.env)
+    return raw if resolve else dg.EnvVar(setting.env)
 
 
 def build_resources(*, resolve: bool = False, overrides: Optional[Mapping[str, Mapping[str, Any]]] = None) -> dict[str, dg.ConfigurableResource]:

@@ -162,7 +162,7 @@ def test_censoring_aware_training_raises_forecasts_towards_true_demand():
     dataset, truth = small_panel(stockout_start_rate=0.06)
     origin = dt.date(2024, 1, 31)
     train = dataset.filter(pl.col("DATE") <= origin)
-    assert 1 - train["IN_STOCK"].mean() > 0.10  # heavy censoring, as seed 003 injects
+    assert 1 - train["IN_STOCK"].mean() > 0.10  # heavy censoring, the case censoring-aware training is for
     future = future_frame(dataset, origin, 28)
     naive = LightGBMForecaster(**TINY_LGBM, censoring_aware=False).fit(train).predict(train, future)
     aware = LightGBMForecaster(**TINY_LGBM, censoring_aware=True).fit(train).predict(train, future)

@@ -1,6 +1,5 @@
 """The marketing assets end to end in a temporary store: curves, daily ROI, budget allocation."""
 
-import datetime as dt
 
 import dagster as dg
 import polars as pl

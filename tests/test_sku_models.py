@@ -40,7 +40,7 @@ def fitted():
 
 
 def test_tcn_predicts_ordered_non_negative_quantiles_per_step(fitted):
-    out = fitted.predict(_weekly_panel(), 4)
+    out = fitted.predict_steps(_weekly_panel(), 4)
     assert out.height == 6 * 4 and out["STEP"].unique().sort().to_list() == [1, 2, 3, 4]
     assert ((out["P10"] <= out["P50"]) & (out["P50"] <= out["P90"]) & (out["P10"] >= 0)).all()
     # Larger series get larger forecasts: the per-window scaling works.
@@ -51,14 +51,14 @@ def test_tcn_predicts_ordered_non_negative_quantiles_per_step(fitted):
 def test_tcn_refuses_short_history_and_long_horizons(fitted):
     panel = _weekly_panel()
     with pytest.raises(ValueError, match="too little history"):
-        fitted.predict(panel.filter(pl.col("PERIOD") < dt.date(2023, 2, 1)), 4)
+        fitted.predict_steps(panel.filter(pl.col("PERIOD") < dt.date(2023, 2, 1)), 4)
     with pytest.raises(ValueError, match="horizon must lie in 1..4"):
-        fitted.predict(panel, 9)
+        fitted.predict_steps(panel, 9)
 
 
 def test_tcn_survives_pickling_with_the_same_numbers(fitted):
     again = pickle.loads(pickle.dumps(fitted))
-    a, b = fitted.predict(_weekly_panel(), 4), again.predict(_weekly_panel(), 4)
+    a, b = fitted.predict_steps(_weekly_panel(), 4), again.predict_steps(_weekly_panel(), 4)
     np.testing.assert_allclose(a["P50"].to_numpy(), b["P50"].to_numpy(), rtol=1e-6)
 
 
@@ -83,7 +83,7 @@ def test_pyfunc_dates_its_periods_after_the_last_one(fitted):
 
 def test_tcn_mean_is_its_own_head_and_tracks_the_level(fitted):
     panel = _weekly_panel()
-    out = fitted.predict(panel, 4)
+    out = fitted.predict_steps(panel, 4)
     assert not np.allclose(out["MEAN"].to_numpy(), out["P50"].to_numpy())  # not a copy of the median
     recent = panel.sort("PERIOD").group_by("PRODUCT").agg(pl.col("UNITS").tail(8).mean().alias("LEVEL"))
     joined = out.group_by("PRODUCT").agg(pl.col("MEAN").mean()).join(recent, on="PRODUCT")
@@ -102,3 +102,19 @@ def test_period_backtest_uses_the_daily_harness_folds_in_weeks():
         weeks = forecasts.filter(pl.col("FOLD") == fold.index)["PERIOD"].unique().sort().to_list()
         assert weeks == [fold.test_start + dt.timedelta(weeks=k) for k in range(4)]
     assert {"WAPE", "RMSE", "BIAS", "COVERAGE_P10_P90"} <= set(metrics.columns) and set(metrics["FOLD"]) == {-1, 0, 1, 2}
+
+
+def test_per_sku_models_speak_the_daily_forecaster_protocol(fitted):
+    """predict(history, future) keys the forecast by the future's periods; the numbers are the
+    step forecasts of the same history, for the TCN and the naive reference alike."""
+    from demand_assets.forecasting.sku import next_periods
+
+    panel = _weekly_panel()
+    future = next_periods(panel, 3, "weekly")
+    for model in (fitted, MeanOfLastForecaster(4, 4)):
+        out = model.predict(panel, future)
+        assert out.select("COUNTRY", "PRODUCT", "PERIOD").sort("COUNTRY", "PRODUCT", "PERIOD").equals(future)
+        steps = model.predict_steps(panel, 3)
+        joined = out.join(steps, on=["COUNTRY", "PRODUCT", "STEP"], suffix="_STEPS")
+        assert joined.height == out.height
+        np.testing.assert_allclose(joined["P50"].to_numpy(), joined["P50_STEPS"].to_numpy())

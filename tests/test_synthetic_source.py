@@ -53,7 +53,7 @@ def test_censoring_relations_hold(small_source):
     assert (both["PRODUCT_DEMAND"] <= both["TRUE_DEMAND"]).all()
     assert (both["TRUE_DEMAND"] - both["PRODUCT_DEMAND"] == both["LOST_SALES"]).all()
     stockout_share = 1 - both["IN_STOCK"].mean()
-    assert 0.01 < stockout_share < 0.10, stockout_share  # seed 003: low single-digit percent
+    assert 0.01 < stockout_share < 0.10, stockout_share  # retail stockout rates: low single-digit percent
     assert both.filter(~pl.col("IN_STOCK"))["LOST_SALES"].sum() > 0
 
 

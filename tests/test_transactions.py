@@ -1,4 +1,4 @@
-"""Transaction logs (seed 002) to weekly product demand, and the errors bad logs get."""
+"""Retail transaction logs (invoice lines) to weekly product demand, and the errors bad logs get."""
 
 import datetime as dt
 import json

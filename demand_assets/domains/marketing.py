@@ -30,8 +30,8 @@ MAX_CARRY_OVER_DAYS = 21  # the longest adstock lag spend_roi reads history for
 
 class SpendResponseConfig(dg.Config):
     fit_days: int = Field(default=365, ge=28, description="the newest days of spend and measured response the curves are fitted on")
-    n_bootstrap: int = Field(default=100, ge=0, le=10_000, description="moving-block bootstrap replicates for the P10-P90 bands (0: point estimate only)")
-    block_days: int = Field(default=14, ge=1, description="length of a bootstrap block in days (keeps weekly patterns and carry-over together)")
+    n_bootstrap: int = Field(default=100, ge=0, le=10_000, description="block bootstrap replicates for the P10-P90 bands (0: point estimate only)")
+    block_days: int = Field(default=14, ge=1, description="length of a bootstrap block in days: the days of a block share one residual sign (keeps carry-over together)")
     max_lags: list[int] = Field(default=[3, 7, 14, 21], min_length=1, description="candidate adstock lengths in days; the best-fitting one wins per country x channel")
     seed: int = Field(default=0, ge=0, description="seed of the bootstrap")
 
@@ -44,7 +44,7 @@ class SpendResponseConfig(dg.Config):
 def spend_response_model(context: dg.AssetExecutionContext, config: SpendResponseConfig, source: DemandSourceResource, store: DeltaStore, mlflow_tracking: MlflowTracking):
     """Response curves per country x channel: geometric adstock (decay, maximum lag) and Hill
     saturation fitted by least squares to the measured CHANNEL_RESPONSE over the newest
-    `fit_days`, with moving-block bootstrap replicates for uncertainty. Stored as the
+    `fit_days`, with block wild-bootstrap replicates for uncertainty. Stored as the
     `response_curves` Delta table (DRAW 0 = point estimate); ROI, marginal ROI at current spend
     and response-curve plots in the metadata, and on synthetic data the recovery error against
     the generator's true parameters."""

@@ -9,9 +9,9 @@ from pydantic import Field, field_validator
 
 from contracts import Table
 from demand_assets.domains.raw import product_demand
-from demand_assets.forecasting.registry import SKU_REGISTERED_MODELS
+from demand_assets.forecasting.registry import SKU_REGISTERED_MODELS, ForecasterPyfunc
 from demand_assets.forecasting.models.tcn import TCNForecaster, TCNSettings
-from demand_assets.forecasting.sku import MeanOfLastForecaster, SkuForecasterPyfunc, period_backtest, to_periods
+from demand_assets.forecasting.sku import MeanOfLastForecaster, period_backtest, to_periods
 from demand_assets.reporting import frame_to_markdown
 from resources import DeltaStore, MlflowTracking
 
@@ -47,7 +47,7 @@ def _mean_pinball(row: dict) -> float:
 @dg.asset(group_name="models", kinds={"pytorch", "mlflow", "deltalake"}, deps=[product_demand])
 def sku_forecast_models(context: dg.AssetExecutionContext, config: SkuModelConfig, store: DeltaStore, mlflow_tracking: MlflowTracking):
     """The models behind the forecast service's POST /predict: per frequency (weekly: 8 weeks in,
-    4 out, as in seed 002; daily: 56 days in, 28 out), a temporal convolutional network over
+    4 out, as retail replenishment plans; daily: 56 days in, 28 out), a temporal convolutional network over
     sales history alone with P10/P50/P90, backtested on rolling origins against the mean of the
     last four periods, logged to MLflow and registered; the one with the lower mean pinball loss
     gets the alias `champion` of `sku_forecast_weekly` / `sku_forecast_daily`."""
@@ -72,7 +72,7 @@ def sku_forecast_models(context: dg.AssetExecutionContext, config: SkuModelConfi
                 mlflow.log_params({"frequency": frequency, "input_len": settings.input_len, "horizon": settings.horizon, "epochs": settings.epochs, "n_folds": config.n_folds})
                 mlflow.log_metrics({k.lower(): float(v) for k, v in overall[name].items() if k not in ("MODEL", "FOLD", "ROWS")})
                 model = factory().fit(panel)
-                versions[name] = registry.log_and_register(SkuForecasterPyfunc(model, name, frequency), f"sku_{frequency}_{name}", tags | {"model": name, "mean_pinball": f"{_mean_pinball(overall[name]):.4f}"})
+                versions[name] = registry.log_and_register(ForecasterPyfunc(model, name, frequency), f"sku_{frequency}_{name}", tags | {"model": name, "mean_pinball": f"{_mean_pinball(overall[name]):.4f}"})
         best = min(overall, key=lambda m: _mean_pinball(overall[m]))
         registry.set_champion(versions[best])
         context.log.info(f"{frequency}: champion {best} (version {versions[best]}), mean pinball {_mean_pinball(overall[best]):.3f}")

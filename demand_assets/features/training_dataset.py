@@ -13,6 +13,8 @@ import datetime as dt
 
 import polars as pl
 
+from contracts.columns import SERIES, TARGET
+
 from demand_assets.features.calendar import holiday_calendar
 
 __all__ = [
@@ -32,8 +34,6 @@ RESPONSE_LAGS: tuple[int, ...] = (1, 7)
 # Rolling means end the day before, so a 28-day mean reaches back 28 days, as does lag 28.
 LOOKBACK_DAYS = max(max(DEMAND_LAGS), max(ROLLING_WINDOWS))
 CHANNEL_LOOKBACK_DAYS = max(max(SPEND_LAGS), max(RESPONSE_LAGS))
-_SERIES = ["COUNTRY", "PRODUCT"]
-_TARGET = "PRODUCT_DEMAND"
 
 
 def build_training_dataset(
@@ -68,7 +68,7 @@ def build_training_dataset(
     if channel_history is not None:
         rows = rows.join(_channel_features(channel_history, start, end), on=["DATE", "COUNTRY"], how="left")
     base = [
-        "DATE", "COUNTRY", "PRODUCT", "CATEGORY", _TARGET, "IN_STOCK", "PRICE", "PROMO",
+        "DATE", "COUNTRY", "PRODUCT", "CATEGORY", TARGET, "IN_STOCK", "PRICE", "PROMO",
         *(f"DEMAND_LAG_{k}" for k in DEMAND_LAGS),
         *(f"DEMAND_ROLL_MEAN_{w}" for w in ROLLING_WINDOWS),
         "DAY_OF_WEEK", "WEEK_OF_YEAR", "MONTH", "DAY_OF_YEAR", "IS_HOLIDAY",
@@ -82,9 +82,9 @@ def _demand_features(history: pl.DataFrame, first: dt.date, end: dt.date) -> pl.
     # earlier" within a series; rows whose look-back would cross into the previous series
     # (DAY_INDEX < k) are masked to null. Missing history days stay null, never shifted over.
     days = pl.DataFrame({"DATE": pl.date_range(first, end, interval="1d", closed="left", eager=True)}).with_row_index("DAY_INDEX")
-    grid = history.select(_SERIES).unique().sort(_SERIES).join(days, how="cross")
-    dense = grid.join(history, on=["DATE", *_SERIES], how="left", maintain_order="left")
-    target = pl.col(_TARGET)
+    grid = history.select(SERIES).unique().sort(SERIES).join(days, how="cross")
+    dense = grid.join(history, on=["DATE", *SERIES], how="left", maintain_order="left")
+    target = pl.col(TARGET)
     day = pl.col("DAY_INDEX")
     dense = dense.with_columns(
         *(pl.when(day >= k).then(target.shift(k)).alias(f"DEMAND_LAG_{k}") for k in DEMAND_LAGS),

@@ -12,6 +12,8 @@ import datetime as dt
 
 import polars as pl
 
+from contracts.columns import KEYS, QUANTILES, SERIES, TARGET
+
 __all__ = [
     "KEYS",
     "planned_future",
@@ -25,10 +27,6 @@ __all__ = [
     "macro_columns",
 ]
 
-TARGET = "PRODUCT_DEMAND"
-SERIES = ["COUNTRY", "PRODUCT"]
-KEYS = ["DATE", *SERIES]
-QUANTILES = (0.1, 0.5, 0.9)
 _CALENDAR = ["DAY_OF_WEEK", "WEEK_OF_YEAR", "MONTH", "DAY_OF_YEAR", "IS_HOLIDAY", "SNAP", "IS_EVENT"]
 _MACRO = ["ECONOMIC_INDEX", "INFLATION_RATE", "UNEMPLOYMENT_RATE"]
 

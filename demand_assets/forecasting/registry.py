@@ -9,7 +9,7 @@ import mlflow.pyfunc
 import pandas as pd
 import polars as pl
 
-from demand_assets.forecasting.panel import TARGET, future_frame, planned_future
+from demand_assets.forecasting.panel import SERIES, TARGET, future_frame, planned_future
 
 __all__ = [
     "CHAMPION_ALIAS",
@@ -56,19 +56,48 @@ def split_request(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 
 class ForecasterPyfunc(mlflow.pyfunc.PythonModel):
-    """A fitted forecaster behind MLflow's generic interface.
+    """Any fitted `Forecaster` behind MLflow's generic interface: the one wrapper for the daily
+    models and the per-SKU service models.
 
-    Input: a pandas frame in the training-dataset layout, history rows with PRODUCT_DEMAND and
-    future rows with PRODUCT_DEMAND null (their known covariates filled). Output: DATE, COUNTRY,
-    PRODUCT, MEAN, P10, P50, P90 for the future rows.
+    Daily models (`frequency` None): input is a pandas frame in the training-dataset layout,
+    history rows with PRODUCT_DEMAND and future rows with PRODUCT_DEMAND null (their known
+    covariates filled); output DATE, COUNTRY, PRODUCT, MEAN, P10, P50, P90 for the future rows.
+
+    Per-SKU models (`frequency` daily or weekly): input is COUNTRY, PRODUCT, PERIOD, UNITS
+    history; params {"horizon": int}; output COUNTRY, PRODUCT, PERIOD, STEP, P10, P50, P90, MEAN
+    for the periods after each series' last one.
     """
 
-    def __init__(self, forecaster, model_name: str) -> None:
+    def __init__(self, forecaster, model_name: str, frequency: Optional[str] = None) -> None:
         self.forecaster = forecaster
         self.model_name = model_name
+        self.frequency = frequency
+
+    @property
+    def max_horizon(self) -> int:
+        """Periods ahead the model was trained for (per-SKU models)."""
+        return int(self.forecaster.horizon)
+
+    @property
+    def min_history(self) -> int:
+        """Periods of history the model needs per series (per-SKU models)."""
+        return int(self.forecaster.min_history)
+
+    def forecast(self, history: pl.DataFrame, horizon: int) -> pl.DataFrame:
+        """A per-SKU model's forecast of the `horizon` periods after each series' last one."""
+        from demand_assets.forecasting.sku import next_periods
+
+        if self.frequency is None:
+            raise ValueError(f"{self.model_name} is a daily model: send history and future rows to predict()")
+        history = history.with_columns(pl.col("PERIOD").cast(pl.Date), pl.col("UNITS").cast(pl.Float64))
+        out = self.forecaster.predict(history, next_periods(history, horizon, self.frequency))  # type: ignore[arg-type]
+        return out.select(*SERIES, "PERIOD", "STEP", "P10", "P50", "P90", "MEAN").sort(*SERIES, "STEP")
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        history, future = split_request(pl.from_pandas(model_input))
+        frame = pl.from_pandas(model_input)
+        if self.frequency is not None:
+            return self.forecast(frame, int((params or {}).get("horizon", self.max_horizon))).to_pandas()
+        history, future = split_request(frame)
         return self.forecaster.predict(history, future).to_pandas()
 
 

@@ -1,8 +1,8 @@
-"""Per-SKU forecasting from sales history alone, daily or weekly (seed 002's service).
+"""Per-SKU forecasting from sales history alone, daily or weekly (the forecast service's POST /predict).
 
 A panel here is COUNTRY, PRODUCT, PERIOD (a day, or the Monday of a week), UNITS. `to_periods`
 builds it from daily product demand; `period_backtest` scores a forecaster with the daily backtest's own
-folds and scoring (the last K windows of H periods, each trained on everything before it); `SkuForecasterPyfunc` serves it through MLflow.
+folds and scoring (the last K windows of H periods, each trained on everything before it); `forecasting.registry.ForecasterPyfunc` serves it through MLflow.
 The reference is the naive forecast that repeats the mean of the last four periods.
 """
 
@@ -12,14 +12,14 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Literal
 
-import mlflow.pyfunc
-import pandas as pd
 import polars as pl
 
 from demand_assets.forecasting.backtest import rolling_origin_folds, score_forecasts
+from demand_assets.forecasting.models.base import by_steps
+from demand_assets.forecasting.registry import ForecasterPyfunc
 from demand_assets.forecasting.models.tcn import PANEL_KEYS, TCNForecaster
 
-__all__ = ["Frequency", "MeanOfLastForecaster", "PERIOD_DAYS", "SkuForecasterPyfunc", "period_backtest", "to_periods"]
+__all__ = ["Frequency", "MeanOfLastForecaster", "PERIOD_DAYS", "SkuForecasterPyfunc", "next_periods", "period_backtest", "to_periods"]
 
 Frequency = Literal["daily", "weekly"]
 PERIOD_DAYS = {"daily": 1, "weekly": 7}
@@ -39,8 +39,10 @@ def to_periods(daily: pl.DataFrame, frequency: Frequency, *, value: str = "PRODU
 
 
 class MeanOfLastForecaster:
-    """The naive reference: every future period is the mean of the last `window` periods; the
-    band is that mean's empirical P10/P90 of past window-to-period ratios."""
+    """The naive reference, a `Forecaster` of period panels: every future period is the mean of
+    the last `window` periods, with a Poisson-like band around it."""
+
+    min_history = 1
 
     def __init__(self, window: int = 4, horizon: int = 4) -> None:
         self.window, self.horizon = window, horizon
@@ -48,7 +50,11 @@ class MeanOfLastForecaster:
     def fit(self, panel: pl.DataFrame) -> "MeanOfLastForecaster":
         return self
 
-    def predict(self, history: pl.DataFrame, horizon: int | None = None) -> pl.DataFrame:
+    def predict(self, history: pl.DataFrame, future: pl.DataFrame) -> pl.DataFrame:
+        """The periods of `future` (COUNTRY, PRODUCT, PERIOD), with STEP and the forecast."""
+        return by_steps(future, "PERIOD", lambda horizon: self.predict_steps(history, horizon))
+
+    def predict_steps(self, history: pl.DataFrame, horizon: int | None = None) -> pl.DataFrame:
         horizon = horizon or self.horizon
         last = history.sort(*PANEL_KEYS, "PERIOD").group_by(PANEL_KEYS, maintain_order=True).agg(pl.col("UNITS").tail(self.window).mean().alias("P50"))
         steps = pl.DataFrame({"STEP": list(range(1, horizon + 1))})
@@ -87,8 +93,8 @@ def period_backtest(
         )
         for name, factory in factories.items():
             model = factory().fit(train)
-            forecast = model.predict(train, horizon)
-            rows.append(forecast.join(actual, on=[*PANEL_KEYS, "STEP"]).with_columns(pl.lit(name).alias("MODEL"), pl.lit(fold.index).alias("FOLD")))
+            forecast = model.predict(train, actual.select(*PANEL_KEYS, "PERIOD"))
+            rows.append(forecast.join(actual, on=[*PANEL_KEYS, "PERIOD", "STEP"]).with_columns(pl.lit(name).alias("MODEL"), pl.lit(fold.index).alias("FOLD")))
             if progress:
                 progress(f"{name} fold {fold.index + 1}/{n_folds} (test from {fold.test_start})")
     forecasts = pl.concat(rows, how="diagonal_relaxed").with_columns(
@@ -98,33 +104,15 @@ def period_backtest(
     return forecasts, metrics.sort("FOLD", "WAPE")
 
 
-class SkuForecasterPyfunc(mlflow.pyfunc.PythonModel):
-    """A per-SKU forecaster behind MLflow. Input: COUNTRY, PRODUCT, PERIOD, UNITS history rows
-    (pandas); params {"horizon": int}. Output: COUNTRY, PRODUCT, PERIOD, STEP, P10, P50, P90, MEAN."""
+def next_periods(history: pl.DataFrame, horizon: int, frequency: Frequency) -> pl.DataFrame:
+    """COUNTRY, PRODUCT, PERIOD: the `horizon` periods after each series' last one in `history`."""
+    step = PERIOD_DAYS[frequency]
+    last = history.group_by(PANEL_KEYS).agg(pl.col("PERIOD").max().cast(pl.Date).alias("LAST"))
+    steps = pl.DataFrame({"_K": list(range(1, horizon + 1))})
+    return last.join(steps, how="cross").select(
+        *PANEL_KEYS, (pl.col("LAST") + pl.duration(days=pl.col("_K") * step)).alias("PERIOD")
+    ).sort(*PANEL_KEYS, "PERIOD")
 
-    def __init__(self, forecaster: TCNForecaster | MeanOfLastForecaster, model_name: str, frequency: Frequency) -> None:
-        self.forecaster = forecaster
-        self.model_name = model_name
-        self.frequency = frequency
 
-    @property
-    def max_horizon(self) -> int:
-        return self.forecaster.settings.horizon if isinstance(self.forecaster, TCNForecaster) else self.forecaster.horizon
-
-    @property
-    def min_history(self) -> int:
-        return self.forecaster.settings.input_len if isinstance(self.forecaster, TCNForecaster) else 1
-
-    def forecast(self, history: pl.DataFrame, horizon: int) -> pl.DataFrame:
-        history = history.with_columns(pl.col("PERIOD").cast(pl.Date), pl.col("UNITS").cast(pl.Float64))
-        out = self.forecaster.predict(history, horizon)
-        last = history.group_by(PANEL_KEYS).agg(pl.col("PERIOD").max().alias("LAST"))
-        step = PERIOD_DAYS[self.frequency]
-        return out.join(last, on=PANEL_KEYS).with_columns(
-            (pl.col("LAST") + pl.duration(days=pl.col("STEP") * step)).alias("PERIOD")
-        ).select(*PANEL_KEYS, "PERIOD", "STEP", "P10", "P50", "P90", "MEAN").sort(*PANEL_KEYS, "STEP")
-
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        horizon = int((params or {}).get("horizon", self.max_horizon))
-        return self.forecast(pl.from_pandas(model_input), horizon).to_pandas()
-
+# Registered per-SKU models of earlier versions were pickled under this name.
+SkuForecasterPyfunc = ForecasterPyfunc

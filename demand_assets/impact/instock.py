@@ -1,5 +1,5 @@
 """The value of being in stock: what each country x product would sell, over a forecast's
-horizon, if it never ran out (seed 003's "value of instock").
+horizon, if it never ran out (the "value of being in stock").
 
 Status quo: the series runs out of stock as it has been doing. Its stockouts are a two-state
 Markov chain fitted to the recent history: an in-stock day starts an episode with probability

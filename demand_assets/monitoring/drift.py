@@ -24,6 +24,7 @@ import numpy as np
 import polars as pl
 
 from demand_assets.forecasting.metrics import regime_rows, regime_wape
+from demand_assets.forecasting.panel import SERIES
 
 __all__ = [
     "DriftThresholds",
@@ -111,7 +112,7 @@ class TargetDrift:
 
 def target_drift(
     reference: pl.DataFrame, current: pl.DataFrame, thresholds: DriftThresholds, *, target: str = "PRODUCT_DEMAND",
-    series: Sequence[str] = ("COUNTRY", "PRODUCT"),
+    series: Sequence[str] = tuple(SERIES),
 ) -> TargetDrift:
     """Shape (PSI of series-normalised demand) and level (ratio of means) of the target."""
     levels = reference.group_by(list(series)).agg(pl.col(target).mean().alias("_LEVEL"))

@@ -1,4 +1,4 @@
-"""The forecast service (seed 002's POST /predict, built on the pipeline's models and tables).
+"""The forecast service (POST /predict from uploaded sales history, built on the pipeline's models and tables).
 
 FastAPI rather than LitServe: requests are small CPU-bound tabular calls where LitServe's
 batching and GPU worker pools buy nothing, while FastAPI's validated multipart uploads and its
@@ -30,8 +30,8 @@ from pydantic import BaseModel, Field
 from contracts import Table
 from demand_assets.features.panels import zero_fill
 from demand_assets.forecasting.models.tcn import PANEL_KEYS
-from demand_assets.forecasting.registry import SKU_REGISTERED_MODELS
-from demand_assets.forecasting.sku import SkuForecasterPyfunc, to_periods
+from demand_assets.forecasting.registry import SKU_REGISTERED_MODELS, ForecasterPyfunc
+from demand_assets.forecasting.sku import to_periods
 from demand_assets.sources.transactions import TRANSACTION_COLUMNS, TransactionLogError, daily_product_demand, read_transaction_log, weekly_product_demand
 from resources import DeltaStore, MissingTableError, MlflowTracking
 
@@ -46,7 +46,7 @@ class LoadedModel(BaseModel):
     name: str
     version: str
     frequency: str
-    pyfunc: SkuForecasterPyfunc
+    pyfunc: ForecasterPyfunc
 
 
 class Metadata(BaseModel):
@@ -116,7 +116,7 @@ class HealthResponse(BaseModel):
 
 def _history_from_csv(content: bytes, frequency: str, country: Optional[str]) -> pl.DataFrame:
     """COUNTRY, PRODUCT, PERIOD, UNITS from an upload: a history (DATE, PRODUCT, UNITS, optional
-    COUNTRY) or a transaction log (seed 002's columns)."""
+    COUNTRY) or a transaction log (invoice lines)."""
     if not content.strip():
         raise HTTPException(400, "the uploaded file is empty")
     try:
@@ -278,7 +278,6 @@ def create_app(store: DeltaStore, tracking: Optional[MlflowTracking] = None, mod
 
 
 def _load_champions(tracking: MlflowTracking) -> dict[str, LoadedModel]:
-    import mlflow.pyfunc
 
 
     out = {}

@@ -1,4 +1,4 @@
-"""Data sources: where the raw domains come from (synthetic generator, CSV snapshots, later M5).
+"""Data sources: where the raw domains come from (synthetic generator, CSV snapshots, transaction logs, M5 files).
 
 Every source implements `DemandSource`; the Dagster resource in `resources.data_source` picks one
 by configuration.

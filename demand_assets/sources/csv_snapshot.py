@@ -43,7 +43,7 @@ _FLOATS = ("ECONOMIC_INDEX", "INFLATION_RATE", "UNEMPLOYMENT_RATE", "BASELINE_DE
 
 
 class CsvSnapshotSource(DemandSource):
-    """Reads a seed-001 style CSV snapshot folder, taking each partition's dates."""
+    """Reads a daily CSV snapshot folder, taking each partition's dates."""
 
     name = "csv"
 

@@ -36,7 +36,7 @@ import polars as pl
 
 from demand_assets.sources.base import Catalog, DemandSource, Domain, iter_date_chunks
 
-__all__ = ["M5Source", "M5Shape", "listed_days", "main", "write_m5_files"]
+__all__ = ["M5Source", "M5Shape", "listed_days", "write_m5_files"]
 
 log = logging.getLogger(__name__)
 _ID_COLUMNS = ["id", "item_id", "dept_id", "cat_id", "store_id", "state_id"]

@@ -1,4 +1,4 @@
-"""Retail transaction logs (seed 002) as weekly product demand.
+"""Retail transaction logs (invoice lines: invoice, date, product, quantity, price) as weekly product demand.
 
 The upload format is one row per transaction:
 

@@ -6,7 +6,7 @@ holiday, and the source's own calendar flags where it has them (M5: SNAP and eve
 GluonTS adds its own calendar features and an age feature. Forecasts are sample paths,
 summarised to mean and p10/p50/p90.
 
-Censoring (seed 003): stockout days enter as NaN targets, which GluonTS turns into its
+Censoring (sales are capped by stock on stockout days): stockout days enter as NaN targets, which GluonTS turns into its
 `observed_values` mask: they are left out of the loss and imputed in the network's input.
 
 Training runs on a GPU when one is present (Lightning's accelerator="auto"), else on the CPU.
@@ -27,7 +27,7 @@ import pandas as pd
 import polars as pl
 
 from demand_assets.forecasting.models.base import quantile_frame
-from demand_assets.forecasting.panel import KEYS, SERIES, TARGET
+from demand_assets.forecasting.panel import KEYS, QUANTILES, SERIES, TARGET
 
 __all__ = ["DeepARConfig", "DeepARForecaster"]
 
@@ -221,7 +221,7 @@ def summarise_samples(keys: pl.DataFrame, samples: np.ndarray, origin: dt.date, 
     """Sample paths to one row per series-day with MEAN and p10/p50/p90."""
     n_series, _, horizon = samples.shape
     dates = [origin + dt.timedelta(days=h) for h in range(1, horizon + 1)]
-    q10, q50, q90 = np.quantile(samples, [0.1, 0.5, 0.9], axis=1)
+    q10, q50, q90 = np.quantile(samples, list(QUANTILES), axis=1)
     frame = pl.DataFrame(
         {
             "DATE": pl.Series(dates * n_series, dtype=pl.Date),

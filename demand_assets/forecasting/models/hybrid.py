@@ -1,4 +1,4 @@
-"""DeepAR -> LightGBM hybrid (seed 000): LightGBM corrects DeepAR's probabilistic forecast.
+"""DeepAR -> LightGBM hybrid (the two-stage design asked for by the original brief): LightGBM corrects DeepAR's probabilistic forecast.
 
 Alignment (cross-fitting), so that stage 2 only ever sees what was available at forecast time
 and learns from forecasts made the way the final forecast is made:

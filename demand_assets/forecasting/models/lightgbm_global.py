@@ -13,7 +13,7 @@ Quantiles: p10/p50/p90 boosters train on a seeded sample of at most `quantile_ma
 demo panel, nothing changes; on large panels it keeps training time in hand (see
 benchmarks/training_time.py).
 
-Censoring (seed 003): stockout days get zero sample weight, so the model learns demand from
+Censoring (sales are capped by stock on stockout days): stockout days get zero sample weight, so the model learns demand from
 in-stock days rather than learning that stockouts sell nothing.
 """
 

@@ -1,4 +1,4 @@
-"""A temporal convolutional network for per-SKU forecasts from sales history alone (seed 002).
+"""A temporal convolutional network for per-SKU forecasts from sales history alone (the forecast service's model).
 
 N periods in, H periods out (defaults: 8 weeks in, 4 weeks out), one global model over every
 series. Each window is scaled by the mean of its inputs (plus one, so all-zero slow movers are
@@ -22,12 +22,13 @@ import polars as pl
 import torch
 from torch import nn
 
+from demand_assets.forecasting.models.base import by_steps
+from demand_assets.forecasting.panel import QUANTILES
 from demand_assets.forecasting.panel import SERIES as PANEL_KEYS
 
 __all__ = ["PANEL_KEYS", "TCNForecaster", "TCNSettings"]
 
 log = logging.getLogger(__name__)
-QUANTILES = (0.1, 0.5, 0.9)
 MEAN_LOSS_WEIGHT = 0.25  # the squared error is on the scale of the windows (mean of inputs + 1)
 
 
@@ -99,8 +100,9 @@ def _series_arrays(panel: pl.DataFrame, time: str, target: str) -> tuple[pl.Data
 
 
 class TCNForecaster:
-    """fit(panel) then predict(history): panel and history have COUNTRY, PRODUCT, a time column
-    (one row per period, no gaps) and the target."""
+    """A `Forecaster` of period panels: fit(panel) then predict(history, future). Panel and
+    history have COUNTRY, PRODUCT, a time column (one row per period, no gaps) and the target;
+    future names the periods to forecast (at most `settings.horizon` per series)."""
 
     def __init__(self, settings: TCNSettings = TCNSettings(), *, time: str = "PERIOD", target: str = "UNITS") -> None:
         self.settings = settings
@@ -148,7 +150,19 @@ class TCNForecaster:
                 log.info("tcn epoch %d/%d: loss %.4f on %d windows", epoch + 1, s.epochs, total / len(pick), len(pick))
         return self
 
-    def predict(self, history: pl.DataFrame, horizon: int | None = None) -> pl.DataFrame:
+    @property
+    def horizon(self) -> int:
+        return self.settings.horizon
+
+    @property
+    def min_history(self) -> int:
+        return self.settings.input_len
+
+    def predict(self, history: pl.DataFrame, future: pl.DataFrame) -> pl.DataFrame:
+        """The periods of `future` (COUNTRY, PRODUCT, time), with STEP, P10, P50, P90 and MEAN."""
+        return by_steps(future, self.time, lambda horizon: self.predict_steps(history, horizon))
+
+    def predict_steps(self, history: pl.DataFrame, horizon: int | None = None) -> pl.DataFrame:
         """COUNTRY, PRODUCT, STEP (1..H), P10, P50, P90 and MEAN from the last
         `input_len` periods of each series."""
         if self.net is None:

@@ -10,7 +10,7 @@ Structure (all multiplicative unless stated):
   cap x hill(adstock(SPEND)) (TRUE_RESPONSE), and CHANNEL_RESPONSE is their measurement, with
   mean-one log-normal error (`response_noise`). Country total demand T = BASELINE_DEMAND + sum
   of measured responses.
-* Products allocate T (seed 001's "product-level demand allocation"): share proportional to a
+* Products allocate T (the "product-level demand allocation" of the daily CSV layout): share proportional to a
   heavy-tailed base weight x country preference x slowly drifting mix x price effect
   (price / regular price) ** elasticity x promo display lift. Promotions cut the price.
 * The realised country total is negative binomial around T (mild overdispersion), and it is
@@ -19,7 +19,7 @@ Structure (all multiplicative unless stated):
   country's realised total, as an aggregate in a warehouse does. BASELINE_DEMAND reports that
   realised total minus the measured media response, so BASELINE_DEMAND + sum(CHANNEL_RESPONSE)
   equals the sum of true product demand.
-* Stockouts (seed 003) start more often on promotion and calendar-peak days and last 1-7 days;
+* Stockouts start more often on promotion and calendar-peak days and last 1-7 days;
   observed sales (PRODUCT_DEMAND) are capped on the first day of an episode (the shelf ran empty
   part-way through) and zero after it, with IN_STOCK = false on every censored day.
 
@@ -406,7 +406,7 @@ class SyntheticDemandSource(DemandSource):
         true_demand = true_demand.reshape(-1, n_cp)
         expected = expected.reshape(-1, n_cp)
 
-        # Stockouts: likelier on promotion days and calendar peaks (seed 003).
+        # Stockouts: likelier on promotion days and calendar peaks.
         peak = np.repeat(np.clip(calendar_peak, 0.5, 3.0), n_p, axis=1)
         stock_draws = _per_day(seed, Stream.STOCKOUT, ordinals, lambda r: (r.random(n_cp), np.minimum(r.geometric(0.45, n_cp), MAX_STOCKOUT_DAYS), r.random(n_cp)))
         s_u, s_dur, s_frac = (np.stack(x) for x in zip(*stock_draws))
