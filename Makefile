@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 SERVE_HOST ?= 127.0.0.1
 SERVE_PORT ?= 8000
 
-.PHONY: setup demo test ui mlflow-ui serve bench export-csv clean
+.PHONY: setup demo test test-fast lint ui mlflow-ui serve bench export-csv clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,8 +60,19 @@ serve: setup
 mlflow-ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(DEMAND_HOME)/mlflow/mlflow.db --host 127.0.0.1 --port 5000
 
-test: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+## Lint, format, types and the generated settings table, then the whole suite (slowest 15 shown).
+test: setup lint
+	$(BIN)/python -m pytest --durations=15 $(PYTEST_ARGS)
+
+## The quick loop while developing: everything but the tests marked slow.
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/demand-settings-docs --check
 
 ## The Dagster UI on this code location (http://127.0.0.1:3000).
 ui: setup

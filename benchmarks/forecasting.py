@@ -55,9 +55,12 @@ def oracle_rows(dataset: pl.DataFrame, truth: pl.DataFrame, folds) -> pl.DataFra
             window.select("DATE", "COUNTRY", "PRODUCT", pl.col("PRODUCT_DEMAND").alias("ACTUAL"), "IN_STOCK")
             .join(truth.select("DATE", "COUNTRY", "PRODUCT", "EXPECTED_DEMAND", "TRUE_DEMAND"), on=["DATE", "COUNTRY", "PRODUCT"])
             .with_columns(
-                pl.col("EXPECTED_DEMAND").alias("MEAN"), pl.col("EXPECTED_DEMAND").alias("P50"),
-                pl.lit(float("nan")).alias("P10"), pl.lit(float("nan")).alias("P90"),
-                pl.lit("oracle").alias("MODEL"), pl.lit(fold.index).alias("FOLD"),
+                pl.col("EXPECTED_DEMAND").alias("MEAN"),
+                pl.col("EXPECTED_DEMAND").alias("P50"),
+                pl.lit(float("nan")).alias("P10"),
+                pl.lit(float("nan")).alias("P90"),
+                pl.lit("oracle").alias("MODEL"),
+                pl.lit(fold.index).alias("FOLD"),
             )
             .drop("EXPECTED_DEMAND")
         )
@@ -68,9 +71,11 @@ def money_cost(forecasts: pl.DataFrame, dataset: pl.DataFrame) -> list[dict]:
     """forecast_error_cost at the default unit economics (margin 35%, holding 10% of price)."""
     priced = forecasts.join(dataset.select("DATE", "COUNTRY", "PRODUCT", "PRICE", "CATEGORY"), on=["DATE", "COUNTRY", "PRODUCT"])
     table = forecast_error_cost(priced, UnitEconomics())
-    return table.select("MODEL", "REGIME", "COST_P50", "COST_MEAN", "COST_CRITICAL", "SAVING", "SAVING_SHARE", "COST_SHARE_OF_REVENUE").with_columns(
-        pl.col(c).round(4) for c in ("COST_P50", "COST_MEAN", "COST_CRITICAL", "SAVING", "SAVING_SHARE", "COST_SHARE_OF_REVENUE")
-    ).to_dicts()
+    return (
+        table.select("MODEL", "REGIME", "COST_P50", "COST_MEAN", "COST_CRITICAL", "SAVING", "SAVING_SHARE", "COST_SHARE_OF_REVENUE")
+        .with_columns(pl.col(c).round(4) for c in ("COST_P50", "COST_MEAN", "COST_CRITICAL", "SAVING", "SAVING_SHARE", "COST_SHARE_OF_REVENUE"))
+        .to_dicts()
+    )
 
 
 def instock_calibration(forecasts: pl.DataFrame, dataset: pl.DataFrame, truth: pl.DataFrame, folds, model: str) -> dict:
@@ -85,12 +90,22 @@ def instock_calibration(forecasts: pl.DataFrame, dataset: pl.DataFrame, truth: p
         )
         prices = history.filter(pl.col("DATE") == fold.origin).select("COUNTRY", "PRODUCT", "PRICE")
         value = instock_value(forecast, profile, prices, UnitEconomics().margin_rate)
-        lost = truth.filter(pl.col("DATE").is_between(fold.test_start, fold.test_end, closed="left")).group_by("COUNTRY", "PRODUCT").agg(pl.col("LOST_SALES").sum())
+        lost = (
+            truth.filter(pl.col("DATE").is_between(fold.test_start, fold.test_end, closed="left"))
+            .group_by("COUNTRY", "PRODUCT")
+            .agg(pl.col("LOST_SALES").sum())
+        )
         joined = value.join(lost, on=["COUNTRY", "PRODUCT"])
-        rows.append({
-            "fold": fold.index, "predicted_extra_units": round(float(value["EXTRA_UNITS"].sum()), 1), "realised_lost_units": int(lost["LOST_SALES"].sum()),
-            "series_in_p10_p90": round(float(((joined["EXTRA_UNITS_P10"] <= joined["LOST_SALES"]) & (joined["LOST_SALES"] <= joined["EXTRA_UNITS_P90"])).mean()), 3),
-        })
+        rows.append(
+            {
+                "fold": fold.index,
+                "predicted_extra_units": round(float(value["EXTRA_UNITS"].sum()), 1),
+                "realised_lost_units": int(lost["LOST_SALES"].sum()),
+                "series_in_p10_p90": round(
+                    float(((joined["EXTRA_UNITS_P10"] <= joined["LOST_SALES"]) & (joined["LOST_SALES"] <= joined["EXTRA_UNITS_P90"])).mean()), 3
+                ),
+            }
+        )
     predicted = sum(r["predicted_extra_units"] for r in rows)
     realised = sum(r["realised_lost_units"] for r in rows)
     return {"model": model, "folds": rows, "predicted_over_realised": round(predicted / realised, 3) if realised else None}
@@ -114,8 +129,11 @@ def main() -> None:
     dataset, truth = build_panel(SyntheticConfig())
     folds = rolling_origin_folds(dataset["DATE"].max(), n_folds=args.folds, horizon=args.horizon)
     suite = SuiteSettings(
-        models=tuple(args.models), horizon=args.horizon, deepar_epochs=args.deepar_epochs,
-        deepar_batches_per_epoch=args.deepar_batches, lgbm_rounds=args.lgbm_rounds,
+        models=tuple(args.models),
+        horizon=args.horizon,
+        deepar_epochs=args.deepar_epochs,
+        deepar_batches_per_epoch=args.deepar_batches,
+        lgbm_rounds=args.lgbm_rounds,
     )
     result = run_backtest(dataset, model_factories(suite), folds, truth=truth)
     # The oracle is a point forecast: its quantile metrics do not exist (not 0).
@@ -132,6 +150,7 @@ def main() -> None:
 
     targets = {}
     if "hybrid" in args.models:
+
         def beats(other: str) -> bool | None:  # None: the other model was not in this run
             return wape[("hybrid", "true")] < wape[(other, "true")] if (other, "true") in wape else None
 
@@ -151,13 +170,21 @@ def main() -> None:
         print(json.dumps(extra, indent=1, default=str))
     out = {
         "label": args.label,
-        "config": {"synthetic": "3 countries x 50 products, 5 channels, 2023-01-01..2024-12-31", "folds": args.folds, "horizon": args.horizon, **suite.__dict__},
+        "config": {
+            "synthetic": "3 countries x 50 products, 5 channels, 2023-01-01..2024-12-31",
+            "folds": args.folds,
+            "horizon": args.horizon,
+            **suite.__dict__,
+        },
         "metrics": metrics.select("MODEL", "REGIME", "WAPE", "RMSE", "MASE", "BIAS", "PINBALL_P50", "COVERAGE_P10_P90").sort("REGIME", "WAPE").to_dicts(),
-        "timings_seconds": result.timings.group_by("MODEL").agg(pl.col("FIT_SECONDS").mean().round(2), pl.col("PREDICT_SECONDS").mean().round(2)).sort("MODEL").to_dicts(),
+        "timings_seconds": result.timings.group_by("MODEL")
+        .agg(pl.col("FIT_SECONDS").mean().round(2), pl.col("PREDICT_SECONDS").mean().round(2))
+        .sort("MODEL")
+        .to_dicts(),
         "targets": targets,
         **extra,
         "wall_seconds": round(time.perf_counter() - t0, 1),
-        "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
     }
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}

@@ -41,7 +41,7 @@ def _run_phase(scenario: str, phase: str, home: str) -> dict:
         DEMAND_COUNTRIES=str(spec["countries"]),
         DEMAND_PRODUCTS=str(spec["products"]),
         DEMAND_CHANNELS=str(spec["channels"]),
-        DEMAND_PARTITION_START=spec["start"],
+        DEMAND_PARTITION_START=str(spec["start"]),
     )
     import dagster as dg
 
@@ -116,7 +116,7 @@ def main() -> None:
             entry["delta_gb_on_disk"] = round(sum(f.stat().st_size for f in Path(home).rglob("*") if f.is_file()) / 1024**3, 3)
         finally:
             shutil.rmtree(home, ignore_errors=True)
-        entry["measured_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        entry["measured_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         entry["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
         results[scenario] = entry
         RESULTS.parent.mkdir(parents=True, exist_ok=True)

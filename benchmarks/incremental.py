@@ -89,8 +89,14 @@ def new_day_vs_window(days: int, start: dt.date) -> dict:
         tick = _sensor_tick_seconds(instance)
         logging.info("the whole window recomputed as one run")
         whole = _run(resources, instance, daily, start, last)
-    return {"assets": daily, "window_days": days + 1, "one_new_day_seconds": round(one_day, 1), "whole_window_seconds": round(whole, 1),
-            "ratio_whole_over_one_day": round(whole / one_day, 1), "retraining_sensor_tick_seconds": tick}
+    return {
+        "assets": daily,
+        "window_days": days + 1,
+        "one_new_day_seconds": round(one_day, 1),
+        "whole_window_seconds": round(whole, 1),
+        "ratio_whole_over_one_day": round(whole / one_day, 1),
+        "retraining_sensor_tick_seconds": tick,
+    }
 
 
 def single_run_vs_per_partition(days: int, start: dt.date) -> dict:
@@ -108,8 +114,13 @@ def single_run_vs_per_partition(days: int, start: dt.date) -> dict:
             if (i + 1) % 30 == 0:
                 logging.info("one run per partition: %d/%d days, %.0f s", i + 1, days, time.perf_counter() - t0)
         per_partition = time.perf_counter() - t0
-    return {"assets": data_selection(), "days": days, "single_run_seconds": round(single, 1), "one_run_per_partition_seconds": round(per_partition, 1),
-            "ratio_per_partition_over_single_run": round(per_partition / single, 1)}
+    return {
+        "assets": data_selection(),
+        "days": days,
+        "single_run_seconds": round(single, 1),
+        "one_run_per_partition_seconds": round(per_partition, 1),
+        "ratio_per_partition_over_single_run": round(per_partition / single, 1),
+    }
 
 
 def main() -> None:
@@ -129,7 +140,7 @@ def main() -> None:
         "new_day_vs_whole_window": new_day_vs_window(args.days, start),
         "backfill_single_run_vs_per_partition": single_run_vs_per_partition(args.days, start),
         "wall_seconds": None,
-        "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "command": f"python -m benchmarks.incremental --days {args.days}",
     }

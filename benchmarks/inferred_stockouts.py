@@ -34,10 +34,16 @@ def main() -> None:
         seconds = time.perf_counter() - t0
         tp = int((out["INFERRED_OUT"] & ~out["IN_STOCK"]).sum())
         flagged = int(out["INFERRED_OUT"].sum())
-        rows.append({
-            "alpha": alpha, "flagged_days": flagged, "precision": round(tp / flagged, 3) if flagged else None,
-            "recall": round(tp / int(true_out.sum()), 3), "recall_of_zero_sale_stockout_days": round(tp / zero_out, 3), "seconds": round(seconds, 3),
-        })
+        rows.append(
+            {
+                "alpha": alpha,
+                "flagged_days": flagged,
+                "precision": round(tp / flagged, 3) if flagged else None,
+                "recall": round(tp / int(true_out.sum()), 3),
+                "recall_of_zero_sale_stockout_days": round(tp / zero_out, 3),
+                "seconds": round(seconds, 3),
+            }
+        )
         print(rows[-1], flush=True)
     out = {
         "world": "default synthetic: 3 countries x 50 products, 2024 (54,900 series-days)",
@@ -45,7 +51,7 @@ def main() -> None:
         "of_which_with_zero_sales": zero_out,
         "by_alpha": rows,
         "command": "python -m benchmarks.inferred_stockouts",
-        "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
     }
     RESULTS.write_text(json.dumps(out, indent=2) + "\n")

@@ -44,8 +44,12 @@ def _phase(phase: str, work: Path, options: dict) -> dict:
         from demand_assets.sources.m5 import M5Shape, write_m5_files
 
         counts = write_m5_files(files, M5Shape())
-        return {"seconds": round(time.perf_counter() - t0, 1), "peak_rss_gb": _peak_gb(), "rows": counts,
-                "bytes": {p.name: p.stat().st_size for p in files.iterdir()}}
+        return {
+            "seconds": round(time.perf_counter() - t0, 1),
+            "peak_rss_gb": _peak_gb(),
+            "rows": counts,
+            "bytes": {p.name: p.stat().st_size for p in files.iterdir()},
+        }
     if phase == "stockouts":
         return _stockout_inference(files)
     import dagster as dg
@@ -59,18 +63,31 @@ def _phase(phase: str, work: Path, options: dict) -> dict:
         last = START + dt.timedelta(days=M5Shape().days - 1)
         job = defs.resolve_implicit_global_asset_job_def()
         result = job.execute_in_process(
-            instance=instance, raise_on_error=False,
+            instance=instance,
+            raise_on_error=False,
             asset_selection=[dg.AssetKey(k) for k in ("country_demand", "channel_spend_response", "product_demand", "training_dataset")],
             tags={"dagster/asset_partition_range_start": START.isoformat(), "dagster/asset_partition_range_end": last.isoformat()},
         )
-        rows = {e.asset_key.to_user_string(): e.materialization.metadata["dagster/row_count"].value for e in result.get_asset_materialization_events() if "dagster/row_count" in e.materialization.metadata}
-        return {"success": result.success, "seconds": round(time.perf_counter() - t0, 1), "peak_rss_gb": _peak_gb(), "rows": rows, "step_seconds": _step_seconds(instance, result.run_id)}
+        rows = {
+            e.asset_key.to_user_string(): e.materialization.metadata["dagster/row_count"].value
+            for e in result.get_asset_materialization_events()
+            if "dagster/row_count" in e.materialization.metadata
+        }
+        return {
+            "success": result.success,
+            "seconds": round(time.perf_counter() - t0, 1),
+            "peak_rss_gb": _peak_gb(),
+            "rows": rows,
+            "step_seconds": _step_seconds(instance, result.run_id),
+        }
     config = {"models": options["models"], "n_folds": options["folds"], "horizon": 28, "history_days": options["history_days"]}
     if options["lgbm_rounds"]:
         config["lgbm_rounds"] = options["lgbm_rounds"]
     job = defs.resolve_implicit_global_asset_job_def()
     result = job.execute_in_process(
-        instance=instance, raise_on_error=False, asset_selection=[dg.AssetKey("model_backtest")],
+        instance=instance,
+        raise_on_error=False,
+        asset_selection=[dg.AssetKey("model_backtest")],
         run_config={"ops": {"model_backtest": {"config": config}}},
     )
     out = {"success": result.success, "seconds": round(time.perf_counter() - t0, 1), "peak_rss_gb": _peak_gb(), "config": config}
@@ -109,8 +126,10 @@ def _stockout_inference(files: Path) -> dict:
         truth &= listed
         hit = (flagged & truth).sum()
         out[str(alpha)] = {
-            "precision": round(float(hit / max(flagged.sum(), 1)), 3), "recall": round(float(hit / max(truth.sum(), 1)), 3),
-            "flagged_share_of_listed_days": round(float(flagged.sum() / listed.sum()), 4), "true_share": round(float(truth.sum() / listed.sum()), 4),
+            "precision": round(float(hit / max(flagged.sum(), 1)), 3),
+            "recall": round(float(hit / max(truth.sum(), 1)), 3),
+            "flagged_share_of_listed_days": round(float(flagged.sum() / listed.sum()), 4),
+            "true_share": round(float(truth.sum() / listed.sum()), 4),
             "load_and_infer_seconds": round(seconds, 1),
         }
         _load.cache_clear()
@@ -163,8 +182,23 @@ def main() -> None:
         if phase == "backtest":
             results["phases"][key] = {"config": {k: v for k, v in options.items() if k != "models"}, "by_model": {}}
         for model, models in runs:
-            cmd = [sys.executable, "-m", "benchmarks.m5", "--child", phase, "--work", str(work), "--models", *models,
-                   "--folds", str(args.folds), "--history-days", str(args.history_days), "--lgbm-rounds", str(args.lgbm_rounds)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "benchmarks.m5",
+                "--child",
+                phase,
+                "--work",
+                str(work),
+                "--models",
+                *models,
+                "--folds",
+                str(args.folds),
+                "--history-days",
+                str(args.history_days),
+                "--lgbm-rounds",
+                str(args.lgbm_rounds),
+            ]
             print(f"m5 benchmark: {phase} {model or ''} ...", flush=True)
             done = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parent.parent)
             out = {"error": done.stderr[-3000:]} if done.returncode != 0 else json.loads(done.stdout.strip().splitlines()[-1])

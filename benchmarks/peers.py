@@ -70,11 +70,17 @@ def _long(frame: pl.DataFrame, columns: Sequence[str], *, target: bool) -> pd.Da
 def _to_ours(forecast: pd.DataFrame, future: pl.DataFrame, point: str, lo: str, hi: str) -> pl.DataFrame:
     """A Nixtla forecast (unique_id, ds, point, lo, hi) as our forecast frame, one row per
     row of `future`, clipped at zero; MEAN = P50 = the point forecast."""
-    fc = pl.from_pandas(forecast[["unique_id", "ds", point, lo, hi]]).select(
-        pl.col("unique_id").str.split_exact("|", 1).struct.rename_fields(SERIES).alias("_k"),
-        pl.col("ds").cast(pl.Date).alias("DATE"),
-        pl.col(point).alias("_P"), pl.col(lo).alias("_LO"), pl.col(hi).alias("_HI"),
-    ).unnest("_k")
+    fc = (
+        pl.from_pandas(forecast[["unique_id", "ds", point, lo, hi]])
+        .select(
+            pl.col("unique_id").str.split_exact("|", 1).struct.rename_fields(SERIES).alias("_k"),
+            pl.col("ds").cast(pl.Date).alias("DATE"),
+            pl.col(point).alias("_P"),
+            pl.col(lo).alias("_LO"),
+            pl.col(hi).alias("_HI"),
+        )
+        .unnest("_k")
+    )
     out = future.select(KEYS).join(fc, on=KEYS, how="left")
     missing = out["_P"].null_count()
     if missing:
@@ -116,9 +122,7 @@ def mlforecast_peer(
     from mlforecast.lag_transforms import RollingMean
     from mlforecast.utils import PredictionIntervals
 
-    model = lgb.LGBMRegressor(
-        objective="tweedie", n_estimators=rounds, learning_rate=0.05, num_leaves=31, verbosity=-1, n_jobs=threads, random_state=seed
-    )
+    model = lgb.LGBMRegressor(objective="tweedie", n_estimators=rounds, learning_rate=0.05, num_leaves=31, verbosity=-1, n_jobs=threads, random_state=seed)
     mlf = MLForecast(
         models={"lgbm": model},
         freq="D",
@@ -142,7 +146,9 @@ def backtest_peers(dataset: pl.DataFrame, truth: pl.DataFrame, folds: Sequence[F
     exog = _known_in_advance(dataset, spend_lags=not args.no_spend_lags)
     peers = {
         ETS_PEER: lambda tr, fu, h: autoets_peer(tr, fu, h, history_days=args.ets_history_days, n_jobs=args.n_jobs),
-        MLF_PEER: lambda tr, fu, h: mlforecast_peer(tr, fu, h, exog=exog, rounds=args.lgbm_rounds, threads=args.threads, seed=args.seed, windows=args.conformal_windows),
+        MLF_PEER: lambda tr, fu, h: mlforecast_peer(
+            tr, fu, h, exog=exog, rounds=args.lgbm_rounds, threads=args.threads, seed=args.seed, windows=args.conformal_windows
+        ),
     }
     frames, timings = [], []
     for fold in folds:
@@ -192,7 +198,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="LightGBM threads (OpenMP threads on a busy 2-core machine are much slower than 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--conformal-windows", type=int, default=5,
+        "--conformal-windows",
+        type=int,
+        default=5,
         help="mlforecast conformal calibration windows (each one more fit; with 2, p10/p90 come from 2 errors per step and cover ~2/3)",
     )
     args = parser.parse_args()
@@ -229,13 +237,17 @@ def main() -> None:
         "config": config,
         "metrics": metrics.select("MODEL", "REGIME", "WAPE", "RMSE", "MASE", "BIAS", "PINBALL_P50", "COVERAGE_P10_P90").sort("REGIME", "WAPE").to_dicts(),
         "timings_seconds": timings.group_by("MODEL")
-        .agg(pl.col("FIT_SECONDS").mean().round(2), pl.col("PREDICT_SECONDS").mean().round(2), (pl.col("FIT_SECONDS") + pl.col("PREDICT_SECONDS")).mean().round(2).alias("TOTAL_SECONDS"))
+        .agg(
+            pl.col("FIT_SECONDS").mean().round(2),
+            pl.col("PREDICT_SECONDS").mean().round(2),
+            (pl.col("FIT_SECONDS") + pl.col("PREDICT_SECONDS")).mean().round(2).alias("TOTAL_SECONDS"),
+        )
         .sort("MODEL")
         .to_dicts(),
         "timings_per_fold_seconds": timings.with_columns(pl.col("FIT_SECONDS", "PREDICT_SECONDS").round(2)).sort("MODEL", "FOLD").to_dicts(),
         "ratios": ratio,
         "wall_seconds": round(time.perf_counter() - t0, 1),
-        "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
     }
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}

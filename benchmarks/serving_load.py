@@ -33,10 +33,9 @@ REQUESTS_PER_LEVEL = {1: 60, 8: 240, 32: 480}
 
 
 def _register_model(home: Path) -> pl.DataFrame:
-    from demand_assets.forecasting.registry import SKU_REGISTERED_MODELS
     from demand_assets.forecasting.models.tcn import TCNForecaster, TCNSettings
+    from demand_assets.forecasting.registry import SKU_REGISTERED_MODELS, ForecasterPyfunc
     from demand_assets.forecasting.sku import to_periods
-    from demand_assets.forecasting.registry import ForecasterPyfunc
     from demand_assets.sources import Domain
     from demand_assets.sources.synthetic import SyntheticConfig, SyntheticDemandSource
     from resources import MlflowTracking
@@ -62,7 +61,7 @@ def _csv(daily: pl.DataFrame, n_products: int) -> tuple[bytes, list[str]]:
 async def _level(url: str, csv: bytes, products: list[str], concurrency: int, total: int) -> dict:
     latencies: list[float] = []
     errors = 0
-    queue = asyncio.Queue()
+    queue: asyncio.Queue[None] = asyncio.Queue()
     for _ in range(total):
         queue.put_nowait(None)
     async with httpx.AsyncClient(timeout=120) as client:
@@ -75,7 +74,12 @@ async def _level(url: str, csv: bytes, products: list[str], concurrency: int, to
                 except asyncio.QueueEmpty:
                     return
                 t0 = time.perf_counter()
-                r = await client.post(f"{url}/predict", params={"horizon": 4, "frequency": "weekly"}, files={"file": ("h.csv", csv, "text/csv")}, data={"metadata": json.dumps({"products": products})})
+                r = await client.post(
+                    f"{url}/predict",
+                    params={"horizon": 4, "frequency": "weekly"},
+                    files={"file": ("h.csv", csv, "text/csv")},
+                    data={"metadata": json.dumps({"products": products})},
+                )
                 latencies.append(time.perf_counter() - t0)
                 errors += r.status_code != 200
 
@@ -83,7 +87,13 @@ async def _level(url: str, csv: bytes, products: list[str], concurrency: int, to
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - start
     ms = np.array(latencies) * 1000
-    return {"requests": total, "errors": errors, "p50_ms": round(float(np.percentile(ms, 50)), 1), "p99_ms": round(float(np.percentile(ms, 99)), 1), "throughput_rps": round(total / wall, 1)}
+    return {
+        "requests": total,
+        "errors": errors,
+        "p50_ms": round(float(np.percentile(ms, 50)), 1),
+        "p99_ms": round(float(np.percentile(ms, 99)), 1),
+        "throughput_rps": round(total / wall, 1),
+    }
 
 
 def main() -> None:
@@ -94,7 +104,19 @@ def main() -> None:
         port = s.getsockname()[1]
     env = os.environ | {"DEMAND_HOME": str(home), "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}"}
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "demand_assets.serving.app:create_app_from_env", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "demand_assets.serving.app:create_app_from_env",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
         env=env,
     )
     url = f"http://127.0.0.1:{port}"
@@ -124,7 +146,7 @@ def main() -> None:
         "request": "POST /predict, 16 weeks of daily history as CSV, weekly TCN, horizon 4",
         "results": results,
         "command": "python -m benchmarks.serving_load",
-        "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

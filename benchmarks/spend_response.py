@@ -59,20 +59,25 @@ def _recovery(config: SyntheticConfig, settings: CurveFitSettings) -> tuple[pl.D
         true_roi = float((true_units * price).sum() / spent)
         point = draws[0]
         p = t.row(0, named=True)
-        rows.append({
-            "country": country, "channel": channel,
-            "spend_share": None,  # filled below
-            "true_roi": round(true_roi, 4), "fitted_roi": round(float(rois[0]), 4), "roi_error": round(float(rois[0] / true_roi - 1), 4),
-            "roi_p10": round(float(np.percentile(rois[1:], 10)), 4) if len(rois) > 1 else None,
-            "roi_p90": round(float(np.percentile(rois[1:], 90)), 4) if len(rois) > 1 else None,
-            "contribution_wape": round(float(np.abs(fitted[0] - true_units).sum() / true_units.sum()), 4),
-            "decay": [round(p["TRUE_DECAY"], 3), round(point.decay, 3)],
-            "max_lag": [int(p["TRUE_MAX_LAG"]), point.max_lag],
-            "half_saturation_error": round(point.half_saturation / p["TRUE_HALF_SATURATION"] - 1, 3),
-            "slope": [round(p["TRUE_HILL_SLOPE"], 3), round(point.slope, 3)],
-            "cap_error": round(point.cap / p["TRUE_RESPONSE_CAP"] - 1, 3),
-            "_spend": spent,
-        })
+        rows.append(
+            {
+                "country": country,
+                "channel": channel,
+                "spend_share": None,  # filled below
+                "true_roi": round(true_roi, 4),
+                "fitted_roi": round(float(rois[0]), 4),
+                "roi_error": round(float(rois[0] / true_roi - 1), 4),
+                "roi_p10": round(float(np.percentile(rois[1:], 10)), 4) if len(rois) > 1 else None,
+                "roi_p90": round(float(np.percentile(rois[1:], 90)), 4) if len(rois) > 1 else None,
+                "contribution_wape": round(float(np.abs(fitted[0] - true_units).sum() / true_units.sum()), 4),
+                "decay": [round(p["TRUE_DECAY"], 3), round(point.decay, 3)],
+                "max_lag": [int(p["TRUE_MAX_LAG"]), point.max_lag],
+                "half_saturation_error": round(point.half_saturation / p["TRUE_HALF_SATURATION"] - 1, 3),
+                "slope": [round(p["TRUE_HILL_SLOPE"], 3), round(point.slope, 3)],
+                "cap_error": round(point.cap / p["TRUE_RESPONSE_CAP"] - 1, 3),
+                "_spend": spent,
+            }
+        )
     frame = pl.DataFrame(rows)
     frame = frame.with_columns((pl.col("_spend") / pl.col("_spend").sum().over("country")).round(4).alias("spend_share")).drop("_spend")
     return frame, seconds
@@ -107,7 +112,11 @@ def _regression_on_demand() -> dict:
         cols = [np.ones(n), np.arange(n) / 365.25] + [(dow == i).astype(float) for i in range(1, 7)]
         for k in (1, 2, 3):
             cols += [np.sin(2 * np.pi * k * doy / 365.25), np.cos(2 * np.pi * k * doy / 365.25)]
-        cols += [np.exp(-(((doy - 352) / 9.0) ** 2)), np.array([d in hol for d in dates], float), np.array([(d + dt.timedelta(1)) in hol for d in dates], float)]
+        cols += [
+            np.exp(-(((doy - 352) / 9.0) ** 2)),
+            np.array([d in hol for d in dates], float),
+            np.array([(d + dt.timedelta(1)) in hol for d in dates], float),
+        ]
         macro = [np.log(cd["ECONOMIC_INDEX"].to_numpy()), cd["UNEMPLOYMENT_RATE"].to_numpy(), cd["INFLATION_RATE"].to_numpy()]
         cols += [m - m.mean() for m in macro]
         design = np.stack(cols, 1)
@@ -136,7 +145,12 @@ def _regression_on_demand() -> dict:
             true_units = truth.filter((pl.col("COUNTRY") == c) & (pl.col("CHANNEL") == k))["TRUE_RESPONSE"].sum()
             errors[f"{c} {k}"] = round(float(m[:, j].sum() / true_units - 1), 3)
     values = np.abs(np.array(list(errors.values())))
-    return {"roi_error_by_curve": errors, "roi_abs_error_mean": round(float(values.mean()), 3), "roi_abs_error_max": round(float(values.max()), 3), "seconds": round(time.perf_counter() - t0, 1)}
+    return {
+        "roi_error_by_curve": errors,
+        "roi_abs_error_mean": round(float(values.mean()), 3),
+        "roi_abs_error_max": round(float(values.max()), 3),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
 
 
 def _ranking(frame: pl.DataFrame) -> dict:
@@ -167,19 +181,37 @@ def main() -> None:
     noise = {}
     for level in (0.0, 0.2, 0.4):
         f, s = _recovery(SyntheticConfig(response_noise=level), CurveFitSettings(n_bootstrap=0))
-        noise[str(level)] = {"roi_abs_error_mean": round(float(f["roi_error"].abs().mean()), 4), "roi_abs_error_max": round(float(f["roi_error"].abs().max()), 4), "contribution_wape_mean": round(float(f["contribution_wape"].mean()), 4), "fit_seconds": round(s, 1)}
+        noise[str(level)] = {
+            "roi_abs_error_mean": round(float(f["roi_error"].abs().mean()), 4),
+            "roi_abs_error_max": round(float(f["roi_error"].abs().max()), 4),
+            "contribution_wape_mean": round(float(f["contribution_wape"].mean()), 4),
+            "fit_seconds": round(s, 1),
+        }
         print("noise", level, noise[str(level)], flush=True)
     regression = _regression_on_demand()
     print("regression on demand", regression, flush=True)
     _, big_seconds = _recovery(SyntheticConfig(n_countries=10, n_products=50), defaults)
     print("10 markets", big_seconds, flush=True)
 
-    curves = curves_from_frame(fit_channel_curves(_read(SyntheticDemandSource(SyntheticConfig()), Domain.CHANNEL_SPEND_RESPONSE, START - dt.timedelta(days=WARMUP), END), START, settings=CurveFitSettings(n_bootstrap=20)))
+    curves = curves_from_frame(
+        fit_channel_curves(
+            _read(SyntheticDemandSource(SyntheticConfig()), Domain.CHANNEL_SPEND_RESPONSE, START - dt.timedelta(days=WARMUP), END),
+            START,
+            settings=CurveFitSettings(n_bootstrap=20),
+        )
+    )
     keys = tuple(sorted(curves))
     current = np.array([curves[k][0].half_saturation for k in keys])
     problem = AllocationProblem(
-        keys=keys, curves=tuple(curves[k] for k in keys), history=tuple(np.full(21, c) for c in current),
-        unit_revenue=np.full(len(keys), 8.0), current=current, lower=0.5 * current, upper=2.0 * current, budget=float(current.sum() * 28), days=28,
+        keys=keys,
+        curves=tuple(curves[k] for k in keys),
+        history=tuple(np.full(21, c) for c in current),
+        unit_revenue=np.full(len(keys), 8.0),
+        current=current,
+        lower=0.5 * current,
+        upper=2.0 * current,
+        budget=float(current.sum() * 28),
+        days=28,
     )
     t0 = time.perf_counter()
     allocation = optimise_allocation(problem)
@@ -201,9 +233,14 @@ def main() -> None:
         "noise_sensitivity_point_fits": noise,
         "not_shipped_regression_on_demand": regression,
         "fit_seconds_50_curves_10_markets_with_bootstrap": round(big_seconds, 1),
-        "allocation": {"keys": len(keys), "seconds": round(allocation_seconds, 2), "method": allocation.method, "uplift_share": round(allocation.uplift / float(allocation.current_revenue.sum()), 4)},
+        "allocation": {
+            "keys": len(keys),
+            "seconds": round(allocation_seconds, 2),
+            "method": allocation.method,
+            "uplift_share": round(allocation.uplift / float(allocation.current_revenue.sum()), 4),
+        },
         "command": "python -m benchmarks.spend_response",
-        "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

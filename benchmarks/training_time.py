@@ -61,7 +61,7 @@ def main() -> None:
         "build_dataset_seconds": round(build_seconds, 1),
         "models": rows,
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2),
-        "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
     }
     RESULTS.write_text(json.dumps(out, indent=2) + "\n")

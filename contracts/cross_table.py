@@ -87,7 +87,10 @@ def check_domain_columns(training: pl.DataFrame, *, has_country: bool, has_chann
         ("spend_columns_only_from_channel_data", "SPEND_*", bool(spend) != has_channel),
     ):
         if broken:
-            found = {"provided": has_country if column == "ECONOMIC_INDEX" else has_channel, "columns": ", ".join(macro if column == "ECONOMIC_INDEX" else spend) or "none"}
+            found = {
+                "provided": has_country if column == "ECONOMIC_INDEX" else has_channel,
+                "columns": ", ".join(macro if column == "ECONOMIC_INDEX" else spend) or "none",
+            }
             violations.append(Violation(rule, column, training.height, (found,)))
     return ContractReport(DOMAIN_COLUMNS_RULE, training.height, tuple(violations))
 

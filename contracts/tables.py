@@ -7,11 +7,9 @@ source, so `TableContract.schema` adds those checks at validation time.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Optional
 
 import pandera.polars as pa
 import polars as pl
-
 
 __all__ = [
     "ChannelResponseTruth",
@@ -67,8 +65,8 @@ class ProductDemand(pa.DataFrameModel):
     IN_STOCK: bool = pa.Field(nullable=False)
     # Calendar covariates some sources carry (M5): SNAP benefits paid out in the market's state
     # that day, and any calendar event (holiday, sporting, cultural, religious).
-    SNAP: Optional[bool] = pa.Field(nullable=False)
-    IS_EVENT: Optional[bool] = pa.Field(nullable=False)
+    SNAP: bool | None = pa.Field(nullable=False)
+    IS_EVENT: bool | None = pa.Field(nullable=False)
 
     class Config:
         strict = True
@@ -125,24 +123,24 @@ class TrainingDataset(pa.DataFrameModel):
     IN_STOCK: bool = pa.Field(nullable=False)
     PRICE: float = pa.Field(nullable=False, gt=0)
     PROMO: bool = pa.Field(nullable=False)
-    DEMAND_LAG_1: Optional[int] = pa.Field(nullable=True, ge=0)
-    DEMAND_LAG_7: Optional[int] = pa.Field(nullable=True, ge=0)
-    DEMAND_LAG_14: Optional[int] = pa.Field(nullable=True, ge=0)
-    DEMAND_LAG_28: Optional[int] = pa.Field(nullable=True, ge=0)
-    DEMAND_ROLL_MEAN_7: Optional[float] = pa.Field(nullable=True, ge=0)
-    DEMAND_ROLL_MEAN_28: Optional[float] = pa.Field(nullable=True, ge=0)
+    DEMAND_LAG_1: int | None = pa.Field(nullable=True, ge=0)
+    DEMAND_LAG_7: int | None = pa.Field(nullable=True, ge=0)
+    DEMAND_LAG_14: int | None = pa.Field(nullable=True, ge=0)
+    DEMAND_LAG_28: int | None = pa.Field(nullable=True, ge=0)
+    DEMAND_ROLL_MEAN_7: float | None = pa.Field(nullable=True, ge=0)
+    DEMAND_ROLL_MEAN_28: float | None = pa.Field(nullable=True, ge=0)
     DAY_OF_WEEK: int = pa.Field(nullable=False, ge=1, le=7)
     WEEK_OF_YEAR: int = pa.Field(nullable=False, ge=1, le=53)
     MONTH: int = pa.Field(nullable=False, ge=1, le=12)
     DAY_OF_YEAR: int = pa.Field(nullable=False, ge=1, le=366)
     IS_HOLIDAY: bool = pa.Field(nullable=False)
-    ECONOMIC_INDEX: Optional[float] = pa.Field(nullable=True, gt=0)
-    INFLATION_RATE: Optional[float] = pa.Field(nullable=True)
-    UNEMPLOYMENT_RATE: Optional[float] = pa.Field(nullable=True, ge=0)
-    SNAP: Optional[bool] = pa.Field(nullable=False)
-    IS_EVENT: Optional[bool] = pa.Field(nullable=False)
-    SPEND: Optional[float] = pa.Field(nullable=True, ge=0, alias=r"^SPEND_[A-Z0-9_]+$", regex=True)
-    RESPONSE: Optional[float] = pa.Field(nullable=True, ge=0, alias=r"^RESPONSE_[A-Z0-9_]+$", regex=True)
+    ECONOMIC_INDEX: float | None = pa.Field(nullable=True, gt=0)
+    INFLATION_RATE: float | None = pa.Field(nullable=True)
+    UNEMPLOYMENT_RATE: float | None = pa.Field(nullable=True, ge=0)
+    SNAP: bool | None = pa.Field(nullable=False)
+    IS_EVENT: bool | None = pa.Field(nullable=False)
+    SPEND: float | None = pa.Field(nullable=True, ge=0, alias=r"^SPEND_[A-Z0-9_]+$", regex=True)
+    RESPONSE: float | None = pa.Field(nullable=True, ge=0, alias=r"^RESPONSE_[A-Z0-9_]+$", regex=True)
 
     class Config:
         strict = True
@@ -177,7 +175,6 @@ class DemandForecast(pa.DataFrameModel):
         unique = ["DATE", "COUNTRY", "PRODUCT", "HORIZON_DAY"]
 
 
-
 class SpendRoi(pa.DataFrameModel):
     """Per day x country x channel: spend, the incremental units and revenue the fitted response
     curve credits it with, ROI and marginal ROI, with bootstrap bands."""
@@ -192,10 +189,10 @@ class SpendRoi(pa.DataFrameModel):
     INCREMENTAL_UNITS_P90: float = pa.Field(nullable=False, ge=0)
     UNIT_REVENUE: float = pa.Field(nullable=False, gt=0)
     INCREMENTAL_REVENUE: float = pa.Field(nullable=False, ge=0)
-    ROI: Optional[float] = pa.Field(nullable=True, ge=0)  # null: no spend that day
-    ROI_28D: Optional[float] = pa.Field(nullable=True, ge=0)
-    ROI_28D_P10: Optional[float] = pa.Field(nullable=True, ge=0)
-    ROI_28D_P90: Optional[float] = pa.Field(nullable=True, ge=0)
+    ROI: float | None = pa.Field(nullable=True, ge=0)  # null: no spend that day
+    ROI_28D: float | None = pa.Field(nullable=True, ge=0)
+    ROI_28D_P10: float | None = pa.Field(nullable=True, ge=0)
+    ROI_28D_P90: float | None = pa.Field(nullable=True, ge=0)
     MARGINAL_ROI: float = pa.Field(nullable=False, ge=0)
     MARGINAL_ROI_P10: float = pa.Field(nullable=False, ge=0)
     MARGINAL_ROI_P90: float = pa.Field(nullable=False, ge=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -75,7 +76,7 @@ class ContractReport:
             rows.append(f"| `{v.rule}` | `{v.column}` | {v.n_rows} | {examples} |")
         return "\n".join(rows)
 
-    def merge(self, other: "ContractReport") -> "ContractReport":
+    def merge(self, other: ContractReport) -> ContractReport:
         """Combine reports of the same check over consecutive chunks."""
         merged: dict[tuple[str, str], Violation] = {(v.rule, v.column): v for v in self.violations}
         for v in other.violations:
@@ -133,7 +134,7 @@ class TableContract:
                 continue
             allowed_list = list(allowed)
             updates[column] = {
-                "checks": [*schema.columns[column].checks, named_check(f"known_{column.lower()}", lambda c, a=allowed_list: c.is_in(a))]
+                "checks": [*schema.columns[column].checks, named_check(f"known_{column.lower()}", functools.partial(_is_in, allowed=allowed_list))]
             }
         return schema.update_columns(updates)
 
@@ -162,3 +163,7 @@ def _violations_from(failure_cases: pl.DataFrame, frame: pl.DataFrame, keys: Seq
         examples = tuple(frame[unique_idx[:MAX_EXAMPLES]].select(shown_cols).to_dicts())
         violations.append(Violation(str(check), column, len(unique_idx), examples))
     return tuple(violations)
+
+
+def _is_in(column: pl.Expr, allowed: list) -> pl.Expr:
+    return column.is_in(allowed)

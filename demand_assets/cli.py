@@ -17,22 +17,23 @@ from pathlib import Path
 
 __all__ = ["export_csv", "m5_files", "settings_docs"]
 
-DOCS_CONFIGURATION = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 def export_csv(argv: list[str] | None = None) -> None:
     """`demand-export-csv`: export the configured source (DEMAND_SOURCE and its settings) as a
     daily CSV snapshot: one file per domain the source provides, and the product catalogue."""
     from demand_assets.sources.csv_snapshot import export_snapshot
-    from resources import resources_from_env
+    from resources import DemandSourceResource, resources_from_env
 
     parser = argparse.ArgumentParser(description=export_csv.__doc__)
     parser.add_argument("--start", type=dt.date.fromisoformat, default=dt.date(2024, 1, 1), help="first day (YYYY-MM-DD)")
     parser.add_argument("--end", type=dt.date.fromisoformat, default=dt.date(2024, 3, 1), help="day after the last (exclusive)")
     parser.add_argument("--out", required=True, help="folder to write the snapshot into")
     args = parser.parse_args(argv)
-    source = resources_from_env(resolve=True)["source"].open()
-    for filename, rows in export_snapshot(source, args.start, args.end, args.out).items():
+    source = resources_from_env(resolve=True)["source"]
+    assert isinstance(source, DemandSourceResource)
+    for filename, rows in export_snapshot(source.open(), args.start, args.end, args.out).items():
         print(f"wrote {rows:>9} rows to {Path(args.out) / filename}")
 
 
@@ -52,20 +53,31 @@ def m5_files(argv: list[str] | None = None) -> None:
 
 
 def settings_docs(argv: list[str] | None = None) -> None:
-    """`demand-settings-docs`: regenerate the settings table in docs/configuration.md from the
-    resource and asset config fields; `--check` fails if the file is out of date instead."""
-    from demand_assets.domains.settings_catalog import replace_settings_table, settings_markdown
+    """`demand-settings-docs`: regenerate the tables the docs take from the code: the settings
+    table of docs/configuration.md (resource and asset-config fields) and the table list of
+    docs/contracts.md (the table registry); `--check` fails if either is out of date instead."""
+    from contracts.registry import registry_markdown
+    from demand_assets.domains.settings_catalog import TABLES_END, TABLES_START, replace_settings_table, settings_markdown
 
     parser = argparse.ArgumentParser(description=settings_docs.__doc__)
     parser.add_argument("--check", action="store_true")
-    parser.add_argument("--file", type=Path, default=DOCS_CONFIGURATION)
+    parser.add_argument("--docs", type=Path, default=DOCS, help="the docs folder")
     args = parser.parse_args(argv)
-    current = args.file.read_text()
-    updated = replace_settings_table(current, settings_markdown())
-    if args.check:
-        if updated != current:
-            sys.exit(f"{args.file} is out of date: run demand-settings-docs")
-        print(f"{args.file}: settings table up to date")
-        return
-    args.file.write_text(updated)
-    print(f"wrote the settings table to {args.file}")
+    generated = {
+        args.docs / "configuration.md": lambda text: replace_settings_table(text, settings_markdown()),
+        args.docs / "contracts.md": lambda text: replace_settings_table(text, registry_markdown(), TABLES_START, TABLES_END),
+    }
+    stale = []
+    for path, regenerate in generated.items():
+        current = path.read_text()
+        updated = regenerate(current)
+        if updated == current:
+            continue
+        if args.check:
+            stale.append(str(path))
+        else:
+            path.write_text(updated)
+            print(f"wrote the generated table of {path}")
+    if stale:
+        sys.exit(f"out of date: {', '.join(stale)}: run demand-settings-docs")
+    print("generated tables of the docs are up to date")

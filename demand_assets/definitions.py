@@ -4,13 +4,6 @@ from __future__ import annotations
 
 import dagster as dg
 
-from demand_assets.domains.raw import (
-    channel_response_truth,
-    channel_spend_response,
-    country_demand,
-    product_demand,
-    product_demand_truth,
-)
 from demand_assets.domains.accuracy import forecast_accuracy
 from demand_assets.domains.automation import (
     daily_raw_domains_job,
@@ -24,6 +17,13 @@ from demand_assets.domains.impact import forecast_error_cost, instock_value
 from demand_assets.domains.marketing import spend_response_model, spend_roi
 from demand_assets.domains.models import champion_model, model_backtest
 from demand_assets.domains.planning import budget_allocation, spend_scenario
+from demand_assets.domains.raw import (
+    channel_response_truth,
+    channel_spend_response,
+    country_demand,
+    product_demand,
+    product_demand_truth,
+)
 from demand_assets.domains.sku import sku_forecast_models
 from demand_assets.domains.training import training_dataset
 from resources import resources_from_env

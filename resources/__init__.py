@@ -2,8 +2,8 @@
 
 from resources.contract_settings import ContractSettings
 from resources.data_source import DemandSourceResource
-from resources.economics_settings import EconomicsSettings
 from resources.delta_store import DeltaStore, MissingTableError, WriteSummary
+from resources.economics_settings import EconomicsSettings
 from resources.mlflow_tracking import MlflowTracking
 from resources.monitoring_settings import MonitoringSettings
 from resources.settings import DEPLOYMENT_SETTINGS, build_resources, demand_home, resources_from_env

@@ -12,8 +12,5 @@ class ContractSettings(dg.ConfigurableResource):
     reconcile_tolerance: float = Field(
         default=0.01,
         ge=0,
-        description=(
-            "Relative tolerance when product sales are reconciled with the country total "
-            "(BASELINE_DEMAND + sum of CHANNEL_RESPONSE)."
-        ),
+        description=("Relative tolerance when product sales are reconciled with the country total (BASELINE_DEMAND + sum of CHANNEL_RESPONSE)."),
     )

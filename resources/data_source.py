@@ -4,7 +4,7 @@ transaction log, or the M5 competition files."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal, Optional
+from typing import Literal
 
 import dagster as dg
 from pydantic import Field
@@ -25,13 +25,18 @@ class DemandSourceResource(dg.ConfigurableResource):
     `m5` the M5 competition files (calendar.csv, sell_prices.csv, sales_train_*.csv). The last
     two have product demand only: no spend, no macro indicators, stockouts inferred."""
 
-    kind: Literal["synthetic", "csv", "transactions", "m5"] = Field(default="synthetic", description="where the raw domains come from: synthetic (generated, with ground truth), csv (a daily CSV snapshot), transactions (a retail transaction log) or m5 (the M5 competition files)")
-    csv_dir: Optional[str] = Field(default=None, description="folder of the CSV snapshot (kind csv)")
-    transactions_file: Optional[str] = Field(default=None, description="the transaction log, a CSV of invoice lines (kind transactions)")
+    kind: Literal["synthetic", "csv", "transactions", "m5"] = Field(
+        default="synthetic",
+        description="where the raw domains come from: synthetic (generated, with ground truth), csv (a daily CSV snapshot), transactions (a retail transaction log) or m5 (the M5 competition files)",
+    )
+    csv_dir: str | None = Field(default=None, description="folder of the CSV snapshot (kind csv)")
+    transactions_file: str | None = Field(default=None, description="the transaction log, a CSV of invoice lines (kind transactions)")
     transactions_market: str = Field(default="ALL", description="the COUNTRY value given to a transaction log's rows")
-    m5_dir: Optional[str] = Field(default=None, description="folder holding calendar.csv, sell_prices.csv and sales_train_*.csv (kind m5)")
-    stockout_alpha: Optional[float] = Field(
-        default=0.001, gt=0, lt=1,
+    m5_dir: str | None = Field(default=None, description="folder holding calendar.csv, sell_prices.csv and sales_train_*.csv (kind m5)")
+    stockout_alpha: float | None = Field(
+        default=0.001,
+        gt=0,
+        lt=1,
         description="for sources without stock data (m5, transactions), a zero run is a probable "
         "stockout when its probability under the item's sales rate is below this; empty: no inference",
     )
@@ -40,14 +45,14 @@ class DemandSourceResource(dg.ConfigurableResource):
     n_products: int = Field(default=50, ge=1, description="products per country in the synthetic world")
     n_channels: int = Field(default=5, ge=1, description="marketing channels in the synthetic world")
     origin: str = Field(default="2023-01-01", description="day zero of the synthetic trend (YYYY-MM-DD)")
-    chunk_rows: int = Field(
-        default=4_000_000, ge=1, description="product rows generated or read per chunk (bounds memory)"
-    )
+    chunk_rows: int = Field(default=4_000_000, ge=1, description="product rows generated or read per chunk (bounds memory)")
     response_noise: float = Field(
-        default=0.2, ge=0, lt=2,
+        default=0.2,
+        ge=0,
+        lt=2,
         description="coefficient of variation of the measured CHANNEL_RESPONSE around the true response",
     )
-    regime_change: Optional[str] = Field(
+    regime_change: str | None = Field(
         default=None,
         description="inject a structural break into the synthetic world, kind@YYYY-MM-DD:magnitude[:channel], "
         "kind one of macro_shock, channel_response, elasticity, product_launch",

@@ -12,7 +12,6 @@ import queue
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Optional
 
 import dagster as dg
 import polars as pl
@@ -47,13 +46,11 @@ class WriteSummary:
 class DeltaStore(dg.ConfigurableResource):
     """Delta Lake tables, one folder (or object-store prefix) per table under `root_uri`."""
 
-    root_uri: Optional[str] = Field(
+    root_uri: str | None = Field(
         default=None,
         description="Root for all tables, e.g. s3://bucket/demand. Default: $DEMAND_HOME/delta.",
     )
-    storage_options: dict[str, str] = Field(
-        default_factory=dict, description="deltalake storage options (credentials, endpoint) for object stores."
-    )
+    storage_options: dict[str, str] = Field(default_factory=dict, description="deltalake storage options (credentials, endpoint) for object stores.")
 
     def uri(self, table: str) -> str:
         """Where `table` lives; only tables of the registry (`contracts.registry.Table`) exist."""
@@ -68,7 +65,7 @@ class DeltaStore(dg.ConfigurableResource):
             return False
         return DeltaTable.is_deltatable(self.uri(table), storage_options=self.storage_options or None)
 
-    def version(self, table: str) -> Optional[int]:
+    def version(self, table: str) -> int | None:
         if not self.exists(table):
             return None
         return DeltaTable(self.uri(table), storage_options=self.storage_options or None).version()
@@ -78,9 +75,7 @@ class DeltaStore(dg.ConfigurableResource):
             raise MissingTableError(f"table '{table}' has not been materialized yet (looked in {self.uri(table)})")
         return pl.scan_delta(self.uri(table), storage_options=self.storage_options or None)
 
-    def read_window(
-        self, table: str, start: dt.date, end: dt.date, columns: Optional[list[str]] = None, *, chunk_days: int = 64
-    ) -> pl.DataFrame:
+    def read_window(self, table: str, start: dt.date, end: dt.date, columns: list[str] | None = None, *, chunk_days: int = 64) -> pl.DataFrame:
         """Rows with start <= DATE < end, sorted by DATE then the table's other key columns
         (from the table registry, `contracts.registry`).
 
@@ -201,10 +196,10 @@ class _ArrowStream:
 
     def __init__(self, chunks: Iterator[pl.DataFrame]) -> None:
         self._chunks = chunks
-        self.error: Optional[BaseException] = None
+        self.error: BaseException | None = None
         self.rows = 0
 
-    def _next_table(self) -> Optional[pa.Table]:
+    def _next_table(self) -> pa.Table | None:
         try:
             chunk = next(self._chunks)
         except StopIteration:
@@ -215,7 +210,7 @@ class _ArrowStream:
         self.rows += chunk.height
         return chunk.to_arrow(compat_level=pl.CompatLevel.oldest())
 
-    def first(self) -> Optional[pa.Table]:
+    def first(self) -> pa.Table | None:
         table = self._next_table()
         while table is not None and table.num_rows == 0:
             table = self._next_table()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import dagster as dg
 import polars as pl
@@ -15,13 +14,9 @@ __all__ = ["EconomicsSettings"]
 
 
 class EconomicsSettings(dg.ConfigurableResource):
-    margin_rate: float = Field(
-        default=0.35, gt=0, description="margin lost per unit of unmet demand, as a share of its price"
-    )
-    holding_rate: float = Field(
-        default=0.10, gt=0, description="holding, markdown and waste per unit stocked but unsold, as a share of its price"
-    )
-    overrides_csv: Optional[str] = Field(
+    margin_rate: float = Field(default=0.35, gt=0, description="margin lost per unit of unmet demand, as a share of its price")
+    holding_rate: float = Field(default=0.10, gt=0, description="holding, markdown and waste per unit stocked but unsold, as a share of its price")
+    overrides_csv: str | None = Field(
         default=None,
         description="CSV with a PRODUCT or CATEGORY column and MARGIN_RATE and/or HOLDING_RATE; product rows win over category rows",
     )
@@ -29,7 +24,7 @@ class EconomicsSettings(dg.ConfigurableResource):
     def economics(self) -> UnitEconomics:
         return UnitEconomics(margin_rate=self.margin_rate, holding_rate=self.holding_rate)
 
-    def overrides(self) -> Optional[pl.DataFrame]:
+    def overrides(self) -> pl.DataFrame | None:
         if not self.overrides_csv:
             return None
         path = Path(self.overrides_csv).expanduser()

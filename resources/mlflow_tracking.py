@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Optional
 
 import dagster as dg
 import mlflow
 from mlflow import MlflowClient
+from mlflow.pyfunc import PyFuncModel, PythonModel
 from pydantic import Field
 
 from demand_assets.forecasting.registry import CHAMPION_ALIAS, DAILY_REGISTERED_MODEL
@@ -28,17 +28,22 @@ _PIP_REQUIREMENTS = ["demand-assets", "mlflow", "polars", "pandas", "lightgbm", 
 
 
 class MlflowTracking(dg.ConfigurableResource):
-    tracking_uri: Optional[str] = Field(default=None, description="MLflow tracking store: a database URI or a tracking server (http://...); default SQLite under $DEMAND_HOME/mlflow")
-    artifact_location: Optional[str] = Field(default=None, description="artifact root for a new experiment; default $DEMAND_HOME/mlflow/artifacts")
+    tracking_uri: str | None = Field(
+        default=None, description="MLflow tracking store: a database URI or a tracking server (http://...); default SQLite under $DEMAND_HOME/mlflow"
+    )
+    artifact_location: str | None = Field(default=None, description="artifact root for a new experiment; default $DEMAND_HOME/mlflow/artifacts")
     experiment: str = Field(default="demand_assets", description="MLflow experiment name")
     registered_model: str = Field(default=DAILY_REGISTERED_MODEL, description="registered model that holds every candidate as a version")
     ui_url: str = Field(default="http://127.0.0.1:5000", description="base URL of `mlflow ui`, for links in asset metadata")
 
-    def for_model(self, registered_model: str) -> "MlflowTracking":
+    def for_model(self, registered_model: str) -> MlflowTracking:
         """The same tracking store, registering under `registered_model` (e.g. a per-SKU model)."""
         return MlflowTracking(
-            tracking_uri=self.tracking_uri, artifact_location=self.artifact_location, experiment=self.experiment,
-            registered_model=registered_model, ui_url=self.ui_url,
+            tracking_uri=self.tracking_uri,
+            artifact_location=self.artifact_location,
+            experiment=self.experiment,
+            registered_model=registered_model,
+            ui_url=self.ui_url,
         )
 
     def _uri(self) -> str:
@@ -70,7 +75,7 @@ class MlflowTracking(dg.ConfigurableResource):
     def run_url(self, run_id: str) -> str:
         return f"{self.ui_url.rstrip('/')}/#/experiments/{self.experiment_id()}/runs/{run_id}"
 
-    def log_and_register(self, python_model: mlflow.pyfunc.PythonModel, name: str, tags: dict[str, str]) -> str:
+    def log_and_register(self, python_model: PythonModel, name: str, tags: dict[str, str]) -> str:
         """Log a pyfunc in the active run and register it as a new version; returns the version."""
         info = mlflow.pyfunc.log_model(
             name=name,
@@ -87,7 +92,7 @@ class MlflowTracking(dg.ConfigurableResource):
     def set_champion(self, version: str, alias: str = CHAMPION_ALIAS) -> None:
         self.client().set_registered_model_alias(self.registered_model, alias, version)
 
-    def champion_version(self, alias: str = CHAMPION_ALIAS) -> Optional[str]:
+    def champion_version(self, alias: str = CHAMPION_ALIAS) -> str | None:
         try:
             return str(self.client().get_model_version_by_alias(self.registered_model, alias).version)
         except mlflow.exceptions.MlflowException:
@@ -96,6 +101,6 @@ class MlflowTracking(dg.ConfigurableResource):
     def version_tags(self, version: str) -> dict[str, str]:
         return dict(self.client().get_model_version(self.registered_model, version).tags)
 
-    def load(self, version: str) -> mlflow.pyfunc.PyFuncModel:
+    def load(self, version: str) -> PyFuncModel:
         self.client()
         return mlflow.pyfunc.load_model(f"models:/{self.registered_model}/{version}")

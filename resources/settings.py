@@ -19,9 +19,10 @@ values (`resolve=True`).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Mapping, Optional, get_args
+from typing import Any, Literal, get_args
 
 import dagster as dg
 
@@ -84,7 +85,7 @@ def _resource_classes() -> dict[str, type[dg.ConfigurableResource]]:
     }
 
 
-def _from_env(setting: EnvSetting, resolve: bool, classes: Mapping[str, type]) -> Any:
+def _from_env(setting: EnvSetting, resolve: bool, classes: Mapping[str, type[dg.ConfigurableResource]]) -> Any:
     raw = os.environ.get(setting.env, "").strip()
     if setting.kind == "choice":
         allowed = get_args(classes[setting.resource].model_fields[setting.field].annotation)
@@ -99,7 +100,7 @@ def _from_env(setting: EnvSetting, resolve: bool, classes: Mapping[str, type]) -
     return raw if resolve else dg.EnvVar(setting.env)
 
 
-def build_resources(*, resolve: bool = False, overrides: Optional[Mapping[str, Mapping[str, Any]]] = None) -> dict[str, dg.ConfigurableResource]:
+def build_resources(*, resolve: bool = False, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, dg.ConfigurableResource]:
     """The resources of the code location: each field at its default, deployment settings from
     the environment variables that are set, and `overrides` (resource -> field -> value) for a
     deployment that wants other defaults for its knobs."""

@@ -33,9 +33,7 @@ def small_resources(delta_root, source: DemandSourceResource | None = None, tole
         "contract_settings": ContractSettings(reconcile_tolerance=tolerance),
         "monitoring": MonitoringSettings(),
         "economics": EconomicsSettings(),
-        "mlflow_tracking": MlflowTracking(
-            tracking_uri=f"sqlite:///{mlflow_dir}.db", artifact_location=(mlflow_dir / "artifacts").as_uri()
-        ),
+        "mlflow_tracking": MlflowTracking(tracking_uri=f"sqlite:///{mlflow_dir}.db", artifact_location=(mlflow_dir / "artifacts").as_uri()),
     }
 
 

@@ -21,7 +21,11 @@ def small_panel(**overrides) -> tuple[pl.DataFrame, pl.DataFrame]:
         return pl.concat(list(src.read(domain, PANEL_START, PANEL_END)))
 
     dataset = build_training_dataset(
-        read(Domain.PRODUCT_DEMAND), read(Domain.COUNTRY_DEMAND), read(Domain.CHANNEL_SPEND_RESPONSE),
-        src.catalog().products, PANEL_START, PANEL_END,
+        read(Domain.PRODUCT_DEMAND),
+        read(Domain.COUNTRY_DEMAND),
+        read(Domain.CHANNEL_SPEND_RESPONSE),
+        src.catalog().products,
+        PANEL_START,
+        PANEL_END,
     )
     return dataset, read(Domain.PRODUCT_DEMAND_TRUTH)

@@ -22,7 +22,16 @@ def test_definitions_load_with_daily_partitions_and_blocking_checks():
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    unpartitioned = {"model_backtest", "champion_model", "sku_forecast_models", "spend_response_model", "budget_allocation", "forecast_error_cost", "instock_value", "spend_scenario"}
+    unpartitioned = {
+        "model_backtest",
+        "champion_model",
+        "sku_forecast_models",
+        "spend_response_model",
+        "budget_allocation",
+        "forecast_error_cost",
+        "instock_value",
+        "spend_scenario",
+    }
     expected = set(TABLES) | unpartitioned | {"product_demand_truth", "channel_response_truth", "demand_forecast", "forecast_accuracy", "spend_roi"}
     assert expected == keys
     for key in graph.get_all_asset_keys():
@@ -52,7 +61,10 @@ def test_daily_automation_follows_contracts_and_raw_domains_have_freshness_polic
     assert schedule.cron_schedule == "0 1 * * *"
     weekly = defs.resolve_schedule_def("weekly_marketing_schedule")
     assert weekly.cron_schedule == "0 3 * * 1"
-    assert {k.to_user_string() for k in defs.resolve_job_def("weekly_marketing").asset_layer.executable_asset_keys} == {"spend_response_model", "budget_allocation"}
+    assert {k.to_user_string() for k in defs.resolve_job_def("weekly_marketing").asset_layer.executable_asset_keys} == {
+        "spend_response_model",
+        "budget_allocation",
+    }
     (target,) = defs.resolve_sensor_def("retraining_sensor").targets
     job = defs.resolve_job_def(target.job_name)
     assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == {"model_backtest", "champion_model"}
@@ -161,9 +173,7 @@ def test_a_broken_contract_writes_nothing_keeps_the_table_and_blocks_downstream(
     assert "DATE=2024-01-10" in message and "COUNTRY=US" in message
     assert "nothing was written" in message
 
-    evaluations = {
-        e.event_specific_data.check_name: e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
-    }
+    evaluations = {e.event_specific_data.check_name: e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
     assert evaluations[CHANNEL_SPEND_RESPONSE_CONTRACT].passed is False
 
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}

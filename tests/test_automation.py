@@ -9,7 +9,7 @@ from demand_assets.definitions import ALL_ASSETS
 from tests.conftest import SMALL, materialize_range, small_resources
 from tests.test_assets import CorruptingSource
 
-NOW = dt.datetime(2024, 3, 2, 1, 0, tzinfo=dt.timezone.utc)  # the latest daily partition is 2024-03-01
+NOW = dt.datetime(2024, 3, 2, 1, 0, tzinfo=dt.UTC)  # the latest daily partition is 2024-03-01
 RAW = ["country_demand", "channel_spend_response", "product_demand", "product_demand_truth", "channel_response_truth"]
 
 

@@ -92,12 +92,20 @@ def test_censoring_aware_seasonal_naive_skips_stockout_days():
 def test_scores_match_hand_computed_metrics():
     forecasts = pl.DataFrame(
         {
-            "MODEL": "m", "FOLD": 0, "DATE": [dt.date(2024, 1, d) for d in (1, 2, 3, 4)], "COUNTRY": "US", "PRODUCT": "P1",
-            "ACTUAL": [10, 0, 5, 5], "IN_STOCK": [True, False, True, True],
-            "MEAN": [8.0, 1.0, 5.0, 9.0], "P50": [8.0, 1.0, 5.0, 9.0], "P10": [5.0, 0.0, 4.0, 6.0], "P90": [12.0, 2.0, 6.0, 10.0],
+            "MODEL": "m",
+            "FOLD": 0,
+            "DATE": [dt.date(2024, 1, d) for d in (1, 2, 3, 4)],
+            "COUNTRY": "US",
+            "PRODUCT": "P1",
+            "ACTUAL": [10, 0, 5, 5],
+            "IN_STOCK": [True, False, True, True],
+            "MEAN": [8.0, 1.0, 5.0, 9.0],
+            "P50": [8.0, 1.0, 5.0, 9.0],
+            "P10": [5.0, 0.0, 4.0, 6.0],
+            "P90": [12.0, 2.0, 6.0, 10.0],
         }
     )
-    m = score_forecasts(forecasts).filter((pl.col("FOLD") == 0))
+    m = score_forecasts(forecasts).filter(pl.col("FOLD") == 0)
     all_days = m.filter(pl.col("REGIME") == "all").row(0, named=True)
     assert all_days["WAPE"] == pytest.approx(7 / 20) and all_days["COVERAGE_P10_P90"] == pytest.approx(3 / 4)
     in_stock = m.filter(pl.col("REGIME") == "in_stock").row(0, named=True)
@@ -204,8 +212,7 @@ def test_mase_scales_are_each_series_seasonal_naive_error_on_its_fold_history():
     folds = rolling_origin_folds(dataset["DATE"].max(), n_folds=2, horizon=14)
     first = dataset.select("COUNTRY", "PRODUCT").row(0)
     short = dataset.filter(
-        (pl.col("COUNTRY") == first[0]) & (pl.col("PRODUCT") == first[1])
-        & pl.col("DATE").is_between(folds[0].origin - dt.timedelta(days=6), folds[0].origin)
+        (pl.col("COUNTRY") == first[0]) & (pl.col("PRODUCT") == first[1]) & pl.col("DATE").is_between(folds[0].origin - dt.timedelta(days=6), folds[0].origin)
     ).with_columns(pl.lit("NEW").alias("PRODUCT"))
     assert short.height == 7
     panel = pl.concat([dataset, short]).sample(fraction=1.0, shuffle=True, seed=3)

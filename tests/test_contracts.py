@@ -55,9 +55,7 @@ BAD_CASES = [
 @pytest.mark.parametrize(("table", "column", "value", "rule"), BAD_CASES, ids=[f"{c[0]}-{c[1]}-{c[3]}" for c in BAD_CASES])
 def test_each_rule_rejects_a_crafted_bad_row(frames, table, column, value, rule):
     ctx, data = frames
-    frame = data[table].with_row_index("_i").with_columns(
-        pl.when(pl.col("_i") == 3).then(value).otherwise(pl.col(column)).alias(column)
-    ).drop("_i")
+    frame = data[table].with_row_index("_i").with_columns(pl.when(pl.col("_i") == 3).then(value).otherwise(pl.col(column)).alias(column)).drop("_i")
     report = CONTRACTS[table].validate(frame, ctx)
     violations = _only_violation(report)
     match = [v for (r, c), v in violations.items() if rule in r and c == column]
@@ -155,9 +153,7 @@ def test_lag_integrity_passes_on_built_features(training):
 @pytest.mark.parametrize("column", ["DEMAND_LAG_7", "DEMAND_LAG_28", "DEMAND_ROLL_MEAN_7"])
 def test_lag_integrity_catches_a_shifted_feature(training, column):
     history, frame = training
-    tampered = frame.with_row_index("_i").with_columns(
-        pl.when(pl.col("_i") == 5).then(pl.col(column) + 1).otherwise(pl.col(column)).alias(column)
-    ).drop("_i")
+    tampered = frame.with_row_index("_i").with_columns(pl.when(pl.col("_i") == 5).then(pl.col(column) + 1).otherwise(pl.col(column)).alias(column)).drop("_i")
     report = check_lag_integrity(tampered, history, lags=DEMAND_LAGS, windows=ROLLING_WINDOWS)
     assert [v.column for v in report.violations] == [column]
     assert report.violations[0].n_rows == 1
@@ -175,8 +171,19 @@ def test_training_contract_accepts_built_features_and_rejects_negative_lag(train
 
 def _forecast_frame():
     rows = [
-        {"DATE": START, "COUNTRY": "US", "PRODUCT": "P00001", "HORIZON_DAY": h, "TARGET_DATE": START + dt.timedelta(days=h),
-         "MEAN": 2.0, "P10": 1.0, "P50": 2.0, "P90": 3.0, "MODEL": "lightgbm", "MODEL_VERSION": "1"}
+        {
+            "DATE": START,
+            "COUNTRY": "US",
+            "PRODUCT": "P00001",
+            "HORIZON_DAY": h,
+            "TARGET_DATE": START + dt.timedelta(days=h),
+            "MEAN": 2.0,
+            "P10": 1.0,
+            "P50": 2.0,
+            "P90": 3.0,
+            "MODEL": "lightgbm",
+            "MODEL_VERSION": "1",
+        }
         for h in (1, 2, 3)
     ]
     return pl.DataFrame(rows)

@@ -18,8 +18,10 @@ from resources.settings import DEPLOYMENT_SETTINGS
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 CODE_FILES = [
-    p for p in ROOT.rglob("*")
-    if p.is_file() and (p.suffix in {".py", ".yaml", ".toml", ".json"} or p.name in {"Makefile", "Dockerfile"})
+    p
+    for p in ROOT.rglob("*")
+    if p.is_file()
+    and (p.suffix in {".py", ".yaml", ".toml", ".json"} or p.name in {"Makefile", "Dockerfile"})
     and not any(part.startswith(".") or part in {"tests", "docs", "build"} for part in p.relative_to(ROOT).parts)
 ]
 CODE = "\n".join(p.read_text(errors="replace") for p in CODE_FILES)
@@ -65,7 +67,24 @@ def test_assets_tables_settings_and_env_vars_named_in_the_docs_are_real():
             if name not in envs:
                 wrong.append(f"{page.name}: environment variable `{name}` is not read by the code")
         for name in set(re.findall(r"`([a-z]+(?:_[a-z0-9]+)+)`", text)):
-            if name.endswith(("_demand", "_response", "_model", "_models", "_forecast", "_forecasts", "_metrics", "_value", "_cost", "_dataset", "_truth", "_roi", "_allocation", "_scenario")):
+            if name.endswith(
+                (
+                    "_demand",
+                    "_response",
+                    "_model",
+                    "_models",
+                    "_forecast",
+                    "_forecasts",
+                    "_metrics",
+                    "_value",
+                    "_cost",
+                    "_dataset",
+                    "_truth",
+                    "_roi",
+                    "_allocation",
+                    "_scenario",
+                )
+            ):
                 if name not in assets | tables and name not in CODE:
                     wrong.append(f"{page.name}: `{name}` is neither an asset nor a table")
     assert not wrong, "\n".join(sorted(wrong))
@@ -104,6 +123,16 @@ def test_the_settings_table_is_generated_from_the_fields():
     assert replace_settings_table(document, settings_markdown()) == document, "docs/configuration.md is stale: run demand-settings-docs"
     for field in ("reconcile_tolerance", "margin_rate", "psi_threshold", "lgbm_rounds", "planning_days"):
         assert f"| `{field}` |" in document
+
+
+def test_the_data_dictionary_lists_every_registered_table():
+    from contracts.registry import registry_markdown
+    from demand_assets.domains.settings_catalog import TABLES_END, TABLES_START
+
+    document = (ROOT / "docs" / "contracts.md").read_text()
+    assert replace_settings_table(document, registry_markdown(), TABLES_START, TABLES_END) == document, "docs/contracts.md is stale: run demand-settings-docs"
+    for table in Table:
+        assert f"| `{table.value}` |" in document
 
 
 def test_every_setting_has_a_description_and_deployment_settings_name_their_variable():

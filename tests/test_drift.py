@@ -73,8 +73,15 @@ from demand_assets.monitoring.promotion import decide_promotion  # noqa: E402
 
 
 def _decide(**kw):
-    base = dict(challenger="hybrid", challenger_reason="hybrid is best", incumbent="lightgbm", challenger_wape=0.40,
-                incumbent_wape=0.45, frozen_incumbent=True, compared_on="fold 3")
+    base = dict(
+        challenger="hybrid",
+        challenger_reason="hybrid is best",
+        incumbent="lightgbm",
+        challenger_wape=0.40,
+        incumbent_wape=0.45,
+        frozen_incumbent=True,
+        compared_on="fold 3",
+    )
     return decide_promotion(**base | kw)
 
 

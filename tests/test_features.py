@@ -78,7 +78,9 @@ def test_channel_features_are_wide_and_response_only_lagged(inputs):
         assert {f"SPEND_{ch}", f"SPEND_{ch}_LAG_7", f"RESPONSE_{ch}_LAG_1", f"RESPONSE_{ch}_LAG_7"} <= set(frame.columns)
         assert f"RESPONSE_{ch}" not in frame.columns  # same-day response is an outcome, not a feature
     day = dt.date(2024, 5, 9)
-    expected = inputs["channel"].filter((pl.col("DATE") == day - dt.timedelta(days=1)) & (pl.col("COUNTRY") == "US") & (pl.col("CHANNEL") == channels[0]))["CHANNEL_RESPONSE"][0]
+    expected = inputs["channel"].filter((pl.col("DATE") == day - dt.timedelta(days=1)) & (pl.col("COUNTRY") == "US") & (pl.col("CHANNEL") == channels[0]))[
+        "CHANNEL_RESPONSE"
+    ][0]
     got = frame.filter((pl.col("DATE") == day) & (pl.col("COUNTRY") == "US"))[f"RESPONSE_{channels[0]}_LAG_1"].unique()
     assert got.to_list() == [expected]
 

@@ -36,11 +36,21 @@ def test_overrides_by_category_then_product():
 
 def _rows(model: str, p10, p50, p90, mean, actual, in_stock, price=10.0) -> pl.DataFrame:
     n = len(actual)
-    return pl.DataFrame({
-        "MODEL": [model] * n, "DATE": [dt.date(2024, 1, 1) + dt.timedelta(days=i) for i in range(n)], "COUNTRY": ["US"] * n, "PRODUCT": ["A"] * n,
-        "P10": [float(v) for v in p10], "P50": [float(v) for v in p50], "P90": [float(v) for v in p90], "MEAN": [float(v) for v in mean],
-        "ACTUAL": [int(v) for v in actual], "IN_STOCK": in_stock, "PRICE": [price] * n,
-    })
+    return pl.DataFrame(
+        {
+            "MODEL": [model] * n,
+            "DATE": [dt.date(2024, 1, 1) + dt.timedelta(days=i) for i in range(n)],
+            "COUNTRY": ["US"] * n,
+            "PRODUCT": ["A"] * n,
+            "P10": [float(v) for v in p10],
+            "P50": [float(v) for v in p50],
+            "P90": [float(v) for v in p90],
+            "MEAN": [float(v) for v in mean],
+            "ACTUAL": [int(v) for v in actual],
+            "IN_STOCK": in_stock,
+            "PRICE": [price] * n,
+        }
+    )
 
 
 def test_cost_table_against_hand_computed_values():
@@ -77,4 +87,6 @@ def test_stocking_the_critical_quantile_saves_money_when_the_band_is_right():
 
 def test_missing_columns_are_named():
     with pytest.raises(ValueError, match="PRICE"):
-        forecast_error_cost(pl.DataFrame({"MODEL": ["m"], "MEAN": [1.0], "P10": [1.0], "P50": [1.0], "P90": [1.0], "ACTUAL": [1], "IN_STOCK": [True]}), UnitEconomics())
+        forecast_error_cost(
+            pl.DataFrame({"MODEL": ["m"], "MEAN": [1.0], "P10": [1.0], "P50": [1.0], "P90": [1.0], "ACTUAL": [1], "IN_STOCK": [True]}), UnitEconomics()
+        )

@@ -42,7 +42,13 @@ print(json.dumps({{"module": None, "imported": []}}))
 
 def test_the_pure_package_list_covers_the_layers_it_should():
     modules = pure_modules()
-    for expected in ("contracts.registry", "demand_assets.marketing.summary", "demand_assets.monitoring.promotion", "demand_assets.sources.csv_snapshot", "demand_assets.forecasting.registry"):
+    for expected in (
+        "contracts.registry",
+        "demand_assets.marketing.summary",
+        "demand_assets.monitoring.promotion",
+        "demand_assets.sources.csv_snapshot",
+        "demand_assets.forecasting.registry",
+    ):
         assert expected in modules
     assert not any(m.startswith(WIRING) for m in modules)
 

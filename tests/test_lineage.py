@@ -23,6 +23,8 @@ from demand_assets.domains.sku import SkuModelConfig
 from resources import DeltaStore
 from tests.conftest import small_resources
 
+pytestmark = pytest.mark.slow  # materializes the whole graph asset by asset
+
 START, END = "2023-09-01", "2024-02-29"
 # Reads a declared dep cannot express: training_dataset's non-blocking drift checks compare the
 # newest days with the champion's training window, which champion_model writes from
@@ -31,7 +33,10 @@ CHECK_READS = {("training_dataset", Table.DRIFT_REFERENCE.value)}
 
 # (asset, partition range or None, run config): the graph in dependency order.
 STEPS = [
-    *((name, (START, END), None) for name in ("country_demand", "channel_spend_response", "product_demand", "product_demand_truth", "channel_response_truth", "training_dataset")),
+    *(
+        (name, (START, END), None)
+        for name in ("country_demand", "channel_spend_response", "product_demand", "product_demand_truth", "channel_response_truth", "training_dataset")
+    ),
     ("model_backtest", None, ForecastingConfig(models=["seasonal_naive", "lightgbm"], n_folds=2, horizon=14, history_days=170, lgbm_rounds=100)),
     ("champion_model", None, None),
     ("demand_forecast", ("2024-02-29", "2024-02-29"), DemandForecastConfig(horizon=28, history_days=120)),
@@ -67,8 +72,13 @@ def reads(tmp_path_factory):
             current[:] = [asset]
             tags = {"dagster/asset_partition_range_start": window[0], "dagster/asset_partition_range_end": window[1]} if window else None
             result = dg.materialize(
-                ALL_ASSETS, resources=resources, selection=[asset], instance=instance, tags=tags,
-                run_config=dg.RunConfig(ops={asset: config}) if config is not None else None, raise_on_error=False,
+                ALL_ASSETS,
+                resources=resources,
+                selection=[asset],
+                instance=instance,
+                tags=tags,
+                run_config=dg.RunConfig(ops={asset: config}) if config is not None else None,
+                raise_on_error=False,
             )
             assert result.success, f"{asset} failed"
     finally:

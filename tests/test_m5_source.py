@@ -63,8 +63,14 @@ def test_rows_are_the_files_sales_with_the_weeks_price_and_the_states_snap(m5_di
     expected = (
         long.join(calendar.select("d", pl.col("date").cast(pl.Date), "wm_yr_wk", "snap_CA", "snap_TX"), on="d")
         .join(prices, on=["store_id", "item_id", "wm_yr_wk"], how="inner")  # listed days only
-        .select(pl.col("date").alias("DATE"), pl.col("store_id").alias("COUNTRY"), pl.col("item_id").alias("PRODUCT"), "UNITS", "sell_price",
-                pl.when(pl.col("state_id") == "CA").then(pl.col("snap_CA")).otherwise(pl.col("snap_TX")).cast(pl.Boolean).alias("EXPECTED_SNAP"))
+        .select(
+            pl.col("date").alias("DATE"),
+            pl.col("store_id").alias("COUNTRY"),
+            pl.col("item_id").alias("PRODUCT"),
+            "UNITS",
+            "sell_price",
+            pl.when(pl.col("state_id") == "CA").then(pl.col("snap_CA")).otherwise(pl.col("snap_TX")).cast(pl.Boolean).alias("EXPECTED_SNAP"),
+        )
     )
     joined = expected.join(frame, on=["DATE", "COUNTRY", "PRODUCT"], how="full", coalesce=True)
     assert joined.height == frame.height == expected.height  # a row for every listed day, none else
@@ -82,9 +88,18 @@ def test_inferred_stockouts_find_the_generators_runs_and_alpha_none_turns_them_o
     frame = _read(M5Source(m5_dir, stockout_alpha=0.001), START, START + dt.timedelta(days=SHAPE.days))
     truth = pl.read_csv(m5_dir / "stockouts_truth.csv")
     days = pl.read_csv(m5_dir / "calendar.csv", try_parse_dates=True).select("d", pl.col("date").cast(pl.Date))
-    out = truth.join(days, left_on="d_start", right_on="d").with_columns(pl.date_ranges("date", pl.col("date") + pl.duration(days=pl.col("days") - 1)).alias("DATE")).explode("DATE")
-    out = out.with_columns(pl.col("id").str.extract(r"^(.*)_([A-Z]{2}_\d+)_evaluation$", 1).alias("PRODUCT"), pl.col("id").str.extract(r"_([A-Z]{2}_\d+)_evaluation$", 1).alias("COUNTRY"))
-    scored = frame.join(out.select("DATE", "COUNTRY", "PRODUCT", pl.lit(True).alias("TRUE_OUT")), on=["DATE", "COUNTRY", "PRODUCT"], how="left").with_columns(pl.col("TRUE_OUT").fill_null(False))
+    out = (
+        truth.join(days, left_on="d_start", right_on="d")
+        .with_columns(pl.date_ranges("date", pl.col("date") + pl.duration(days=pl.col("days") - 1)).alias("DATE"))
+        .explode("DATE")
+    )
+    out = out.with_columns(
+        pl.col("id").str.extract(r"^(.*)_([A-Z]{2}_\d+)_evaluation$", 1).alias("PRODUCT"),
+        pl.col("id").str.extract(r"_([A-Z]{2}_\d+)_evaluation$", 1).alias("COUNTRY"),
+    )
+    scored = frame.join(out.select("DATE", "COUNTRY", "PRODUCT", pl.lit(True).alias("TRUE_OUT")), on=["DATE", "COUNTRY", "PRODUCT"], how="left").with_columns(
+        pl.col("TRUE_OUT").fill_null(False)
+    )
     flagged = ~scored["IN_STOCK"]
     precision = (flagged & scored["TRUE_OUT"]).sum() / max(flagged.sum(), 1)
     recall = (flagged & scored["TRUE_OUT"]).sum() / scored["TRUE_OUT"].sum()
@@ -115,17 +130,24 @@ def m5_graph(tmp_path_factory, m5_dir):
     data = materialize_range(resources, str(START), str(end))
     config = ForecastingConfig(models=["seasonal_naive", "lightgbm"], n_folds=2, horizon=14, history_days=300, lgbm_rounds=20)
     models = dg.materialize(
-        ALL_ASSETS, resources=resources, selection=["model_backtest", "spend_response_model", "budget_allocation"],
-        run_config=dg.RunConfig(ops={"model_backtest": config}), instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+        ALL_ASSETS,
+        resources=resources,
+        selection=["model_backtest", "spend_response_model", "budget_allocation"],
+        run_config=dg.RunConfig(ops={"model_backtest": config}),
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
     )
     return resources, data, models
 
 
+@pytest.mark.slow
 def test_graph_runs_on_m5_and_records_the_domains_it_lacks(m5_graph):
     resources, data, models = m5_graph
     assert data.success and models.success
     store = resources["store"]
-    by_asset = {e.asset_key.to_user_string(): e.materialization.metadata for e in [*data.get_asset_materialization_events(), *models.get_asset_materialization_events()]}
+    by_asset = {
+        e.asset_key.to_user_string(): e.materialization.metadata for e in [*data.get_asset_materialization_events(), *models.get_asset_materialization_events()]
+    }
     for absent in ("country_demand", "channel_spend_response", "product_demand_truth", "channel_response_truth", "spend_response_model", "budget_allocation"):
         assert by_asset[absent]["provided_by_source"].value is False, absent
         assert "m5" in by_asset[absent]["note"].value
@@ -136,6 +158,7 @@ def test_graph_runs_on_m5_and_records_the_domains_it_lacks(m5_graph):
     assert not any(c.startswith(("SPEND_", "RESPONSE_")) or c in ("ECONOMIC_INDEX", "INFLATION_RATE") for c in dataset.columns)
 
 
+@pytest.mark.slow
 def test_backtest_on_m5_reports_wrmsse_per_model(m5_graph):
     resources, _, _ = m5_graph
     metrics = resources["store"].read_all("backtest_metrics")

@@ -1,6 +1,5 @@
 """The marketing assets end to end in a temporary store: curves, daily ROI, budget allocation."""
 
-
 import dagster as dg
 import polars as pl
 import pytest
@@ -10,13 +9,20 @@ from demand_assets.domains.marketing import SpendResponseConfig
 from demand_assets.domains.planning import BudgetConfig
 from tests.conftest import materialize_range, small_resources
 
+pytestmark = pytest.mark.slow  # materializes eight months of the graph and fits curves
+
 CURVES = SpendResponseConfig(fit_days=150, n_bootstrap=5, max_lags=[3, 7, 14])
 
 
 def _materialize(resources, selection, run_config=None, **kwargs):
     return dg.materialize(
-        ALL_ASSETS, resources=resources, selection=selection, run_config=run_config or dg.RunConfig(),
-        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False, **kwargs,
+        ALL_ASSETS,
+        resources=resources,
+        selection=selection,
+        run_config=run_config or dg.RunConfig(),
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+        **kwargs,
     )
 
 
@@ -47,7 +53,9 @@ def test_curves_table_has_a_point_estimate_and_replicates_per_channel(marketing)
 
 def test_spend_roi_partitions_and_contract(marketing):
     resources, _ = marketing
-    result = _materialize(resources, ["spend_roi"], tags={"dagster/asset_partition_range_start": "2024-01-20", "dagster/asset_partition_range_end": "2024-01-31"})
+    result = _materialize(
+        resources, ["spend_roi"], tags={"dagster/asset_partition_range_start": "2024-01-20", "dagster/asset_partition_range_end": "2024-01-31"}
+    )
     assert result.success
     roi = resources["store"].read_all("spend_roi")
     assert roi["DATE"].n_unique() == 12 and roi.height == 12 * 6

@@ -11,10 +11,20 @@ from demand_assets.forecasting.panel import future_frame
 from demand_assets.forecasting.registry import CHAMPION_ALIAS
 from tests.conftest import materialize_range, small_resources
 
+pytestmark = pytest.mark.slow  # trains every model of the line-up on a small world (about a minute)
+
 TINY = ForecastingConfig(
     models=["seasonal_naive", "ets", "lightgbm", "deepar", "hybrid", "lightgbm_uncensored_training"],
-    n_folds=2, horizon=14, history_days=200, lgbm_rounds=30, ets_history_days=120,
-    deepar_epochs=1, deepar_batches_per_epoch=3, deepar_hidden_size=8, deepar_samples=20, hybrid_windows=1,
+    n_folds=2,
+    horizon=14,
+    history_days=200,
+    lgbm_rounds=30,
+    ets_history_days=120,
+    deepar_epochs=1,
+    deepar_batches_per_epoch=3,
+    deepar_hidden_size=8,
+    deepar_samples=20,
+    hybrid_windows=1,
 )
 
 
@@ -26,8 +36,11 @@ def trained(tmp_path_factory):
     run_config = dg.RunConfig(ops={"model_backtest": TINY})
     result = dg.materialize(
         __import__("demand_assets.definitions", fromlist=["ALL_ASSETS"]).ALL_ASSETS,
-        resources=resources, selection=["model_backtest", "champion_model"], run_config=run_config,
-        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+        resources=resources,
+        selection=["model_backtest", "champion_model"],
+        run_config=run_config,
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
     )
     return resources, result
 
@@ -95,7 +108,10 @@ def test_demand_forecast_as_of_each_day_from_the_champion(trained):
 
     resources, _ = trained
     result = dg.materialize(
-        ALL_ASSETS, resources=resources, selection=["demand_forecast"], instance=dg.DagsterInstance.ephemeral(),
+        ALL_ASSETS,
+        resources=resources,
+        selection=["demand_forecast"],
+        instance=dg.DagsterInstance.ephemeral(),
         run_config=dg.RunConfig(ops={"demand_forecast": DemandForecastConfig(horizon=14, history_days=200)}),
         tags={"dagster/asset_partition_range_start": "2024-02-20", "dagster/asset_partition_range_end": "2024-02-29"},
         raise_on_error=False,
@@ -116,7 +132,10 @@ def test_forecast_error_cost_prices_every_backtested_model(trained):
     resources, _ = trained
     result = dg.materialize(
         __import__("demand_assets.definitions", fromlist=["ALL_ASSETS"]).ALL_ASSETS,
-        resources=resources, selection=["forecast_error_cost"], instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+        resources=resources,
+        selection=["forecast_error_cost"],
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
     )
     assert result.success
     table = resources["store"].read_all("forecast_error_cost")
@@ -136,9 +155,17 @@ def forecasted(trained):
 
     resources, _ = trained
     assets = __import__("demand_assets.definitions", fromlist=["ALL_ASSETS"]).ALL_ASSETS
-    assert dg.materialize(assets, resources=resources, selection=["demand_forecast"], partition_key="2024-02-29", instance=dg.DagsterInstance.ephemeral()).success
+    assert dg.materialize(
+        assets, resources=resources, selection=["demand_forecast"], partition_key="2024-02-29", instance=dg.DagsterInstance.ephemeral()
+    ).success
     curves = SpendResponseConfig(fit_days=150, n_bootstrap=5, max_lags=[3, 7])
-    assert dg.materialize(assets, resources=resources, selection=["spend_response_model"], run_config=dg.RunConfig(ops={"spend_response_model": curves}), instance=dg.DagsterInstance.ephemeral()).success
+    assert dg.materialize(
+        assets,
+        resources=resources,
+        selection=["spend_response_model"],
+        run_config=dg.RunConfig(ops={"spend_response_model": curves}),
+        instance=dg.DagsterInstance.ephemeral(),
+    ).success
     return resources, assets
 
 
@@ -146,7 +173,13 @@ def test_instock_value_ranks_series_with_bands(forecasted):
     from demand_assets.domains.impact import InstockConfig
 
     resources, assets = forecasted
-    result = dg.materialize(assets, resources=resources, selection=["instock_value"], run_config=dg.RunConfig(ops={"instock_value": InstockConfig(n_samples=200, top_n=5)}), instance=dg.DagsterInstance.ephemeral())
+    result = dg.materialize(
+        assets,
+        resources=resources,
+        selection=["instock_value"],
+        run_config=dg.RunConfig(ops={"instock_value": InstockConfig(n_samples=200, top_n=5)}),
+        instance=dg.DagsterInstance.ephemeral(),
+    )
     assert result.success
     table = resources["store"].read_all("instock_value").sort("RANK")
     assert table.height == 24 and table["RANK"].to_list() == list(range(1, 25))
@@ -164,7 +197,14 @@ def test_spend_scenario_turns_a_plan_into_a_forecast_and_stock_limits_it(forecas
     store = resources["store"]
 
     def run(config):
-        result = dg.materialize(assets, resources=resources, selection=["spend_scenario"], run_config=dg.RunConfig(ops={"spend_scenario": config}), instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+        result = dg.materialize(
+            assets,
+            resources=resources,
+            selection=["spend_scenario"],
+            run_config=dg.RunConfig(ops={"spend_scenario": config}),
+            instance=dg.DagsterInstance.ephemeral(),
+            raise_on_error=False,
+        )
         return result, (result.get_asset_materialization_events()[0].materialization.metadata if result.success else None)
 
     channel = store.read_all("response_curves")["CHANNEL"].unique().sort()[0]
@@ -191,7 +231,13 @@ def test_budget_allocation_can_respect_stock(forecasted):
     results = {}
     for cover in (None, 0.5):
         config = BudgetConfig(planning_days=14, max_ratio=3.0, stock_cover_days=cover)
-        result = dg.materialize(assets, resources=resources, selection=["budget_allocation"], run_config=dg.RunConfig(ops={"budget_allocation": config}), instance=dg.DagsterInstance.ephemeral())
+        result = dg.materialize(
+            assets,
+            resources=resources,
+            selection=["budget_allocation"],
+            run_config=dg.RunConfig(ops={"budget_allocation": config}),
+            instance=dg.DagsterInstance.ephemeral(),
+        )
         results[cover] = result.get_asset_materialization_events()[0].materialization.metadata
     assert results[0.5]["respects_stock"].value and not results[None]["respects_stock"].value
     # With half a day of stock nothing beyond the current media-driven units can be sold: no uplift.
@@ -208,7 +254,13 @@ def test_sku_models_register_champions_the_service_loads(trained):
     resources, _ = trained
     assets = __import__("demand_assets.definitions", fromlist=["ALL_ASSETS"]).ALL_ASSETS
     config = SkuModelConfig(history_days=200, weekly_epochs=3, daily_epochs=1, channels=8, input_days=28, horizon_days=14)
-    result = dg.materialize(assets, resources=resources, selection=["sku_forecast_models"], run_config=dg.RunConfig(ops={"sku_forecast_models": config}), instance=dg.DagsterInstance.ephemeral())
+    result = dg.materialize(
+        assets,
+        resources=resources,
+        selection=["sku_forecast_models"],
+        run_config=dg.RunConfig(ops={"sku_forecast_models": config}),
+        instance=dg.DagsterInstance.ephemeral(),
+    )
     assert result.success
     metrics = resources["store"].read_all("sku_backtest_metrics")
     assert set(metrics["FREQUENCY"]) == {"weekly", "daily"} and set(metrics["MODEL"]) == {"tcn", "mean_of_last_4"}
@@ -217,7 +269,12 @@ def test_sku_models_register_champions_the_service_loads(trained):
         assert set(models) == {"weekly", "daily"}
         history = resources["store"].read_window("product_demand", dt.date(2023, 10, 1), dt.date(2024, 3, 1)).filter(pl.col("PRODUCT") == "P00001")
         csv = history.select("DATE", "COUNTRY", "PRODUCT", pl.col("PRODUCT_DEMAND").alias("UNITS")).write_csv().encode()
-        response = client.post("/predict", params={"horizon": 7, "frequency": "daily"}, files={"file": ("h.csv", csv, "text/csv")}, data={"metadata": '{"products": ["P00001"], "country": "US"}'})
+        response = client.post(
+            "/predict",
+            params={"horizon": 7, "frequency": "daily"},
+            files={"file": ("h.csv", csv, "text/csv")},
+            data={"metadata": '{"products": ["P00001"], "country": "US"}'},
+        )
         assert response.status_code == 200, response.text
         body = response.json()
         assert f"{body['model']}@{body['model_version']}" == models["daily"]

@@ -15,14 +15,17 @@ from demand_assets.forecasting.panel import future_frame
 from tests.forecasting_panel import small_panel
 
 ORIGIN = dt.date(2024, 1, 31)
-TINY_DEEPAR = DeepARConfig(prediction_length=14, context_length=28, hidden_size=8, num_layers=1, batch_size=16,
-                           num_batches_per_epoch=3, max_epochs=1, num_samples=20)
+TINY_DEEPAR = DeepARConfig(
+    prediction_length=14, context_length=28, hidden_size=8, num_layers=1, batch_size=16, num_batches_per_epoch=3, max_epochs=1, num_samples=20
+)
 
 
 def _check_forecast(out: pl.DataFrame, future: pl.DataFrame) -> None:
     assert out.height == future.height
-    assert out.select("DATE", "COUNTRY", "PRODUCT").sort("DATE", "COUNTRY", "PRODUCT").equals(
-        future.select("DATE", "COUNTRY", "PRODUCT").sort("DATE", "COUNTRY", "PRODUCT")
+    assert (
+        out.select("DATE", "COUNTRY", "PRODUCT")
+        .sort("DATE", "COUNTRY", "PRODUCT")
+        .equals(future.select("DATE", "COUNTRY", "PRODUCT").sort("DATE", "COUNTRY", "PRODUCT"))
     )
     assert (out["P10"] >= 0).all() and (out["P10"] <= out["P50"]).all() and (out["P50"] <= out["P90"]).all()
     assert out["MEAN"].is_finite().all()
@@ -48,7 +51,11 @@ def test_ets_worker_processes_give_the_in_process_forecasts_and_gaps_are_filled(
     train = train.join(some, on=["COUNTRY", "PRODUCT"])
     future = future.join(some, on=["COUNTRY", "PRODUCT"])
     first = some.row(0)
-    unlisted = (pl.col("COUNTRY") == first[0]) & (pl.col("PRODUCT") == first[1]) & pl.col("DATE").is_between(ORIGIN - dt.timedelta(days=30), ORIGIN - dt.timedelta(days=24))
+    unlisted = (
+        (pl.col("COUNTRY") == first[0])
+        & (pl.col("PRODUCT") == first[1])
+        & pl.col("DATE").is_between(ORIGIN - dt.timedelta(days=30), ORIGIN - dt.timedelta(days=24))
+    )
     train = train.filter(~unlisted)
     serial = ETSForecaster(history_days=120, n_jobs=1).predict(train, future)
     pooled = ETSForecaster(history_days=120, n_jobs=2, min_series_per_job=1).predict(train, future)

@@ -13,6 +13,8 @@ from demand_assets.domains.models import ForecastingConfig
 from resources import DemandSourceResource, MonitoringSettings
 from tests.conftest import SMALL, small_resources
 
+pytestmark = pytest.mark.slow  # trains, drifts and retrains twice
+
 MODELS = ForecastingConfig(models=["seasonal_naive", "lightgbm"], n_folds=2, horizon=14, history_days=90, lgbm_rounds=30)
 SHOCK = "macro_shock@2024-04-01:0.4"
 
@@ -20,8 +22,14 @@ SHOCK = "macro_shock@2024-04-01:0.4"
 def _materialize(resources, instance, selection, *, start=None, end=None, partition=None, run_config=None, tags=None):
     range_tags = {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end} if start else {}
     return dg.materialize(
-        ALL_ASSETS, resources=resources, instance=instance, selection=selection, partition_key=partition,
-        tags=range_tags | (tags or {}), run_config=run_config, raise_on_error=False,
+        ALL_ASSETS,
+        resources=resources,
+        instance=instance,
+        selection=selection,
+        partition_key=partition,
+        tags=range_tags | (tags or {}),
+        run_config=run_config,
+        raise_on_error=False,
     )
 
 
@@ -121,9 +129,7 @@ def test_retraining_judges_the_challenger_against_the_frozen_champion(story):
     expected_champion = meta["registered_versions"][meta["challenger"]] if promoted else first["champion_version"]
     assert meta["champion_version"] == expected_champion
     tracking = resources["mlflow_tracking"]
-    (run,) = tracking.client().search_runs(
-        [tracking.experiment_id()], "tags.stage = 'promotion'", order_by=["start_time DESC"], max_results=1
-    )
+    (run,) = tracking.client().search_runs([tracking.experiment_id()], "tags.stage = 'promotion'", order_by=["start_time DESC"], max_results=1)
     assert run.data.tags["decision"] == meta["decision"] and run.data.params["promoted"] == str(promoted)
     # The failures that caused this retraining are handled and the models are fresh: quiet.
     first_tick = retraining_sensor(dg.build_sensor_context(instance=instance, resources={"monitoring": MonitoringSettings()}))

@@ -85,7 +85,7 @@ def test_product_launch_sells_nothing_before_and_something_after():
     change = RegimeChange("product_launch", BREAK, 0.2)
     shifted = read_all(SyntheticDemandSource(SyntheticConfig(**SMALL, regime_change=change)), Domain.PRODUCT_DEMAND_TRUTH, dt.date(2024, 2, 1), END)
     products = sorted(shifted["PRODUCT"].unique().to_list())
-    launched = products[-max(1, round(0.2 * len(products))):]
+    launched = products[-max(1, round(0.2 * len(products))) :]
     new = shifted.filter(pl.col("PRODUCT").is_in(launched))
     assert new.filter(pl.col("DATE") < BREAK)["TRUE_DEMAND"].sum() == 0
     base = read_all(SyntheticDemandSource(SyntheticConfig(**SMALL)), Domain.PRODUCT_DEMAND_TRUTH, dt.date(2024, 2, 1), END)

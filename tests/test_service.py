@@ -19,9 +19,13 @@ from demand_assets.sources.transactions import product_name, read_transaction_lo
 from resources import DeltaStore
 
 LOG = synthetic_transaction_log(weeks=30, seed=2)
-WEEKLY = weekly_product_demand(read_transaction_log(LOG.write_csv().encode())).select("COUNTRY", "PRODUCT", pl.col("WEEK").alias("PERIOD"), pl.col("UNITS").cast(pl.Float64))
+WEEKLY = weekly_product_demand(read_transaction_log(LOG.write_csv().encode())).select(
+    "COUNTRY", "PRODUCT", pl.col("WEEK").alias("PERIOD"), pl.col("UNITS").cast(pl.Float64)
+)
 DAILY = to_periods(
-    read_transaction_log(LOG.write_csv().encode()).group_by("DATE", "CATEGORY", "PRICE").agg(pl.col("QUANTITY").sum().alias("PRODUCT_DEMAND"))
+    read_transaction_log(LOG.write_csv().encode())
+    .group_by("DATE", "CATEGORY", "PRICE")
+    .agg(pl.col("QUANTITY").sum().alias("PRODUCT_DEMAND"))
     .with_columns(product_name(pl.col("CATEGORY"), pl.col("PRICE")).alias("PRODUCT"), pl.lit("ALL").alias("COUNTRY")),
     "daily",
 )
@@ -37,11 +41,34 @@ def _store() -> DeltaStore:
     store = DeltaStore(root_uri=str(root))
     as_of = dt.date(2024, 6, 30)
     rows = [
-        {"DATE": as_of, "COUNTRY": c, "PRODUCT": p, "HORIZON_DAY": h, "TARGET_DATE": as_of + dt.timedelta(days=h), "MEAN": 2.0 + h, "P10": 1.0, "P50": 2.0 + h, "P90": 5.0 + h, "MODEL": "lightgbm", "MODEL_VERSION": "3"}
-        for c in ("US", "DE") for p in ("P00001", "P00002") for h in range(1, 8)
+        {
+            "DATE": as_of,
+            "COUNTRY": c,
+            "PRODUCT": p,
+            "HORIZON_DAY": h,
+            "TARGET_DATE": as_of + dt.timedelta(days=h),
+            "MEAN": 2.0 + h,
+            "P10": 1.0,
+            "P50": 2.0 + h,
+            "P90": 5.0 + h,
+            "MODEL": "lightgbm",
+            "MODEL_VERSION": "3",
+        }
+        for c in ("US", "DE")
+        for p in ("P00001", "P00002")
+        for h in range(1, 8)
     ]
     store.overwrite("demand_forecast", pl.DataFrame(rows))
-    store.overwrite("training_dataset", pl.DataFrame([{"DATE": as_of, "COUNTRY": c, "PRODUCT": p, "CATEGORY": "FOODS" if p == "P00001" else "HOBBIES"} for c in ("US", "DE") for p in ("P00001", "P00002")]))
+    store.overwrite(
+        "training_dataset",
+        pl.DataFrame(
+            [
+                {"DATE": as_of, "COUNTRY": c, "PRODUCT": p, "CATEGORY": "FOODS" if p == "P00001" else "HOBBIES"}
+                for c in ("US", "DE")
+                for p in ("P00001", "P00002")
+            ]
+        ),
+    )
     return store
 
 

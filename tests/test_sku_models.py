@@ -20,7 +20,9 @@ def _weekly_panel(weeks: int = 60, series: int = 6, seed: int = 0) -> pl.DataFra
     for s in range(series):
         level = 5.0 * (s + 1)
         for w in range(weeks):
-            rows.append({"COUNTRY": "US", "PRODUCT": f"P{s}", "PERIOD": start + dt.timedelta(weeks=w), "UNITS": float(rng.poisson(level * (1 + 0.3 * np.sin(w / 4))))})
+            rows.append(
+                {"COUNTRY": "US", "PRODUCT": f"P{s}", "PERIOD": start + dt.timedelta(weeks=w), "UNITS": float(rng.poisson(level * (1 + 0.3 * np.sin(w / 4))))}
+            )
     return pl.DataFrame(rows)
 
 

@@ -132,9 +132,23 @@ def test_unit_revenue_is_revenue_per_unit_sold():
 def test_spend_roi_contract_names_rule_column_and_rows():
     day = dt.date(2024, 1, 1)
     row = {
-        "DATE": day, "COUNTRY": "US", "CHANNEL": "TV", "SPEND": -1.0, "ADSTOCKED_SPEND": 1.0, "INCREMENTAL_UNITS": 1.0,
-        "INCREMENTAL_UNITS_P10": 2.0, "INCREMENTAL_UNITS_P90": 1.0, "UNIT_REVENUE": 5.0, "INCREMENTAL_REVENUE": 5.0,
-        "ROI": None, "ROI_28D": 1.0, "ROI_28D_P10": 0.5, "ROI_28D_P90": 1.5, "MARGINAL_ROI": 1.0, "MARGINAL_ROI_P10": 0.5, "MARGINAL_ROI_P90": 1.5,
+        "DATE": day,
+        "COUNTRY": "US",
+        "CHANNEL": "TV",
+        "SPEND": -1.0,
+        "ADSTOCKED_SPEND": 1.0,
+        "INCREMENTAL_UNITS": 1.0,
+        "INCREMENTAL_UNITS_P10": 2.0,
+        "INCREMENTAL_UNITS_P90": 1.0,
+        "UNIT_REVENUE": 5.0,
+        "INCREMENTAL_REVENUE": 5.0,
+        "ROI": None,
+        "ROI_28D": 1.0,
+        "ROI_28D_P10": 0.5,
+        "ROI_28D_P90": 1.5,
+        "MARGINAL_ROI": 1.0,
+        "MARGINAL_ROI_P10": 0.5,
+        "MARGINAL_ROI_P90": 1.5,
     }
     frame = pl.DataFrame([row], schema_overrides={"ROI": pl.Float64})
     report = CONTRACTS["spend_roi"].validate(frame, ContractContext(day, day + dt.timedelta(days=1), {"COUNTRY": ["US"], "CHANNEL": ["TV"]}))
@@ -153,9 +167,15 @@ def _problem(budget_per_day: float, lower=(0.0, 0.0, 0.0), upper=(100.0, 100.0, 
     )
     history = (np.full(3, 10.0), np.full(7, 5.0), np.full(5, 20.0))
     return AllocationProblem(
-        keys=(("US", "SEARCH"), ("US", "TV"), ("US", "SOCIAL")), curves=curves, history=history,
-        unit_revenue=np.array([4.0, 4.0, 4.0]), current=np.array([10.0, 5.0, 20.0]),
-        lower=np.array(lower), upper=np.array(upper), budget=budget_per_day * days, days=days,
+        keys=(("US", "SEARCH"), ("US", "TV"), ("US", "SOCIAL")),
+        curves=curves,
+        history=history,
+        unit_revenue=np.array([4.0, 4.0, 4.0]),
+        current=np.array([10.0, 5.0, 20.0]),
+        lower=np.array(lower),
+        upper=np.array(upper),
+        budget=budget_per_day * days,
+        days=days,
     )
 
 

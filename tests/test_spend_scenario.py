@@ -70,7 +70,9 @@ def _forecast(horizon: int = 7, mean: float = 10.0) -> pl.DataFrame:
 
 def _delta(value: float, horizon: int = 7) -> pl.DataFrame:
     dates = [AS_OF + dt.timedelta(days=h) for h in range(1, horizon + 1)]
-    return pl.DataFrame({"DATE": dates, "COUNTRY": "US", "DELTA": value, "DELTA_P10": value, "DELTA_P50": value, "DELTA_P90": value, "_DRAWS": [[value, value]] * horizon})
+    return pl.DataFrame(
+        {"DATE": dates, "COUNTRY": "US", "DELTA": value, "DELTA_P10": value, "DELTA_P50": value, "DELTA_P90": value, "_DRAWS": [[value, value]] * horizon}
+    )
 
 
 def test_scenario_forecast_spreads_the_delta_by_product_share():
@@ -98,8 +100,16 @@ def _two_country_problem(caps=None) -> AllocationProblem:
     curves = tuple([ResponseCurve(0.3, 3, 20.0, 1.2, 30.0)] for _ in range(4))
     keys = (("DE", "SEARCH"), ("DE", "TV"), ("US", "SEARCH"), ("US", "TV"))
     return AllocationProblem(
-        keys=keys, curves=curves, history=tuple(np.full(3, 10.0) for _ in keys), unit_revenue=np.array([5.0, 5.0, 4.0, 4.0]),
-        current=np.full(4, 10.0), lower=np.zeros(4), upper=np.full(4, 60.0), budget=80.0 * 14, days=14, unit_caps=caps,
+        keys=keys,
+        curves=curves,
+        history=tuple(np.full(3, 10.0) for _ in keys),
+        unit_revenue=np.array([5.0, 5.0, 4.0, 4.0]),
+        current=np.full(4, 10.0),
+        lower=np.zeros(4),
+        upper=np.full(4, 60.0),
+        budget=80.0 * 14,
+        days=14,
+        unit_caps=caps,
     )
 
 

@@ -80,7 +80,6 @@ def test_the_synthetic_log_round_trips_through_the_upload_format():
     assert weekly["UNITS"].sum() == log["Quantity"].sum()
 
 
-
 # --- The whole pipeline and the service on one transaction log (DEMAND_SOURCE=transactions) ----
 
 PIPELINE_LOG = synthetic_transaction_log(weeks=60, seed=5)
@@ -91,16 +90,28 @@ LOG_END = PIPELINE_LOG["Date"].str.to_date().max()
 def log_pipeline(tmp_path_factory):
     work = tmp_path_factory.mktemp("txlog")
     PIPELINE_LOG.write_csv(work / "log.csv")
-    resources = small_resources(work / "delta", source=DemandSourceResource(kind="transactions", transactions_file=str(work / "log.csv"), transactions_market="STORE_1"))
+    resources = small_resources(
+        work / "delta", source=DemandSourceResource(kind="transactions", transactions_file=str(work / "log.csv"), transactions_market="STORE_1")
+    )
     data = materialize_range(resources, "2023-01-02", str(LOG_END))
     models = ForecastingConfig(models=["seasonal_naive", "lightgbm"], n_folds=2, horizon=14, history_days=300, lgbm_rounds=20)
     sku = SkuModelConfig(frequencies=["weekly"], history_days=420, n_folds=2, weekly_epochs=3, channels=8)
     run = dg.materialize(
-        ALL_ASSETS, resources=resources, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+        ALL_ASSETS,
+        resources=resources,
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
         selection=["model_backtest", "champion_model", "sku_forecast_models", "spend_response_model"],
         run_config=dg.RunConfig(ops={"model_backtest": models, "sku_forecast_models": sku}),
     )
-    forecast = dg.materialize(ALL_ASSETS, resources=resources, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False, selection=["demand_forecast"], partition_key=str(LOG_END))
+    forecast = dg.materialize(
+        ALL_ASSETS,
+        resources=resources,
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+        selection=["demand_forecast"],
+        partition_key=str(LOG_END),
+    )
     return resources, data, run, forecast
 
 
@@ -119,6 +130,7 @@ def test_transaction_log_source_is_daily_demand_per_category_at_price(tmp_path):
         TransactionLogSource(tmp_path / "missing.csv")
 
 
+@pytest.mark.slow
 def test_the_whole_pipeline_and_the_service_run_on_a_transaction_log(log_pipeline):
     resources, data, run, forecast = log_pipeline
     assert data.success and run.success and forecast.success
@@ -137,7 +149,9 @@ def test_the_whole_pipeline_and_the_service_run_on_a_transaction_log(log_pipelin
         assert len(got.json()["forecasts"]) == 7 and got.json()["model_version"]
         upload = PIPELINE_LOG.tail(3000).write_csv().encode()
         meta = json.dumps({"products": ["Clothing@50.00", "Beauty@25.00"]})
-        predicted = client.post("/predict", files={"file": ("log.csv", upload, "text/csv")}, data={"metadata": meta}, params={"horizon": 4, "frequency": "weekly"})
+        predicted = client.post(
+            "/predict", files={"file": ("log.csv", upload, "text/csv")}, data={"metadata": meta}, params={"horizon": 4, "frequency": "weekly"}
+        )
         assert predicted.status_code == 200, predicted.text
         body = predicted.json()
         assert {r["product"] for r in body["forecasts"]} == {"Clothing@50.00", "Beauty@25.00"}

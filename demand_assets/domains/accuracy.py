@@ -40,7 +40,9 @@ ACCURACY_HORIZON = 28  # the forecast made this many days before a day is the on
     ],
     check_specs=[
         dg.AssetCheckSpec(
-            ACCURACY_DRIFT, asset="forecast_accuracy", blocking=False,
+            ACCURACY_DRIFT,
+            asset="forecast_accuracy",
+            blocking=False,
             description="Realised in-stock WAPE of the run's scored forecasts over the champion's backtest WAPE "
             "(fails above DEMAND_ACCURACY_RATIO) and their realised bias (fails beyond +/- DEMAND_ACCURACY_BIAS); non-blocking.",
         )
@@ -55,7 +57,8 @@ def forecast_accuracy(context: dg.AssetExecutionContext, store: DeltaStore, moni
     h = ACCURACY_HORIZON
     forecasts = (
         store.read_window(Table.DEMAND_FORECAST, start - dt.timedelta(days=h), end - dt.timedelta(days=h))
-        if store.exists(Table.DEMAND_FORECAST) else pl.DataFrame()
+        if store.exists(Table.DEMAND_FORECAST)
+        else pl.DataFrame()
     )
     actuals = store.read_window(Table.TRAINING_DATASET, start - dt.timedelta(days=h - 1), end, columns=["DATE", "COUNTRY", "PRODUCT", TARGET, "IN_STOCK"])
     backtest = _backtest_wape(store)
@@ -93,7 +96,9 @@ def _accuracy_check(scores: pl.DataFrame, monitoring: MonitoringSettings) -> dg.
     pooled = pooled_accuracy(scores)
     if pooled is None:
         return dg.AssetCheckResult(
-            check_name=ACCURACY_DRIFT, passed=True, severity=dg.AssetCheckSeverity.WARN,
+            check_name=ACCURACY_DRIFT,
+            passed=True,
+            severity=dg.AssetCheckSeverity.WARN,
             metadata={"scored_days": 0, "ratio_threshold": threshold},
             description="No forecast made 28 days before these days (or no backtest to compare with): nothing to score.",
         )
@@ -108,9 +113,14 @@ def _accuracy_check(scores: pl.DataFrame, monitoring: MonitoringSettings) -> dg.
         passed=not failed,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
-            "realised_wape": pooled.realised_wape, "backtest_wape": pooled.backtest_wape, "wape_ratio": ratio, "ratio_threshold": threshold,
-            "realised_bias": pooled.realised_bias, "bias_threshold": monitoring.accuracy_bias,
-            "scored_days": pooled.scored_days, "models": ", ".join(sorted(set(scored["MODEL"].drop_nulls().to_list()))),
+            "realised_wape": pooled.realised_wape,
+            "backtest_wape": pooled.backtest_wape,
+            "wape_ratio": ratio,
+            "ratio_threshold": threshold,
+            "realised_bias": pooled.realised_bias,
+            "bias_threshold": monitoring.accuracy_bias,
+            "scored_days": pooled.scored_days,
+            "models": ", ".join(sorted(set(scored["MODEL"].drop_nulls().to_list()))),
         },
         description=(
             f"realised in-stock WAPE {pooled.realised_wape:.3f} is {ratio:.2f}x the backtest's {pooled.backtest_wape:.3f} (threshold {threshold}x); "

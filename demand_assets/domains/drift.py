@@ -69,9 +69,7 @@ def write_drift_reference(store: DeltaStore, dataset: pl.DataFrame, *, rows: int
 
 
 def _result(name: str, passed: bool, metadata: dict, description: str | None = None) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
-        check_name=name, passed=passed, severity=dg.AssetCheckSeverity.WARN, metadata=metadata, description=description
-    )
+    return dg.AssetCheckResult(check_name=name, passed=passed, severity=dg.AssetCheckSeverity.WARN, metadata=metadata, description=description)
 
 
 def drift_check_results(store: DeltaStore, settings: MonitoringSettings, end: dt.date) -> Iterator[dg.AssetCheckResult]:
@@ -99,7 +97,9 @@ def drift_check_results(store: DeltaStore, settings: MonitoringSettings, end: dt
     yield _result(
         FEATURE_DRIFT,
         drifted.height <= t.max_drifted_features,
-        window | lineage | {
+        window
+        | lineage
+        | {
             "drifted_features": drifted.height,
             "features_checked": len(features),
             "most_drifted": dg.MetadataValue.md(frame_to_markdown(table.head(10))),
@@ -118,9 +118,13 @@ def drift_check_results(store: DeltaStore, settings: MonitoringSettings, end: dt
     yield _result(
         TARGET_DRIFT,
         not target.drifted,
-        window | lineage | {
-            "psi_normalised": target.psi, "psi_threshold": t.target_psi,
-            "level_ratio": target.level_ratio, "level_change_threshold": t.target_level_change,
+        window
+        | lineage
+        | {
+            "psi_normalised": target.psi,
+            "psi_threshold": t.target_psi,
+            "level_ratio": target.level_ratio,
+            "level_change_threshold": t.target_level_change,
         },
         f"mean in-stock demand {target.level_ratio:.2f}x the reference (threshold +/-{t.target_level_change:.0%}); "
         f"PSI of series-normalised demand {target.psi:.3f} (threshold {t.target_psi})",
@@ -131,7 +135,9 @@ def drift_check_results(store: DeltaStore, settings: MonitoringSettings, end: dt
     yield _result(
         MIX_DRIFT,
         not mix_psi > t.mix_psi,
-        window | lineage | {
+        window
+        | lineage
+        | {
             "psi": mix_psi,
             "psi_threshold": t.mix_psi,
             "largest_share_changes": dg.MetadataValue.md(frame_to_markdown(shares.head(10))),

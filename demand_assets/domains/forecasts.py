@@ -6,7 +6,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from contracts import ContractContext, FORECAST_HORIZON_RULE, Table, check_forecast_horizon_complete
+from contracts import FORECAST_HORIZON_RULE, ContractContext, Table, check_forecast_horizon_complete
 from demand_assets.domains.models import champion_model
 from demand_assets.domains.partitions import BACKFILL_POLICY, DAILY_DOWNSTREAM, daily_partitions
 from demand_assets.domains.publishing import ChunkCheck, blocking_check_spec, contract_check, partition_dates, publish_window, require_days
@@ -34,7 +34,11 @@ class DemandForecastConfig(dg.Config):
     kinds={"mlflow", "deltalake", "pandera"},
     deps=[training_dataset, champion_model],
     check_specs=[
-        blocking_check_spec(DEMAND_FORECAST_CONTRACT, "demand_forecast", "Pandera contract DemandForecast: non-negative, P10 <= P50 <= P90, TARGET_DATE = DATE + HORIZON_DAY, unique keys."),
+        blocking_check_spec(
+            DEMAND_FORECAST_CONTRACT,
+            "demand_forecast",
+            "Pandera contract DemandForecast: non-negative, P10 <= P50 <= P90, TARGET_DATE = DATE + HORIZON_DAY, unique keys.",
+        ),
         blocking_check_spec(FORECAST_HORIZON_RULE, "demand_forecast", "Every country x product has a forecast for each of the horizon's days."),
     ],
 )
@@ -60,10 +64,17 @@ def demand_forecast(context: dg.AssetExecutionContext, config: DemandForecastCon
             origin = start + dt.timedelta(days=i)
             out = predict_request(model, forecast_request(dataset, origin, config.horizon, planned=True))
             yield out.select(
-                pl.lit(origin).alias("DATE"), "COUNTRY", "PRODUCT",
+                pl.lit(origin).alias("DATE"),
+                "COUNTRY",
+                "PRODUCT",
                 (pl.col("DATE") - pl.lit(origin)).dt.total_days().cast(pl.Int64).alias("HORIZON_DAY"),
-                pl.col("DATE").alias("TARGET_DATE"), "MEAN", "P10", "P50", "P90",
-                pl.lit(model_name).alias("MODEL"), pl.lit(version).alias("MODEL_VERSION"),
+                pl.col("DATE").alias("TARGET_DATE"),
+                "MEAN",
+                "P10",
+                "P50",
+                "P90",
+                pl.lit(model_name).alias("MODEL"),
+                pl.lit(version).alias("MODEL_VERSION"),
             ).sort("COUNTRY", "PRODUCT", "HORIZON_DAY")
 
     def summarize(chunk: pl.DataFrame) -> pl.DataFrame:
@@ -81,10 +92,14 @@ def demand_forecast(context: dg.AssetExecutionContext, config: DemandForecastCon
         return {"forecast_bands": dg.MetadataValue.md(figure_to_markdown(fig, "forecast bands")), "model": model_name, "model_version": version}
 
     yield from publish_window(
-        context, store, "demand_forecast", chunks(),
+        context,
+        store,
+        "demand_forecast",
+        chunks(),
         [
             contract_check(Table.DEMAND_FORECAST, DEMAND_FORECAST_CONTRACT, ctx),
             ChunkCheck(FORECAST_HORIZON_RULE, lambda chunk: check_forecast_horizon_complete(chunk, series, config.horizon)),
         ],
-        summarize=summarize, describe=describe,
+        summarize=summarize,
+        describe=describe,
     )

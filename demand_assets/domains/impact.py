@@ -2,7 +2,6 @@
 stock is worth, per country x product."""
 
 import datetime as dt
-from typing import Optional
 
 import dagster as dg
 import mlflow
@@ -33,11 +32,15 @@ def forecast_error_cost(context: dg.AssetExecutionContext, store: DeltaStore, ec
     that saves. Scored on in-stock days against sales and, on synthetic data, against true demand."""
     forecasts = store.read_all(Table.BACKTEST_FORECASTS)
     start, end = forecasts["DATE"].min(), forecasts["DATE"].max()
-    prices = store.scan(Table.TRAINING_DATASET).filter(pl.col("DATE").is_between(start, end)).select("DATE", "COUNTRY", "PRODUCT", "PRICE", "CATEGORY").collect()
+    prices = (
+        store.scan(Table.TRAINING_DATASET).filter(pl.col("DATE").is_between(start, end)).select("DATE", "COUNTRY", "PRODUCT", "PRICE", "CATEGORY").collect()
+    )
     priced = forecasts.join(prices, on=["DATE", "COUNTRY", "PRODUCT"], how="left")
     unpriced = priced.filter(pl.col("PRICE").is_null())
     if unpriced.height:
-        raise dg.Failure(description=f"rule 'every forecast has a price' on column PRICE: {unpriced.height} backtest row(s) have no training_dataset row, e.g. {unpriced.select('DATE', 'COUNTRY', 'PRODUCT').head(5).to_dicts()}")
+        raise dg.Failure(
+            description=f"rule 'every forecast has a price' on column PRICE: {unpriced.height} backtest row(s) have no training_dataset row, e.g. {unpriced.select('DATE', 'COUNTRY', 'PRODUCT').head(5).to_dicts()}"
+        )
     try:
         table = cost_table(priced, economics.economics(), economics.overrides())
     except ValueError as err:
@@ -46,32 +49,38 @@ def forecast_error_cost(context: dg.AssetExecutionContext, store: DeltaStore, ec
     context.log.info(f"costed {priced.height:,} backtest rows of {table['MODEL'].n_unique()} models")
     regime = "true_demand" if "true_demand" in table["REGIME"].to_list() else "in_stock"
     shown = table.filter(pl.col("REGIME") == regime)
-    bars = pl.concat([
-        shown.select("MODEL", pl.lit("stock P50").alias("POLICY"), pl.col("COST_P50").alias("COST")),
-        shown.select("MODEL", pl.lit("stock critical quantile").alias("POLICY"), pl.col("COST_CRITICAL").alias("COST")),
-    ])
+    bars = pl.concat(
+        [
+            shown.select("MODEL", pl.lit("stock P50").alias("POLICY"), pl.col("COST_P50").alias("COST")),
+            shown.select("MODEL", pl.lit("stock critical quantile").alias("POLICY"), pl.col("COST_CRITICAL").alias("COST")),
+        ]
+    )
     figure = metric_comparison_figure(bars, "COST", "MODEL", "POLICY", f"Money cost of forecast error ({regime.replace('_', ' ')})")
-    with mlflow_tracking.run("forecast_error_cost", tags={"stage": "impact", "delta_version.backtest_forecasts": str(store.version(Table.BACKTEST_FORECASTS))}) as run:
+    with mlflow_tracking.run(
+        "forecast_error_cost", tags={"stage": "impact", "delta_version.backtest_forecasts": str(store.version(Table.BACKTEST_FORECASTS))}
+    ) as run:
         mlflow.log_params({"margin_rate": economics.margin_rate, "holding_rate": economics.holding_rate, "overrides": economics.overrides_csv or ""})
         for row in table.iter_rows(named=True):
             mlflow.log_metrics({f"cost_critical_{row['MODEL']}_{row['REGIME']}": row["COST_CRITICAL"], f"saving_{row['MODEL']}_{row['REGIME']}": row["SAVING"]})
         mlflow.log_figure(figure, "forecast_error_cost.png")
         run_url = mlflow_tracking.run_url(run.info.run_id)
     best = shown.sort("COST_CRITICAL").row(0, named=True)
-    return dg.MaterializeResult(metadata={
-        "dagster/row_count": written.rows,
-        "delta_version": written.version,
-        "cheapest_model": best["MODEL"],
-        "cheapest_cost": best["COST_CRITICAL"],
-        "critical_ratio": best["CRITICAL_RATIO"],
-        "costs": dg.MetadataValue.md(frame_to_markdown(table, max_rows=40)),
-        "cost_by_model": dg.MetadataValue.md(figure_to_markdown(figure, "cost by model")),
-        "mlflow_run": dg.MetadataValue.url(run_url),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": written.rows,
+            "delta_version": written.version,
+            "cheapest_model": best["MODEL"],
+            "cheapest_cost": best["COST_CRITICAL"],
+            "critical_ratio": best["CRITICAL_RATIO"],
+            "costs": dg.MetadataValue.md(frame_to_markdown(table, max_rows=40)),
+            "cost_by_model": dg.MetadataValue.md(figure_to_markdown(figure, "cost by model")),
+            "mlflow_run": dg.MetadataValue.url(run_url),
+        }
+    )
 
 
 class InstockConfig(dg.Config):
-    as_of: Optional[str] = Field(default=None, description="YYYY-MM-DD: the forecast origin; empty: the newest demand_forecast day")
+    as_of: str | None = Field(default=None, description="YYYY-MM-DD: the forecast origin; empty: the newest demand_forecast day")
     history_days: int = Field(default=180, ge=28, description="days of stock history that set each series' stockout rate")
     n_samples: int = Field(default=500, ge=10, description="Monte Carlo paths per series")
     top_n: int = Field(default=20, ge=1, description="rows of the ranking shown in the metadata")
@@ -84,7 +93,12 @@ def instock_value(context: dg.AssetExecutionContext, config: InstockConfig, stor
     out as it recently has, with P10/P50/P90 from Monte Carlo over the forecast distribution and
     the stockout process. Ranked: where improving availability is worth most."""
     as_of, forecast = forecast_as_of(store, dt.date.fromisoformat(config.as_of) if config.as_of else None)
-    history = store.read_window(Table.PRODUCT_DEMAND, as_of - dt.timedelta(days=config.history_days - 1), as_of + dt.timedelta(days=1), columns=["DATE", "COUNTRY", "PRODUCT", "PRODUCT_DEMAND", "IN_STOCK", "PRICE"])
+    history = store.read_window(
+        Table.PRODUCT_DEMAND,
+        as_of - dt.timedelta(days=config.history_days - 1),
+        as_of + dt.timedelta(days=1),
+        columns=["DATE", "COUNTRY", "PRODUCT", "PRODUCT_DEMAND", "IN_STOCK", "PRICE"],
+    )
     settings = InstockSettings(n_samples=config.n_samples)
     profile = stockout_profile(history, settings)
     prices = history.filter(pl.col("DATE") == history["DATE"].max()).select("COUNTRY", "PRODUCT", "PRICE")
@@ -97,16 +111,39 @@ def instock_value(context: dg.AssetExecutionContext, config: InstockConfig, stor
     top = table.head(config.top_n)
     context.log.info(f"instock value as of {as_of}: {table['EXTRA_UNITS'].sum():,.0f} extra units over {table['HORIZON_DAYS'][0]} days")
     figure = ranked_bar_figure(
-        top.with_columns((pl.col("COUNTRY") + " " + pl.col("PRODUCT")).alias("SERIES")), "SERIES", "EXTRA_MARGIN", "EXTRA_MARGIN_P10", "EXTRA_MARGIN_P90",
+        top.with_columns((pl.col("COUNTRY") + " " + pl.col("PRODUCT")).alias("SERIES")),
+        "SERIES",
+        "EXTRA_MARGIN",
+        "EXTRA_MARGIN_P10",
+        "EXTRA_MARGIN_P90",
         f"Margin from never running out, next {table['HORIZON_DAYS'][0]} days (P10-P90)",
     )
-    return dg.MaterializeResult(metadata={
-        "dagster/row_count": written.rows,
-        "delta_version": written.version,
-        "as_of": str(as_of),
-        "extra_units_total": float(table["EXTRA_UNITS"].sum()),
-        "extra_margin_total": float(table["EXTRA_MARGIN"].sum()),
-        "forecast_units_total": float(table["FORECAST_UNITS"].sum()),
-        "top": dg.MetadataValue.md(frame_to_markdown(top.select("RANK", "COUNTRY", "PRODUCT", "EXTRA_UNITS", "EXTRA_UNITS_P10", "EXTRA_UNITS_P90", "EXTRA_MARGIN", "EXTRA_MARGIN_P10", "EXTRA_MARGIN_P90", "STOCKOUT_START_RATE", "OUT_NOW"), max_rows=config.top_n)),
-        "top_chart": dg.MetadataValue.md(figure_to_markdown(figure, "value of instock")),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": written.rows,
+            "delta_version": written.version,
+            "as_of": str(as_of),
+            "extra_units_total": float(table["EXTRA_UNITS"].sum()),
+            "extra_margin_total": float(table["EXTRA_MARGIN"].sum()),
+            "forecast_units_total": float(table["FORECAST_UNITS"].sum()),
+            "top": dg.MetadataValue.md(
+                frame_to_markdown(
+                    top.select(
+                        "RANK",
+                        "COUNTRY",
+                        "PRODUCT",
+                        "EXTRA_UNITS",
+                        "EXTRA_UNITS_P10",
+                        "EXTRA_UNITS_P90",
+                        "EXTRA_MARGIN",
+                        "EXTRA_MARGIN_P10",
+                        "EXTRA_MARGIN_P90",
+                        "STOCKOUT_START_RATE",
+                        "OUT_NOW",
+                    ),
+                    max_rows=config.top_n,
+                )
+            ),
+            "top_chart": dg.MetadataValue.md(figure_to_markdown(figure, "value of instock")),
+        }
+    )

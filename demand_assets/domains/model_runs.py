@@ -49,13 +49,21 @@ def log_backtest_runs(
 
 
 def tune_in_mlflow(
-    tracking: MlflowTracking, dataset: pl.DataFrame, folds: Sequence[Fold], *, n_trials: int, rounds: int, regime: Regime,
-    tags: dict[str, str], log: Callable[[str], None],
+    tracking: MlflowTracking,
+    dataset: pl.DataFrame,
+    folds: Sequence[Fold],
+    *,
+    n_trials: int,
+    rounds: int,
+    regime: Regime,
+    tags: dict[str, str],
+    log: Callable[[str], None],
 ) -> dict:
     """Optuna over LightGBM on the newest fold, every trial logged to one MLflow run."""
     from demand_assets.forecasting.tuning import tune_lightgbm
 
     with tracking.run("tuning/lightgbm", tags=tags | {"stage": "tuning", "model": "lightgbm"}):
+
         def on_trial(number: int, params: dict, wape: float) -> None:
             mlflow.log_metric(f"trial_{regime}_wape", wape, step=number)
             log(f"optuna trial {number + 1}/{n_trials}: WAPE {wape:.4f} with {params}")

@@ -17,6 +17,7 @@ from contracts import Table
 from demand_assets.domains.drift import write_drift_reference
 from demand_assets.domains.model_runs import BACKTEST_METRICS, log_backtest_runs, tune_in_mlflow
 from demand_assets.domains.raw import product_demand_truth
+from demand_assets.domains.reads import backtest_record, training_window
 from demand_assets.domains.training import training_dataset
 from demand_assets.forecasting.backtest import rolling_origin_folds, run_backtest, wrmsse_by_model
 from demand_assets.forecasting.metrics import Regime
@@ -34,7 +35,11 @@ _SUITE = SuiteSettings()  # the model settings' defaults are defined once, on Su
 class ForecastingConfig(dg.Config):
     """Which models, how they are backtested, and how hard they train."""
 
-    models: list[str] = Field(default=[*ALL_MODELS, "lightgbm" + UNCENSORED_SUFFIX], min_length=1, description=f"the line-up: any of {', '.join(ALL_MODELS)}, each optionally + {UNCENSORED_SUFFIX} (trained as if stockouts were demand)")
+    models: list[str] = Field(
+        default=[*ALL_MODELS, "lightgbm" + UNCENSORED_SUFFIX],
+        min_length=1,
+        description=f"the line-up: any of {', '.join(ALL_MODELS)}, each optionally + {UNCENSORED_SUFFIX} (trained as if stockouts were demand)",
+    )
     n_folds: int = Field(default=4, ge=1, le=52, description="rolling-origin folds")
     horizon: int = Field(default=_SUITE.horizon, ge=1, le=366, description="days forecast from each fold's origin")
     step: int = Field(default=0, ge=0, description="days between fold origins; 0: one horizon")
@@ -55,20 +60,10 @@ class ForecastingConfig(dg.Config):
         return SuiteSettings(**shared | {"models": tuple(self.models), "lgbm_params": tuple(sorted((lgbm_params or {}).items()))})
 
 
-def _training_window(store: DeltaStore, history_days: int) -> tuple[pl.DataFrame, pl.DataFrame | None, dict[str, str]]:
-    """The newest `history_days` of the training dataset (and truth), with lineage tags."""
-    end = store.last_date(Table.TRAINING_DATASET)
-    start = end - dt.timedelta(days=history_days - 1)
-    dataset = store.read_window(Table.TRAINING_DATASET, start, end + dt.timedelta(days=1))
-    truth = store.read_window(Table.PRODUCT_DEMAND_TRUTH, start, end + dt.timedelta(days=1)) if store.exists(Table.PRODUCT_DEMAND_TRUTH) else None
-    tags = {"partition_range": f"{dataset['DATE'].min()}...{end}", "delta_version.training_dataset": str(store.version(Table.TRAINING_DATASET))}
-    if truth is not None:
-        tags["delta_version.product_demand_truth"] = str(store.version(Table.PRODUCT_DEMAND_TRUTH))
-    return dataset, truth, tags
-
-
 @dg.asset(group_name="models", kinds={"lightgbm", "pytorch", "mlflow", "deltalake"}, deps=[training_dataset, product_demand_truth])
-def model_backtest(context: dg.AssetExecutionContext, config: ForecastingConfig, source: DemandSourceResource, store: DeltaStore, mlflow_tracking: MlflowTracking):
+def model_backtest(
+    context: dg.AssetExecutionContext, config: ForecastingConfig, source: DemandSourceResource, store: DeltaStore, mlflow_tracking: MlflowTracking
+):
     """Rolling-origin backtest of every model (seasonal naive, ETS, LightGBM, DeepAR, the
     DeepAR-to-LightGBM hybrid, and LightGBM trained as if stockouts were demand) over the newest
     `history_days` of the training dataset: K folds of H days. Metrics per model and fold in
@@ -76,28 +71,49 @@ def model_backtest(context: dg.AssetExecutionContext, config: ForecastingConfig,
     where the source knows M5's hierarchy (state, store, category, department, item), also
     M5's WRMSSE (on all days). Writes backtest_forecasts, backtest_metrics and the settings it
     ran with (backtest_settings, which champion_model refits with), and one MLflow run per model."""
-    dataset, truth, tags = _training_window(store, config.history_days)
+    dataset, truth, tags = training_window(store, config.history_days)
     folds = rolling_origin_folds(dataset["DATE"].max(), n_folds=config.n_folds, horizon=config.horizon, step=config.step or None)
     context.log.info(f"backtesting {config.models} on {dataset.height:,} rows, folds: {[str(f.test_start) for f in folds]}")
     tuned = {}
     if config.optuna_trials > 0 and "lightgbm" in config.models:
-        tuned = tune_in_mlflow(mlflow_tracking, dataset, folds, n_trials=config.optuna_trials, rounds=config.lgbm_rounds,
-                               regime=config.champion_regime, tags=tags, log=context.log.info)
+        tuned = tune_in_mlflow(
+            mlflow_tracking,
+            dataset,
+            folds,
+            n_trials=config.optuna_trials,
+            rounds=config.lgbm_rounds,
+            regime=config.champion_regime,
+            tags=tags,
+            log=context.log.info,
+        )
     suite = config.suite(tuned)
     result = run_backtest(dataset, model_factories(suite), folds, truth=truth, progress=context.log.info)
     hierarchy = source.open().catalog().hierarchy()
     if hierarchy is not None:
         scores = wrmsse_by_model(dataset, result.forecasts, folds, hierarchy).with_columns(pl.lit("all").alias("REGIME"))
         result.metrics = result.metrics.join(scores, on=["MODEL", "FOLD", "REGIME"], how="left")
-        context.log.info("WRMSSE (all folds): " + ", ".join(f"{m} {w:.3f}" for m, w in scores.filter(pl.col("FOLD") == -1).select("MODEL", "WRMSSE").iter_rows()))
+        context.log.info(
+            "WRMSSE (all folds): " + ", ".join(f"{m} {w:.3f}" for m, w in scores.filter(pl.col("FOLD") == -1).select("MODEL", "WRMSSE").iter_rows())
+        )
     forecasts_written = store.overwrite(Table.BACKTEST_FORECASTS, result.forecasts)
     metrics_written = store.overwrite(Table.BACKTEST_METRICS, result.metrics)
-    store.overwrite(Table.BACKTEST_SETTINGS, pl.DataFrame({
-        "MODELS": [json.dumps(config.models)], "N_FOLDS": [config.n_folds], "HORIZON": [config.horizon], "HISTORY_DAYS": [config.history_days],
-        "CHAMPION_REGIME": [config.champion_regime], "SUITE_JSON": [suite.to_json()],
-        "WINDOW_START": [dataset["DATE"].min()], "WINDOW_END": [dataset["DATE"].max()],
-        "TRAINING_DATASET_VERSION": [store.version(Table.TRAINING_DATASET)], "METRICS_VERSION": [metrics_written.version],
-    }))
+    store.overwrite(
+        Table.BACKTEST_SETTINGS,
+        pl.DataFrame(
+            {
+                "MODELS": [json.dumps(config.models)],
+                "N_FOLDS": [config.n_folds],
+                "HORIZON": [config.horizon],
+                "HISTORY_DAYS": [config.history_days],
+                "CHAMPION_REGIME": [config.champion_regime],
+                "SUITE_JSON": [suite.to_json()],
+                "WINDOW_START": [dataset["DATE"].min()],
+                "WINDOW_END": [dataset["DATE"].max()],
+                "TRAINING_DATASET_VERSION": [store.version(Table.TRAINING_DATASET)],
+                "METRICS_VERSION": [metrics_written.version],
+            }
+        ),
+    )
 
     overall = result.metrics.filter(pl.col("FOLD") == -1)
     last_fold = result.forecasts.filter(pl.col("FOLD") == folds[-1].index)
@@ -117,23 +133,19 @@ def model_backtest(context: dg.AssetExecutionContext, config: ForecastingConfig,
             "wape_by_model_and_regime": dg.MetadataValue.md(figure_to_markdown(comparison, "WAPE by model and regime")),
             "bias_by_model_and_regime": dg.MetadataValue.md(figure_to_markdown(bias, "bias by model and regime")),
             "forecast_bands": dg.MetadataValue.md(figure_to_markdown(band, "forecast bands")),
-            "timings": dg.MetadataValue.md(frame_to_markdown(result.timings.group_by("MODEL").agg(pl.col("FIT_SECONDS").mean(), pl.col("PREDICT_SECONDS").mean()).sort("MODEL"))),
+            "timings": dg.MetadataValue.md(
+                frame_to_markdown(result.timings.group_by("MODEL").agg(pl.col("FIT_SECONDS").mean(), pl.col("PREDICT_SECONDS").mean()).sort("MODEL"))
+            ),
             "lightgbm_tuned_params": dg.MetadataValue.json(tuned),
-            "folds": dg.MetadataValue.md("\n".join(f"- fold {f.index}: train to {f.origin}, test {f.test_start} .. {f.test_end - dt.timedelta(days=1)}" for f in folds)),
+            "folds": dg.MetadataValue.md(
+                "\n".join(f"- fold {f.index}: train to {f.origin}, test {f.test_start} .. {f.test_end - dt.timedelta(days=1)}" for f in folds)
+            ),
             "mlflow_runs": dg.MetadataValue.md("\n".join(f"- [{m}]({u})" for m, u in run_links.items())),
             "backtest_metrics_version": metrics_written.version,
             "backtest_forecasts_rows": forecasts_written.rows,
             **{f"lineage/{k}": v for k, v in tags.items()},
         }
     )
-
-
-def _backtest_record(store: DeltaStore) -> tuple[list[str], int, Regime, SuiteSettings]:
-    """(models, history_days, champion regime, model settings) of the newest backtest."""
-    if not store.exists(Table.BACKTEST_SETTINGS):
-        raise dg.Failure(description="no backtest_settings: materialize model_backtest first (champion_model refits with the settings it backtested)")
-    row = store.read_all(Table.BACKTEST_SETTINGS).row(0, named=True)
-    return json.loads(row["MODELS"]), int(row["HISTORY_DAYS"]), row["CHAMPION_REGIME"], SuiteSettings.from_json(row["SUITE_JSON"])
 
 
 def _incumbent(tracking: MlflowTracking) -> Incumbent | None:
@@ -153,18 +165,24 @@ def champion_model(context: dg.AssetExecutionContext, store: DeltaStore, mlflow_
     only if it also beats the current champion on the same backtest days (the frozen champion
     on folds after its training window). The decision and its numbers go to MLflow and to this
     asset's metadata; a new champion's training window becomes the drift reference."""
-    models, history_days, regime, suite = _backtest_record(store)
+    models, history_days, regime, suite = backtest_record(store)
     overall = store.read_all(Table.BACKTEST_METRICS).filter(pl.col("FOLD") == -1)
     challenger, challenger_reason = choose_champion(overall, baseline=BASELINE, regime=regime)
-    dataset, _, tags = _training_window(store, history_days)
+    dataset, _, tags = training_window(store, history_days)
     incumbent = _incumbent(mlflow_tracking)
     frozen = None
     if incumbent is not None:
         loaded = mlflow_tracking.load(incumbent.version)
         frozen = lambda origin, horizon: predict_request(loaded, forecast_request(dataset, origin, horizon, history_days=400))  # noqa: E731
     decision = compare_with_incumbent(
-        overall=overall, forecasts=store.read_all(Table.BACKTEST_FORECASTS), challenger=challenger, challenger_reason=challenger_reason,
-        regime=regime, incumbent=incumbent, frozen_forecast=frozen, progress=context.log.info,
+        overall=overall,
+        forecasts=store.read_all(Table.BACKTEST_FORECASTS),
+        challenger=challenger,
+        challenger_reason=challenger_reason,
+        regime=regime,
+        incumbent=incumbent,
+        frozen_forecast=frozen,
+        progress=context.log.info,
     )
     previous = incumbent.version if incumbent is not None else None
     context.log.info(f"promotion decision: {decision.reason}")
@@ -183,7 +201,9 @@ def champion_model(context: dg.AssetExecutionContext, store: DeltaStore, mlflow_
             if not wape_row.is_empty():
                 mlflow.log_metric(f"backtest_{regime}_wape", float(wape_row[0]))
             versions[name] = mlflow_tracking.log_and_register(
-                ForecasterPyfunc(model, name), name, tags | {"model": name, "trained_until": trained_until, "mlflow_run": run.info.run_id},
+                ForecasterPyfunc(model, name),
+                name,
+                tags | {"model": name, "trained_until": trained_until, "mlflow_run": run.info.run_id},
             )
         context.log.info(f"registered {name} as version {versions[name]}")
     reference_version = None
@@ -194,10 +214,15 @@ def champion_model(context: dg.AssetExecutionContext, store: DeltaStore, mlflow_
     champion = mlflow_tracking.champion_version(CHAMPION_ALIAS)
     numbers = {k: v for k, v in decision.as_dict().items() if isinstance(v, float)}
     with mlflow_tracking.run("champion_selection", tags=tags | {"stage": "promotion"}):
-        mlflow.log_params({
-            "challenger": challenger or "none", "incumbent": decision.incumbent or "none", "promoted": decision.promote,
-            "previous_champion_version": previous or "none", "champion_version": champion or "none",
-        })
+        mlflow.log_params(
+            {
+                "challenger": challenger or "none",
+                "incumbent": decision.incumbent or "none",
+                "promoted": decision.promote,
+                "previous_champion_version": previous or "none",
+                "champion_version": champion or "none",
+            }
+        )
         mlflow.log_metrics(numbers)
         mlflow.set_tag("decision", decision.reason)
         mlflow.set_tag("compared_on", decision.compared_on)

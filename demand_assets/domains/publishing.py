@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Optional
 
 import dagster as dg
 import polars as pl
@@ -75,7 +74,7 @@ def blocking_check_spec(check: str, asset: str, description: str) -> dg.AssetChe
 
 
 def not_provided(
-    context: dg.AssetExecutionContext, source_name: str, what: str, check_names: Sequence[str] = (), *, asset_key: Optional[dg.AssetKey] = None
+    context: dg.AssetExecutionContext, source_name: str, what: str, check_names: Sequence[str] = (), *, asset_key: dg.AssetKey | None = None
 ) -> Iterator[dg.AssetCheckResult | dg.MaterializeResult]:
     """The record of an asset whose data this source does not have (no spend in a transaction
     log, no ground truth in real sales): a materialization without a table, saying so.
@@ -90,7 +89,7 @@ def not_provided(
         yield dg.AssetCheckResult(check_name=name, asset_key=asset_key, passed=True, metadata={"rows_checked": 0, "note": result.metadata["note"]})
 
 
-def not_provided_result(context: dg.AssetExecutionContext, source_name: str, what: str, *, asset_key: Optional[dg.AssetKey] = None) -> dg.MaterializeResult:
+def not_provided_result(context: dg.AssetExecutionContext, source_name: str, what: str, *, asset_key: dg.AssetKey | None = None) -> dg.MaterializeResult:
     """`not_provided` for an asset without checks, as one result to return."""
     note = f"source '{source_name}' does not provide {what}: no table is written"
     context.log.info(note)
@@ -108,10 +107,10 @@ def publish_window(
     chunks: Iterable[pl.DataFrame],
     checks: Sequence[ChunkCheck],
     *,
-    summarize: Optional[Callable[[pl.DataFrame], pl.DataFrame]] = None,
-    describe: Optional[Callable[[pl.DataFrame], dict]] = None,
-    asset_key: Optional[dg.AssetKey] = None,
-) -> Iterator[dg.AssetCheckResult | dg.MaterializeResult]:
+    summarize: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
+    describe: Callable[[pl.DataFrame], dict] | None = None,
+    asset_key: dg.AssetKey | None = None,
+) -> Iterator[dg.AssetCheckResult | dg.MaterializeResult | dg.AssetObservation]:
     """Write `chunks` as the run's window of `table`, gated by `checks`.
 
     `summarize` reduces each chunk to a small per-day frame; `describe` turns the concatenated
@@ -135,10 +134,7 @@ def publish_window(
             if not first_rows:
                 first_rows.append(chunk.head(10))
             if chunk.height:
-                context.log.info(
-                    f"{table}: chunk {i} ({chunk.height:,} rows, {chunk['DATE'].min()}..{chunk['DATE'].max()}) passed "
-                    f"{len(checks)} check(s)"
-                )
+                context.log.info(f"{table}: chunk {i} ({chunk.height:,} rows, {chunk['DATE'].min()}..{chunk['DATE'].max()}) passed {len(checks)} check(s)")
             yield chunk
 
     try:

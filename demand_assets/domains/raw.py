@@ -1,6 +1,5 @@
 """The raw daily domains, read from the configured source, contract-checked, stored in Delta."""
 
-
 import dagster as dg
 import polars as pl
 
@@ -46,7 +45,13 @@ _KINDS = {"polars", "deltalake", "pandera"}
     group_name="raw_domains",
     kinds=_KINDS,
     freshness_policy=RAW_FRESHNESS,
-    check_specs=[blocking_check_spec(COUNTRY_DEMAND_CONTRACT, "country_demand", "Pandera contract CountryDemand: types, ranges, unique DATE x COUNTRY, dates in the partition, known countries.")],
+    check_specs=[
+        blocking_check_spec(
+            COUNTRY_DEMAND_CONTRACT,
+            "country_demand",
+            "Pandera contract CountryDemand: types, ranges, unique DATE x COUNTRY, dates in the partition, known countries.",
+        )
+    ],
 )
 def country_demand(context: dg.AssetExecutionContext, source: DemandSourceResource, store: DeltaStore):
     """Daily organic demand per country (BASELINE_DEMAND) with the macro indicators that move it:
@@ -61,13 +66,19 @@ def country_demand(context: dg.AssetExecutionContext, source: DemandSourceResour
     def describe(summary: pl.DataFrame) -> dict:
         if summary["DATE"].n_unique() < 2:
             return {}
-        chart = line_chart_markdown(summary, "DATE", ["BASELINE_DEMAND", "ECONOMIC_INDEX", "UNEMPLOYMENT_RATE"], by="COUNTRY", title="Organic demand and macro indicators")
+        chart = line_chart_markdown(
+            summary, "DATE", ["BASELINE_DEMAND", "ECONOMIC_INDEX", "UNEMPLOYMENT_RATE"], by="COUNTRY", title="Organic demand and macro indicators"
+        )
         return {"chart": dg.MetadataValue.md(chart)}
 
     yield from publish_window(
-        context, store, Table.COUNTRY_DEMAND, src.read(Domain.COUNTRY_DEMAND, start, end),
+        context,
+        store,
+        Table.COUNTRY_DEMAND,
+        src.read(Domain.COUNTRY_DEMAND, start, end),
         [contract_check(Table.COUNTRY_DEMAND, COUNTRY_DEMAND_CONTRACT, ctx)],
-        summarize=lambda chunk: chunk, describe=describe,
+        summarize=lambda chunk: chunk,
+        describe=describe,
     )
 
 
@@ -77,7 +88,13 @@ def country_demand(context: dg.AssetExecutionContext, source: DemandSourceResour
     group_name="raw_domains",
     kinds=_KINDS,
     freshness_policy=RAW_FRESHNESS,
-    check_specs=[blocking_check_spec(CHANNEL_SPEND_RESPONSE_CONTRACT, "channel_spend_response", "Pandera contract ChannelSpendResponse: SPEND >= 0, CHANNEL_RESPONSE >= 0, unique keys, known channels, dates in the partition.")],
+    check_specs=[
+        blocking_check_spec(
+            CHANNEL_SPEND_RESPONSE_CONTRACT,
+            "channel_spend_response",
+            "Pandera contract ChannelSpendResponse: SPEND >= 0, CHANNEL_RESPONSE >= 0, unique keys, known channels, dates in the partition.",
+        )
+    ],
 )
 def channel_spend_response(context: dg.AssetExecutionContext, source: DemandSourceResource, store: DeltaStore):
     """Daily marketing SPEND per country x channel and CHANNEL_RESPONSE, the incremental demand
@@ -96,14 +113,24 @@ def channel_spend_response(context: dg.AssetExecutionContext, source: DemandSour
         if summary["DATE"].n_unique() < 2:
             return {}
         return {
-            "spend_and_response": dg.MetadataValue.md(line_chart_markdown(summary, "DATE", ["SPEND", "CHANNEL_RESPONSE"], by="CHANNEL", title="Spend and response by channel (all countries)")),
-            "response_vs_spend": dg.MetadataValue.md(scatter_chart_markdown(summary, "SPEND", "CHANNEL_RESPONSE", by="CHANNEL", title="Daily response against spend: diminishing returns and carry-over")),
+            "spend_and_response": dg.MetadataValue.md(
+                line_chart_markdown(summary, "DATE", ["SPEND", "CHANNEL_RESPONSE"], by="CHANNEL", title="Spend and response by channel (all countries)")
+            ),
+            "response_vs_spend": dg.MetadataValue.md(
+                scatter_chart_markdown(
+                    summary, "SPEND", "CHANNEL_RESPONSE", by="CHANNEL", title="Daily response against spend: diminishing returns and carry-over"
+                )
+            ),
         }
 
     yield from publish_window(
-        context, store, Table.CHANNEL_SPEND_RESPONSE, src.read(Domain.CHANNEL_SPEND_RESPONSE, start, end),
+        context,
+        store,
+        Table.CHANNEL_SPEND_RESPONSE,
+        src.read(Domain.CHANNEL_SPEND_RESPONSE, start, end),
         [contract_check(Table.CHANNEL_SPEND_RESPONSE, CHANNEL_SPEND_RESPONSE_CONTRACT, ctx)],
-        summarize=summarize, describe=describe,
+        summarize=summarize,
+        describe=describe,
     )
 
 
@@ -115,13 +142,19 @@ def channel_spend_response(context: dg.AssetExecutionContext, source: DemandSour
     freshness_policy=RAW_FRESHNESS,
     deps=[country_demand, channel_spend_response],
     check_specs=[
-        blocking_check_spec(PRODUCT_DEMAND_CONTRACT, "product_demand", "Pandera contract ProductDemand: counts >= 0, PRICE > 0, unique keys, known products, dates in the partition."),
-        blocking_check_spec(RECONCILIATION_RULE, "product_demand", "Product sales per country-day add up to BASELINE_DEMAND + sum of CHANNEL_RESPONSE (never above; below only on days with stockouts)."),
+        blocking_check_spec(
+            PRODUCT_DEMAND_CONTRACT,
+            "product_demand",
+            "Pandera contract ProductDemand: counts >= 0, PRICE > 0, unique keys, known products, dates in the partition.",
+        ),
+        blocking_check_spec(
+            RECONCILIATION_RULE,
+            "product_demand",
+            "Product sales per country-day add up to BASELINE_DEMAND + sum of CHANNEL_RESPONSE (never above; below only on days with stockouts).",
+        ),
     ],
 )
-def product_demand(
-    context: dg.AssetExecutionContext, source: DemandSourceResource, store: DeltaStore, contract_settings: ContractSettings
-):
+def product_demand(context: dg.AssetExecutionContext, source: DemandSourceResource, store: DeltaStore, contract_settings: ContractSettings):
     """Observed daily sales per country x product (PRODUCT_DEMAND) with PRICE, PROMO and
     IN_STOCK. On stockout days (IN_STOCK false) sales are censored: they understate demand."""
     start, end = partition_dates(context)
@@ -144,13 +177,20 @@ def product_demand(
     def describe(summary: pl.DataFrame) -> dict:
         meta = {"stockout_share": float(summary["STOCKOUT_SHARE"].mean())}
         if summary["DATE"].n_unique() >= 2:
-            chart = line_chart_markdown(summary, "DATE", ["UNITS_SOLD", "STOCKOUT_SHARE", "PROMO_SHARE"], by="COUNTRY", title="Units sold, stockout and promotion share")
+            chart = line_chart_markdown(
+                summary, "DATE", ["UNITS_SOLD", "STOCKOUT_SHARE", "PROMO_SHARE"], by="COUNTRY", title="Units sold, stockout and promotion share"
+            )
             meta["chart"] = dg.MetadataValue.md(chart)
         return meta
 
     yield from publish_window(
-        context, store, Table.PRODUCT_DEMAND, src.read(Domain.PRODUCT_DEMAND, start, end), checks,
-        summarize=summarize, describe=describe,
+        context,
+        store,
+        Table.PRODUCT_DEMAND,
+        src.read(Domain.PRODUCT_DEMAND, start, end),
+        checks,
+        summarize=summarize,
+        describe=describe,
     )
     if country is None:
         note = f"source '{src.name}' provides no country totals: there is nothing to reconcile with"
@@ -178,19 +218,27 @@ def _truth_asset(name: str, domain: Domain, check_name: str, description: str):
         start, end = partition_dates(context)
         ctx = contract_context(src.catalog(), start, end)
         yield from publish_window(
-            context, store, name, src.read(domain, start, end), [contract_check(name, check_name, ctx)],
+            context,
+            store,
+            name,
+            src.read(domain, start, end),
+            [contract_check(name, check_name, ctx)],
         )
 
     return _asset
 
 
 product_demand_truth = _truth_asset(
-    "product_demand_truth", Domain.PRODUCT_DEMAND_TRUTH, PRODUCT_DEMAND_TRUTH_CONTRACT,
+    "product_demand_truth",
+    Domain.PRODUCT_DEMAND_TRUTH,
+    PRODUCT_DEMAND_TRUTH_CONTRACT,
     "Synthetic ground truth per country x product and day: TRUE_DEMAND (uncensored), EXPECTED_DEMAND "
     "(the generator's mean, the oracle forecast) and LOST_SALES to stockouts. Only the synthetic source has it.",
 )
 channel_response_truth = _truth_asset(
-    "channel_response_truth", Domain.CHANNEL_RESPONSE_TRUTH, CHANNEL_RESPONSE_TRUTH_CONTRACT,
+    "channel_response_truth",
+    Domain.CHANNEL_RESPONSE_TRUTH,
+    CHANNEL_RESPONSE_TRUTH_CONTRACT,
     "Synthetic ground truth per country x channel and day: the true adstock decay and max lag, Hill "
     "half-saturation and slope, response cap, and ADSTOCKED_SPEND. Only the synthetic source has it.",
 )

@@ -15,9 +15,10 @@ from pydantic.fields import FieldInfo
 
 from resources.settings import DEPLOYMENT_SETTINGS, _resource_classes
 
-__all__ = ["SettingRow", "asset_configs", "replace_settings_table", "setting_rows", "settings_markdown"]
+__all__ = ["TABLES_END", "TABLES_START", "SettingRow", "asset_configs", "replace_settings_table", "setting_rows", "settings_markdown"]
 
 START, END = "<!-- settings-table:start -->", "<!-- settings-table:end -->"
+TABLES_START, TABLES_END = "<!-- tables:start -->", "<!-- tables:end -->"
 
 
 class SettingRow(typing.NamedTuple):
@@ -98,17 +99,22 @@ def settings_markdown() -> str:
     for row in setting_rows():
         if row.where != current:
             current = row.where
-            lines += ["", f"**{row.where.capitalize() if row.where[0].islower() else row.where}**", "",
-                      "| setting | type | default | bounds | environment variable | what it does |", "|---|---|---|---|---|---|"]
+            lines += [
+                "",
+                f"**{row.where.capitalize() if row.where[0].islower() else row.where}**",
+                "",
+                "| setting | type | default | bounds | environment variable | what it does |",
+                "|---|---|---|---|---|---|",
+            ]
         env = f"`{row.env}`" if row.env else ""
         lines.append(f"| `{row.name}` | {cell(row.type)} | {cell(row.default)} | {cell(row.bounds)} | {env} | {cell(row.description)} |")
     return "\n".join(lines).strip() + "\n"
 
 
-def replace_settings_table(document: str, table: str) -> str:
-    """`document` with the text between the settings-table markers replaced by `table`."""
-    if START not in document or END not in document:
-        raise ValueError(f"the document has no {START} ... {END} markers")
-    head, rest = document.split(START, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{START}\n{table}{END}{tail}"
+def replace_settings_table(document: str, table: str, start: str = START, end: str = END) -> str:
+    """`document` with the text between the `start` and `end` markers replaced by `table`."""
+    if start not in document or end not in document:
+        raise ValueError(f"the document has no {start} ... {end} markers")
+    head, rest = document.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{table}{end}{tail}"

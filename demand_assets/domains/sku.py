@@ -1,6 +1,8 @@
 """Per-SKU models for the forecast service: a TCN from sales history alone, weekly and daily."""
 
 import datetime as dt
+import functools
+from collections.abc import Callable
 
 import dagster as dg
 import mlflow
@@ -9,8 +11,9 @@ from pydantic import Field, field_validator
 
 from contracts import Table
 from demand_assets.domains.raw import product_demand
-from demand_assets.forecasting.registry import SKU_REGISTERED_MODELS, ForecasterPyfunc
+from demand_assets.forecasting.models.base import Forecaster
 from demand_assets.forecasting.models.tcn import TCNForecaster, TCNSettings
+from demand_assets.forecasting.registry import SKU_REGISTERED_MODELS, ForecasterPyfunc
 from demand_assets.forecasting.sku import MeanOfLastForecaster, period_backtest, to_periods
 from demand_assets.reporting import frame_to_markdown
 from resources import DeltaStore, MlflowTracking
@@ -40,6 +43,10 @@ class SkuModelConfig(dg.Config):
         return value
 
 
+def _log_progress(context: dg.AssetExecutionContext, frequency: str, message: str) -> None:
+    context.log.info(f"{frequency}: {message}")
+
+
 def _mean_pinball(row: dict) -> float:
     return (row["PINBALL_P10"] + row["PINBALL_P50"] + row["PINBALL_P90"]) / 3
 
@@ -57,22 +64,44 @@ def sku_forecast_models(context: dg.AssetExecutionContext, config: SkuModelConfi
     for frequency in config.frequencies:
         weekly = frequency == "weekly"
         settings = TCNSettings(
-            input_len=config.input_weeks if weekly else config.input_days, horizon=config.horizon_weeks if weekly else config.horizon_days,
-            epochs=config.weekly_epochs if weekly else config.daily_epochs, channels=config.channels,
+            input_len=config.input_weeks if weekly else config.input_days,
+            horizon=config.horizon_weeks if weekly else config.horizon_days,
+            epochs=config.weekly_epochs if weekly else config.daily_epochs,
+            channels=config.channels,
         )
         panel = to_periods(daily, frequency)
-        factories = {"tcn": lambda s=settings: TCNForecaster(s), "mean_of_last_4": lambda s=settings: MeanOfLastForecaster(4, s.horizon)}
-        _, metrics = period_backtest(panel, factories, n_folds=config.n_folds, horizon=settings.horizon, frequency=frequency, progress=lambda m, f=frequency: context.log.info(f"{f}: {m}"))
+        factories: dict[str, Callable[[], Forecaster]] = {
+            "tcn": functools.partial(TCNForecaster, settings),
+            "mean_of_last_4": functools.partial(MeanOfLastForecaster, 4, settings.horizon),
+        }
+        _, metrics = period_backtest(
+            panel,
+            factories,
+            n_folds=config.n_folds,
+            horizon=settings.horizon,
+            frequency=frequency,
+            progress=functools.partial(_log_progress, context, frequency),
+        )
         overall = {r["MODEL"]: r for r in metrics.filter(pl.col("FOLD") == -1).iter_rows(named=True)}
         registry = mlflow_tracking.for_model(SKU_REGISTERED_MODELS[frequency])
         versions = {}
-        tags = {"frequency": frequency, "partition_range": f"{daily['DATE'].min()}...{daily['DATE'].max()}", "delta_version.product_demand": str(store.version(Table.PRODUCT_DEMAND))}
+        tags = {
+            "frequency": frequency,
+            "partition_range": f"{daily['DATE'].min()}...{daily['DATE'].max()}",
+            "delta_version.product_demand": str(store.version(Table.PRODUCT_DEMAND)),
+        }
         for name, factory in factories.items():
             with registry.run(f"sku/{frequency}/{name}", tags=tags | {"model": name, "stage": "sku"}):
-                mlflow.log_params({"frequency": frequency, "input_len": settings.input_len, "horizon": settings.horizon, "epochs": settings.epochs, "n_folds": config.n_folds})
+                mlflow.log_params(
+                    {"frequency": frequency, "input_len": settings.input_len, "horizon": settings.horizon, "epochs": settings.epochs, "n_folds": config.n_folds}
+                )
                 mlflow.log_metrics({k.lower(): float(v) for k, v in overall[name].items() if k not in ("MODEL", "FOLD", "ROWS")})
                 model = factory().fit(panel)
-                versions[name] = registry.log_and_register(ForecasterPyfunc(model, name, frequency), f"sku_{frequency}_{name}", tags | {"model": name, "mean_pinball": f"{_mean_pinball(overall[name]):.4f}"})
+                versions[name] = registry.log_and_register(
+                    ForecasterPyfunc(model, name, frequency),
+                    f"sku_{frequency}_{name}",
+                    tags | {"model": name, "mean_pinball": f"{_mean_pinball(overall[name]):.4f}"},
+                )
         best = min(overall, key=lambda m: _mean_pinball(overall[m]))
         registry.set_champion(versions[best])
         context.log.info(f"{frequency}: champion {best} (version {versions[best]}), mean pinball {_mean_pinball(overall[best]):.3f}")
@@ -80,9 +109,11 @@ def sku_forecast_models(context: dg.AssetExecutionContext, config: SkuModelConfi
         metadata[f"{frequency}_champion"] = f"{best} v{versions[best]}"
     table = pl.concat(tables)
     written = store.overwrite(Table.SKU_BACKTEST_METRICS, table)
-    return dg.MaterializeResult(metadata={
-        "dagster/row_count": written.rows,
-        "delta_version": written.version,
-        "backtest": dg.MetadataValue.md(frame_to_markdown(table.filter(pl.col("FOLD") == -1), max_rows=10)),
-        **metadata,
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": written.rows,
+            "delta_version": written.version,
+            "backtest": dg.MetadataValue.md(frame_to_markdown(table.filter(pl.col("FOLD") == -1), max_rows=10)),
+            **metadata,
+        }
+    )

@@ -1,12 +1,11 @@
 """The feature-engineered training dataset, built from a look-back window of the raw domains."""
 
-
 import datetime as dt
 
 import dagster as dg
 import polars as pl
 
-from contracts import ContractReport, DOMAIN_COLUMNS_RULE, LAG_INTEGRITY_RULE, Table, check_domain_columns, check_lag_integrity
+from contracts import DOMAIN_COLUMNS_RULE, LAG_INTEGRITY_RULE, ContractReport, Table, check_domain_columns, check_lag_integrity
 from demand_assets.domains.drift import drift_check_results, drift_check_specs
 from demand_assets.domains.partitions import BACKFILL_POLICY, DAILY_DOWNSTREAM, daily_partitions, lookback
 from demand_assets.domains.publishing import (
@@ -49,9 +48,21 @@ CHUNK_ROWS = 3_000_000
         dg.AssetDep(channel_spend_response, partition_mapping=lookback(CHANNEL_LOOKBACK_DAYS)),
     ],
     check_specs=[
-        blocking_check_spec(TRAINING_DATASET_CONTRACT, "training_dataset", "Pandera contract TrainingDataset: types, ranges, unique DATE x COUNTRY x PRODUCT, dates in the partition."),
-        blocking_check_spec(LAG_INTEGRITY_RULE, "training_dataset", "Every DEMAND_LAG_k equals PRODUCT_DEMAND k days earlier and every rolling mean equals the mean of the days before, recomputed independently."),
-        blocking_check_spec(DOMAIN_COLUMNS_RULE, "training_dataset", "Macro columns exactly when the source provides country data, spend columns exactly when it provides channel data (M5 and transaction logs have neither)."),
+        blocking_check_spec(
+            TRAINING_DATASET_CONTRACT,
+            "training_dataset",
+            "Pandera contract TrainingDataset: types, ranges, unique DATE x COUNTRY x PRODUCT, dates in the partition.",
+        ),
+        blocking_check_spec(
+            LAG_INTEGRITY_RULE,
+            "training_dataset",
+            "Every DEMAND_LAG_k equals PRODUCT_DEMAND k days earlier and every rolling mean equals the mean of the days before, recomputed independently.",
+        ),
+        blocking_check_spec(
+            DOMAIN_COLUMNS_RULE,
+            "training_dataset",
+            "Macro columns exactly when the source provides country data, spend columns exactly when it provides channel data (M5 and transaction logs have neither).",
+        ),
         *drift_check_specs("training_dataset"),
     ],
 )
@@ -84,23 +95,31 @@ def training_dataset(context: dg.AssetExecutionContext, source: DemandSourceReso
 
     def summarize(chunk: pl.DataFrame) -> pl.DataFrame:
         return chunk.group_by("DATE").agg(
-            pl.col("PRODUCT_DEMAND").mean(), pl.col("DEMAND_LAG_7").mean(), pl.col("DEMAND_ROLL_MEAN_28").mean(),
+            pl.col("PRODUCT_DEMAND").mean(),
+            pl.col("DEMAND_LAG_7").mean(),
+            pl.col("DEMAND_ROLL_MEAN_28").mean(),
             pl.col("DEMAND_LAG_28").is_null().mean().alias("LAG_28_NULL_SHARE"),
         )
 
     def describe(summary: pl.DataFrame) -> dict:
         if summary["DATE"].n_unique() < 2:
             return {}
-        chart = line_chart_markdown(summary, "DATE", ["PRODUCT_DEMAND", "DEMAND_LAG_7", "DEMAND_ROLL_MEAN_28", "LAG_28_NULL_SHARE"], title="Mean target and its lag features per day")
+        chart = line_chart_markdown(
+            summary, "DATE", ["PRODUCT_DEMAND", "DEMAND_LAG_7", "DEMAND_ROLL_MEAN_28", "LAG_28_NULL_SHARE"], title="Mean target and its lag features per day"
+        )
         return {"chart": dg.MetadataValue.md(chart)}
 
     yield from publish_window(
-        context, store, Table.TRAINING_DATASET, chunks(),
+        context,
+        store,
+        Table.TRAINING_DATASET,
+        chunks(),
         [
             contract_check(Table.TRAINING_DATASET, TRAINING_DATASET_CONTRACT, ctx),
             ChunkCheck(LAG_INTEGRITY_RULE, lag_check),
             ChunkCheck(DOMAIN_COLUMNS_RULE, lambda chunk: check_domain_columns(chunk, has_country=has_country, has_channel=has_channel)),
         ],
-        summarize=summarize, describe=describe,
+        summarize=summarize,
+        describe=describe,
     )
     yield from drift_check_results(store, monitoring, end)

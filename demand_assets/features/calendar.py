@@ -31,7 +31,5 @@ def holiday_calendar(countries: Sequence[str], start: dt.date, end: dt.date) -> 
     frames = []
     for country in countries:
         days = frozenset().union(*(_holidays(country, y) for y in range(start.year, end.year + 1)))
-        frames.append(
-            pl.DataFrame({"DATE": dates, "COUNTRY": country}).with_columns(pl.col("DATE").is_in(sorted(days)).alias("IS_HOLIDAY"))
-        )
+        frames.append(pl.DataFrame({"DATE": dates, "COUNTRY": country}).with_columns(pl.col("DATE").is_in(sorted(days)).alias("IS_HOLIDAY")))
     return pl.concat(frames) if frames else pl.DataFrame(schema={"DATE": pl.Date, "COUNTRY": pl.String, "IS_HOLIDAY": pl.Boolean})

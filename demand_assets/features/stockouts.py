@@ -22,21 +22,23 @@ from demand_assets.forecasting.panel import SERIES
 __all__ = ["infer_stockouts"]
 
 
-
 def _flag(frame: pl.DataFrame, alpha: float, exclude: str | None) -> pl.DataFrame:
     sales = pl.col("PRODUCT_DEMAND").cast(pl.Float64)
     usable = ~pl.col(exclude) if exclude else pl.lit(True)
-    moments = frame.group_by(SERIES).agg(
-        sales.filter(usable).mean().alias("M"), sales.filter(usable).var().alias("V")
-    ).with_columns(
-        # NB shape from var = m + m^2 / r; near-Poisson (or under-dispersed) data -> large r.
-        pl.when(pl.col("V") > pl.col("M") * 1.01).then(pl.col("M") ** 2 / (pl.col("V") - pl.col("M"))).otherwise(1e6).clip(0.3, 1e6).alias("R")
-    ).with_columns(
-        (pl.col("R") * (pl.col("R") / (pl.col("R") + pl.col("M").fill_null(0.0))).log()).alias("LOG_P0")
+    moments = (
+        frame.group_by(SERIES)
+        .agg(sales.filter(usable).mean().alias("M"), sales.filter(usable).var().alias("V"))
+        .with_columns(
+            # NB shape from var = m + m^2 / r; near-Poisson (or under-dispersed) data -> large r.
+            pl.when(pl.col("V") > pl.col("M") * 1.01).then(pl.col("M") ** 2 / (pl.col("V") - pl.col("M"))).otherwise(1e6).clip(0.3, 1e6).alias("R")
+        )
+        .with_columns((pl.col("R") * (pl.col("R") / (pl.col("R") + pl.col("M").fill_null(0.0))).log()).alias("LOG_P0"))
     )
-    return frame.join(moments.select(*SERIES, "LOG_P0", pl.col("M").alias("RATE")), on=SERIES, how="left").with_columns(
-        (pl.col("ZERO_RUN") * pl.col("LOG_P0") < pl.lit(alpha).log()).fill_null(False).alias("INFERRED_OUT")
-    ).drop("LOG_P0")
+    return (
+        frame.join(moments.select(*SERIES, "LOG_P0", pl.col("M").alias("RATE")), on=SERIES, how="left")
+        .with_columns((pl.col("ZERO_RUN") * pl.col("LOG_P0") < pl.lit(alpha).log()).fill_null(False).alias("INFERRED_OUT"))
+        .drop("LOG_P0")
+    )
 
 
 def infer_stockouts(frame: pl.DataFrame, *, alpha: float = 0.001) -> pl.DataFrame:
@@ -45,9 +47,7 @@ def infer_stockouts(frame: pl.DataFrame, *, alpha: float = 0.001) -> pl.DataFram
     PRODUCT_DEMAND rows (one row per series and day, no gaps)."""
     if not 0 < alpha < 1:
         raise ValueError(f"alpha is a probability in (0, 1), got {alpha}")
-    ordered = frame.sort(*SERIES, "DATE").with_columns(
-        (pl.col("PRODUCT_DEMAND") > 0).cast(pl.Int64).cum_sum().over(SERIES).alias("_RUN")
-    )
+    ordered = frame.sort(*SERIES, "DATE").with_columns((pl.col("PRODUCT_DEMAND") > 0).cast(pl.Int64).cum_sum().over(SERIES).alias("_RUN"))
     ordered = ordered.with_columns(
         pl.when(pl.col("PRODUCT_DEMAND") == 0).then((pl.col("PRODUCT_DEMAND") == 0).sum().over(*SERIES, "_RUN")).otherwise(0).alias("ZERO_RUN")
     ).drop("_RUN")

@@ -14,7 +14,6 @@ import datetime as dt
 import polars as pl
 
 from contracts.columns import SERIES, TARGET
-
 from demand_assets.features.calendar import holiday_calendar
 
 __all__ = [
@@ -68,10 +67,21 @@ def build_training_dataset(
     if channel_history is not None:
         rows = rows.join(_channel_features(channel_history, start, end), on=["DATE", "COUNTRY"], how="left")
     base = [
-        "DATE", "COUNTRY", "PRODUCT", "CATEGORY", TARGET, "IN_STOCK", "PRICE", "PROMO",
+        "DATE",
+        "COUNTRY",
+        "PRODUCT",
+        "CATEGORY",
+        TARGET,
+        "IN_STOCK",
+        "PRICE",
+        "PROMO",
         *(f"DEMAND_LAG_{k}" for k in DEMAND_LAGS),
         *(f"DEMAND_ROLL_MEAN_{w}" for w in ROLLING_WINDOWS),
-        "DAY_OF_WEEK", "WEEK_OF_YEAR", "MONTH", "DAY_OF_YEAR", "IS_HOLIDAY",
+        "DAY_OF_WEEK",
+        "WEEK_OF_YEAR",
+        "MONTH",
+        "DAY_OF_YEAR",
+        "IS_HOLIDAY",
     ]
     extra = [c for c in rows.columns if c not in base]
     return rows.select(*base, *extra).sort("DATE", "COUNTRY", "PRODUCT")
@@ -88,10 +98,7 @@ def _demand_features(history: pl.DataFrame, first: dt.date, end: dt.date) -> pl.
     day = pl.col("DAY_INDEX")
     dense = dense.with_columns(
         *(pl.when(day >= k).then(target.shift(k)).alias(f"DEMAND_LAG_{k}") for k in DEMAND_LAGS),
-        *(
-            pl.when(day >= w).then(target.cast(pl.Float64).shift(1).rolling_mean(w, min_samples=w)).alias(f"DEMAND_ROLL_MEAN_{w}")
-            for w in ROLLING_WINDOWS
-        ),
+        *(pl.when(day >= w).then(target.cast(pl.Float64).shift(1).rolling_mean(w, min_samples=w)).alias(f"DEMAND_ROLL_MEAN_{w}") for w in ROLLING_WINDOWS),
     )
     # Grid rows with no observation (the missing days themselves) are not training rows.
     return dense.filter(target.is_not_null()).drop("DAY_INDEX")

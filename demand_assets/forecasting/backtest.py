@@ -18,6 +18,7 @@ import numpy as np
 import polars as pl
 
 from demand_assets.forecasting.metrics import REGIMES, bias, interval_coverage, mase, pinball_loss, regime_rows, rmse, wape
+from demand_assets.forecasting.models.base import Forecaster
 from demand_assets.forecasting.panel import KEYS, SERIES, TARGET, future_frame, history_up_to, sorted_by_date
 
 __all__ = ["Fold", "BacktestResult", "rolling_origin_folds", "run_backtest", "score_forecasts", "wrmsse_by_model"]
@@ -59,7 +60,7 @@ class BacktestResult:
 
 def run_backtest(
     dataset: pl.DataFrame,
-    models: dict[str, Callable[[], object]],
+    models: dict[str, Callable[[], Forecaster]],
     folds: Sequence[Fold],
     *,
     truth: pl.DataFrame | None = None,
@@ -90,9 +91,7 @@ def run_backtest(
             t2 = time.perf_counter()
             report(f"backtest {name} fold {fold.index + 1}/{len(folds)} (origin {fold.origin}): fit {t1 - t0:.1f}s, predict {t2 - t1:.1f}s")
             timings.append({"MODEL": name, "FOLD": fold.index, "FIT_SECONDS": t1 - t0, "PREDICT_SECONDS": t2 - t1})
-            frames.append(
-                forecast.join(actual, on=KEYS, how="inner").with_columns(pl.lit(name).alias("MODEL"), pl.lit(fold.index).alias("FOLD"))
-            )
+            frames.append(forecast.join(actual, on=KEYS, how="inner").with_columns(pl.lit(name).alias("MODEL"), pl.lit(fold.index).alias("FOLD")))
     forecasts = pl.concat(frames, how="diagonal_relaxed")
     if truth is not None:
         forecasts = forecasts.join(truth.select(*KEYS, "TRUE_DEMAND"), on=KEYS, how="left")
@@ -111,7 +110,8 @@ def _series_scales(dataset: pl.DataFrame, folds: Sequence[Fold], season: int = 7
         hist = history_up_to(dataset, fold.origin).select(*SERIES, pl.col(TARGET).cast(pl.Float64).alias("Y")).drop_nulls("Y")
         y = pl.col("Y")
         frames.append(
-            hist.group_by(SERIES).agg(pl.when(pl.len() > season).then((y - y.shift(season)).abs().mean()).alias("SCALE"))
+            hist.group_by(SERIES)
+            .agg(pl.when(pl.len() > season).then((y - y.shift(season)).abs().mean()).alias("SCALE"))
             .select(pl.lit(fold.index, pl.Int64).alias("FOLD"), *SERIES, "SCALE")
         )
     return pl.concat(frames)
@@ -164,10 +164,7 @@ def wrmsse_by_model(dataset: pl.DataFrame, forecasts: pl.DataFrame, folds: Seque
     levels = hierarchy.select(*SERIES, *(pl.col(c).cast(pl.Categorical) for c in names))
     rows = []
     for fold in folds:
-        train = (
-            history_up_to(dataset, fold.origin).select(*KEYS, pl.col(TARGET).alias("UNITS"), "PRICE")
-            .join(levels, on=SERIES, how="inner").drop(SERIES)
-        )
+        train = history_up_to(dataset, fold.origin).select(*KEYS, pl.col(TARGET).alias("UNITS"), "PRICE").join(levels, on=SERIES, how="inner").drop(SERIES)
         for (model,), part in forecasts.filter(pl.col("FOLD") == fold.index).group_by(["MODEL"], maintain_order=True):
             test = part.select(*KEYS, pl.col("ACTUAL").alias("UNITS"), pl.col("MEAN").alias("FORECAST")).join(levels, on=SERIES, how="inner").drop(SERIES)
             score, _ = wrmsse(train, test)

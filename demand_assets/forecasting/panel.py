@@ -93,9 +93,7 @@ def planned_future(dataset: pl.DataFrame, origin: dt.date, horizon: int) -> pl.D
     spend_cols = [c for c in stored.columns if c.startswith("SPEND_")]
     # Same weekday of the last stored week: origin - 6 .. origin map onto every later week.
     base_spend = [c for c in spend_cols if "_LAG_" not in c]
-    week = last.filter(pl.col("DATE") > origin - dt.timedelta(days=7)).select(
-        *SERIES, pl.col("DATE").dt.weekday().alias("_DOW"), *base_spend
-    )
+    week = last.filter(pl.col("DATE") > origin - dt.timedelta(days=7)).select(*SERIES, pl.col("DATE").dt.weekday().alias("_DOW"), *base_spend)
     planned = (
         missing.join(latest.select(*SERIES, "PRICE", *[c for c in ("CATEGORY",) if c in latest.columns], *macro_columns(dataset)), on=SERIES, how="left")
         .with_columns(pl.lit(False).alias("PROMO"), pl.col("DATE").dt.weekday().alias("_DOW"))

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Optional
 
-import mlflow.pyfunc
 import pandas as pd
 import polars as pl
+from mlflow.pyfunc import PyFuncModel, PythonModel
 
 from demand_assets.forecasting.panel import SERIES, TARGET, future_frame, planned_future
 
@@ -29,7 +28,7 @@ DAILY_REGISTERED_MODEL = "demand_forecast"
 SKU_REGISTERED_MODELS = {"weekly": "sku_forecast_weekly", "daily": "sku_forecast_daily"}
 
 
-def forecast_request(dataset: pl.DataFrame, origin: dt.date, horizon: int, *, history_days: Optional[int] = None, planned: bool = False) -> pl.DataFrame:
+def forecast_request(dataset: pl.DataFrame, origin: dt.date, horizon: int, *, history_days: int | None = None, planned: bool = False) -> pl.DataFrame:
     """A scoring request as of `origin`: the dataset's rows up to the origin (the newest
     `history_days` of them, if given) and the `horizon` days after it with what is known then.
     `planned` fills days the dataset does not hold yet with the default plan (`planned_future`)."""
@@ -40,7 +39,7 @@ def forecast_request(dataset: pl.DataFrame, origin: dt.date, horizon: int, *, hi
     return pl.concat([dataset.filter(rows), future], how="diagonal_relaxed")
 
 
-def predict_request(model: mlflow.pyfunc.PyFuncModel, request: pl.DataFrame) -> pl.DataFrame:
+def predict_request(model: PyFuncModel, request: pl.DataFrame) -> pl.DataFrame:
     """A loaded pyfunc's forecast of a request: DATE, COUNTRY, PRODUCT, MEAN, P10, P50, P90."""
     return pl.from_pandas(model.predict(request.to_pandas())).with_columns(pl.col("DATE").cast(pl.Date))
 
@@ -55,7 +54,7 @@ def split_request(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     return history.with_columns(pl.col(TARGET).cast(pl.Int64)), future
 
 
-class ForecasterPyfunc(mlflow.pyfunc.PythonModel):
+class ForecasterPyfunc(PythonModel):
     """Any fitted `Forecaster` behind MLflow's generic interface: the one wrapper for the daily
     models and the per-SKU service models.
 
@@ -68,7 +67,7 @@ class ForecasterPyfunc(mlflow.pyfunc.PythonModel):
     for the periods after each series' last one.
     """
 
-    def __init__(self, forecaster, model_name: str, frequency: Optional[str] = None) -> None:
+    def __init__(self, forecaster, model_name: str, frequency: str | None = None) -> None:
         self.forecaster = forecaster
         self.model_name = model_name
         self.frequency = frequency
@@ -90,7 +89,7 @@ class ForecasterPyfunc(mlflow.pyfunc.PythonModel):
         if self.frequency is None:
             raise ValueError(f"{self.model_name} is a daily model: send history and future rows to predict()")
         history = history.with_columns(pl.col("PERIOD").cast(pl.Date), pl.col("UNITS").cast(pl.Float64))
-        out = self.forecaster.predict(history, next_periods(history, horizon, self.frequency))  # type: ignore[arg-type]
+        out = self.forecaster.predict(history, next_periods(history, horizon, self.frequency))
         return out.select(*SERIES, "PERIOD", "STEP", "P10", "P50", "P90", "MEAN").sort(*SERIES, "STEP")
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
@@ -110,7 +109,4 @@ def choose_champion(overall: pl.DataFrame, *, baseline: str, regime: str) -> tup
     best = scores.filter(pl.col("MODEL") != baseline).head(1)
     if best.is_empty() or best["WAPE"][0] >= baseline_wape[0]:
         return None, f"no model beat {baseline} (WAPE {baseline_wape[0]:.3f} on {regime} days)"
-    return best["MODEL"][0], (
-        f"{best['MODEL'][0]} has the lowest WAPE on {regime} days ({best['WAPE'][0]:.3f}), "
-        f"beating {baseline} ({baseline_wape[0]:.3f})"
-    )
+    return best["MODEL"][0], (f"{best['MODEL'][0]} has the lowest WAPE on {regime} days ({best['WAPE'][0]:.3f}), beating {baseline} ({baseline_wape[0]:.3f})")

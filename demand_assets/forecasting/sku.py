@@ -15,9 +15,9 @@ from typing import Literal
 import polars as pl
 
 from demand_assets.forecasting.backtest import rolling_origin_folds, score_forecasts
-from demand_assets.forecasting.models.base import by_steps
+from demand_assets.forecasting.models.base import Forecaster, by_steps
+from demand_assets.forecasting.models.tcn import PANEL_KEYS
 from demand_assets.forecasting.registry import ForecasterPyfunc
-from demand_assets.forecasting.models.tcn import PANEL_KEYS, TCNForecaster
 
 __all__ = ["Frequency", "MeanOfLastForecaster", "PERIOD_DAYS", "SkuForecasterPyfunc", "next_periods", "period_backtest", "to_periods"]
 
@@ -47,7 +47,7 @@ class MeanOfLastForecaster:
     def __init__(self, window: int = 4, horizon: int = 4) -> None:
         self.window, self.horizon = window, horizon
 
-    def fit(self, panel: pl.DataFrame) -> "MeanOfLastForecaster":
+    def fit(self, panel: pl.DataFrame) -> MeanOfLastForecaster:
         return self
 
     def predict(self, history: pl.DataFrame, future: pl.DataFrame) -> pl.DataFrame:
@@ -59,16 +59,20 @@ class MeanOfLastForecaster:
         last = history.sort(*PANEL_KEYS, "PERIOD").group_by(PANEL_KEYS, maintain_order=True).agg(pl.col("UNITS").tail(self.window).mean().alias("P50"))
         steps = pl.DataFrame({"STEP": list(range(1, horizon + 1))})
         # Poisson-like band around the mean: a transparent reference, not a model.
-        return last.join(steps, how="cross").with_columns(
-            (pl.col("P50") - 1.2816 * pl.col("P50").sqrt()).clip(lower_bound=0.0).alias("P10"),
-            (pl.col("P50") + 1.2816 * pl.col("P50").sqrt()).alias("P90"),
-            pl.col("P50").alias("MEAN"),
-        ).select(*PANEL_KEYS, "STEP", "P10", "P50", "P90", "MEAN")
+        return (
+            last.join(steps, how="cross")
+            .with_columns(
+                (pl.col("P50") - 1.2816 * pl.col("P50").sqrt()).clip(lower_bound=0.0).alias("P10"),
+                (pl.col("P50") + 1.2816 * pl.col("P50").sqrt()).alias("P90"),
+                pl.col("P50").alias("MEAN"),
+            )
+            .select(*PANEL_KEYS, "STEP", "P10", "P50", "P90", "MEAN")
+        )
 
 
 def period_backtest(
     panel: pl.DataFrame,
-    factories: dict[str, Callable[[], object]],
+    factories: dict[str, Callable[[], Forecaster]],
     *,
     n_folds: int = 2,
     horizon: int = 4,
@@ -109,9 +113,9 @@ def next_periods(history: pl.DataFrame, horizon: int, frequency: Frequency) -> p
     step = PERIOD_DAYS[frequency]
     last = history.group_by(PANEL_KEYS).agg(pl.col("PERIOD").max().cast(pl.Date).alias("LAST"))
     steps = pl.DataFrame({"_K": list(range(1, horizon + 1))})
-    return last.join(steps, how="cross").select(
-        *PANEL_KEYS, (pl.col("LAST") + pl.duration(days=pl.col("_K") * step)).alias("PERIOD")
-    ).sort(*PANEL_KEYS, "PERIOD")
+    return (
+        last.join(steps, how="cross").select(*PANEL_KEYS, (pl.col("LAST") + pl.duration(days=pl.col("_K") * step)).alias("PERIOD")).sort(*PANEL_KEYS, "PERIOD")
+    )
 
 
 # Registered per-SKU models of earlier versions were pickled under this name.

@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from demand_assets.forecasting.models.base import Forecaster
 from demand_assets.forecasting.models.deepar import DeepARConfig, DeepARForecaster
 from demand_assets.forecasting.models.ets import ETSForecaster
 from demand_assets.forecasting.models.hybrid import DeepARLightGBMHybrid
@@ -42,14 +43,14 @@ class SuiteSettings:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "SuiteSettings":
+    def from_json(cls, text: str) -> SuiteSettings:
         values = json.loads(text)
         values["models"] = tuple(values["models"])
         values["lgbm_params"] = tuple(tuple(p) for p in values["lgbm_params"])
         return cls(**values)
 
 
-def model_factories(s: SuiteSettings) -> dict[str, Callable[[], object]]:
+def model_factories(s: SuiteSettings) -> dict[str, Callable[[], Forecaster]]:
     """Name -> zero-argument factory of a fresh, unfitted model."""
     deepar = DeepARConfig(
         prediction_length=s.horizon,
@@ -61,7 +62,7 @@ def model_factories(s: SuiteSettings) -> dict[str, Callable[[], object]]:
         seed=s.seed,
     )
 
-    def builders(aware: bool) -> dict[str, Callable[[], object]]:
+    def builders(aware: bool) -> dict[str, Callable[[], Forecaster]]:
         return {
             BASELINE: lambda: SeasonalNaive(censoring_aware=False),
             "ets": lambda: ETSForecaster(history_days=s.ets_history_days, censoring_aware=aware),
@@ -70,8 +71,11 @@ def model_factories(s: SuiteSettings) -> dict[str, Callable[[], object]]:
             ),
             "deepar": lambda: DeepARForecaster(deepar, censoring_aware=aware),
             "hybrid": lambda: DeepARLightGBMHybrid(
-                deepar, stage2_windows=s.hybrid_windows, num_boost_round=max(50, s.lgbm_rounds // 2),
-                censoring_aware=aware, seed=s.seed,
+                deepar,
+                stage2_windows=s.hybrid_windows,
+                num_boost_round=max(50, s.lgbm_rounds // 2),
+                censoring_aware=aware,
+                seed=s.seed,
             ),
         }
 

@@ -34,7 +34,9 @@ def tune_lightgbm(
             "feature_fraction": trial.suggest_float("feature_fraction", 0.6, 1.0),
         }
         result = run_backtest(
-            dataset, {"lightgbm": lambda: LightGBMForecaster(num_boost_round=num_boost_round, seed=seed, **params)}, folds,
+            dataset,
+            {"lightgbm": lambda: LightGBMForecaster(num_boost_round=num_boost_round, seed=seed, **params)},
+            folds,
             progress=lambda _: None,
         )
         wape = result.metrics.filter((pl.col("FOLD") == -1) & (pl.col("REGIME") == regime))["WAPE"][0]

@@ -56,15 +56,18 @@ def rmsse_by_series(train: pl.DataFrame, test: pl.DataFrame, keys: tuple[str, ..
     hist = _aggregate(train.with_columns((pl.col("UNITS") * pl.col("PRICE")).alias("DOLLARS")), by, ["UNITS", "DOLLARS"]).sort("DATE")
     # Window expressions run in row order, which is date order within every series.
     active = hist.filter((pl.col("UNITS") > 0).cum_max().over(by))
-    scale = active.with_columns((pl.col("UNITS") - pl.col("UNITS").shift(1).over(by)).alias("DIFF")).group_by(by).agg(
-        (pl.col("DIFF").drop_nulls() ** 2).mean().alias("SCALE")
+    scale = (
+        active.with_columns((pl.col("UNITS") - pl.col("UNITS").shift(1).over(by)).alias("DIFF"))
+        .group_by(by)
+        .agg((pl.col("DIFF").drop_nulls() ** 2).mean().alias("SCALE"))
     )
     cutoff = hist["DATE"].unique().sort().tail(WEIGHT_DAYS).min()
     weights = hist.filter(pl.col("DATE") >= cutoff).group_by(by).agg(pl.col("DOLLARS").sum().alias("WEIGHT_DOLLARS"))
     errors = _aggregate(test, by, ["UNITS", "FORECAST"]).group_by(by).agg(((pl.col("UNITS") - pl.col("FORECAST")) ** 2).mean().alias("MSE"))
     label = pl.concat_str([pl.col(k).cast(pl.String) for k in by], separator="|")
     return (
-        errors.join(scale, on=by, how="left").join(weights, on=by, how="left")
+        errors.join(scale, on=by, how="left")
+        .join(weights, on=by, how="left")
         .with_columns((pl.col("MSE") / pl.col("SCALE")).sqrt().alias("RMSSE"), pl.col("WEIGHT_DOLLARS").fill_null(0.0), label.alias("SERIES"))
         .select("SERIES", "RMSSE", "WEIGHT_DOLLARS", "SCALE")
         .sort("SERIES")
@@ -83,6 +86,14 @@ def wrmsse(train: pl.DataFrame, test: pl.DataFrame, levels: tuple[tuple[str, ...
         scored = per_series.filter(pl.col("SCALE") > 0)
         total = scored["WEIGHT_DOLLARS"].sum()
         score = float((scored["RMSSE"] * scored["WEIGHT_DOLLARS"]).sum() / total) if total > 0 else float("nan")
-        rows.append({"LEVEL": i, "KEYS": " x ".join(keys) or "total", "SERIES_COUNT": per_series.height, "UNSCALED_SERIES": per_series.height - scored.height, "SCORE": score})
+        rows.append(
+            {
+                "LEVEL": i,
+                "KEYS": " x ".join(keys) or "total",
+                "SERIES_COUNT": per_series.height,
+                "UNSCALED_SERIES": per_series.height - scored.height,
+                "SCORE": score,
+            }
+        )
     table = pl.DataFrame(rows)
     return float(table["SCORE"].mean()), table

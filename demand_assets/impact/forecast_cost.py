@@ -121,6 +121,17 @@ def forecast_error_cost(forecasts: pl.DataFrame, economics: UnitEconomics, overr
         (pl.col("COST_CRITICAL") / pl.col("REVENUE")).alias("COST_SHARE_OF_REVENUE"),
     )
     return table.select(
-        "MODEL", "REGIME", "ROWS", "CRITICAL_RATIO", "COST_P50", "COST_MEAN", "COST_CRITICAL", "SAVING", "SAVING_SHARE",
-        "OVER_COST_P50", "UNDER_COST_P50", "REVENUE", "COST_SHARE_OF_REVENUE",
+        "MODEL",
+        "REGIME",
+        "ROWS",
+        "CRITICAL_RATIO",
+        "COST_P50",
+        "COST_MEAN",
+        "COST_CRITICAL",
+        "SAVING",
+        "SAVING_SHARE",
+        "OVER_COST_P50",
+        "UNDER_COST_P50",
+        "REVENUE",
+        "COST_SHARE_OF_REVENUE",
     ).sort("REGIME", "COST_CRITICAL")

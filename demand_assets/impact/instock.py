@@ -30,7 +30,6 @@ from demand_assets.impact.forecast_cost import quantile_at
 __all__ = ["InstockSettings", "instock_value", "stockout_profile"]
 
 
-
 @dataclass(frozen=True)
 class InstockSettings:
     n_samples: int = 500
@@ -47,11 +46,15 @@ def stockout_profile(history: pl.DataFrame, settings: InstockSettings = InstockS
     """Per series from DATE, COUNTRY, PRODUCT, PRODUCT_DEMAND, IN_STOCK: IN_DAYS, OUT_DAYS,
     EPISODES, the Beta posterior of the episode start rate (ALPHA, BETA), the country's
     MEAN_EPISODE_DAYS and LOSS_FRACTION, and OUT_NOW (out of stock on the newest day)."""
-    h = history.sort(*SERIES, "DATE").with_columns(
-        (~pl.col("IN_STOCK")).alias("OUT"),
-        pl.col("PRODUCT_DEMAND").filter(pl.col("IN_STOCK")).mean().over(SERIES).alias("INSTOCK_MEAN"),
-    ).with_columns(
-        (pl.col("OUT") & ~pl.col("OUT").shift(1, fill_value=False).over(SERIES)).alias("STARTS"),
+    h = (
+        history.sort(*SERIES, "DATE")
+        .with_columns(
+            (~pl.col("IN_STOCK")).alias("OUT"),
+            pl.col("PRODUCT_DEMAND").filter(pl.col("IN_STOCK")).mean().over(SERIES).alias("INSTOCK_MEAN"),
+        )
+        .with_columns(
+            (pl.col("OUT") & ~pl.col("OUT").shift(1, fill_value=False).over(SERIES)).alias("STARTS"),
+        )
     )
     series = h.group_by(SERIES).agg(
         pl.col("IN_STOCK").sum().cast(pl.Float64).alias("IN_DAYS"),
@@ -60,23 +63,35 @@ def stockout_profile(history: pl.DataFrame, settings: InstockSettings = InstockS
         pl.col("OUT").last().alias("OUT_NOW"),
     )
     out_days = h.filter(pl.col("OUT") & pl.col("INSTOCK_MEAN").is_not_null())
-    country = series.group_by("COUNTRY").agg(
-        (pl.col("EPISODES").sum() / pl.col("IN_DAYS").sum().clip(lower_bound=1.0)).alias("COUNTRY_START_RATE"),
-        (pl.col("OUT_DAYS").sum() / pl.col("EPISODES").sum().clip(lower_bound=1.0)).clip(lower_bound=1.0).alias("MEAN_EPISODE_DAYS"),
-    ).join(
-        out_days.group_by("COUNTRY").agg(
-            (1.0 - pl.col("PRODUCT_DEMAND").sum() / pl.col("INSTOCK_MEAN").sum().clip(lower_bound=1e-9)).clip(0.0, 1.0).alias("LOSS_FRACTION")
-        ),
-        on="COUNTRY", how="left",
-    ).with_columns(pl.col("LOSS_FRACTION").fill_null(1.0))
+    country = (
+        series.group_by("COUNTRY")
+        .agg(
+            (pl.col("EPISODES").sum() / pl.col("IN_DAYS").sum().clip(lower_bound=1.0)).alias("COUNTRY_START_RATE"),
+            (pl.col("OUT_DAYS").sum() / pl.col("EPISODES").sum().clip(lower_bound=1.0)).clip(lower_bound=1.0).alias("MEAN_EPISODE_DAYS"),
+        )
+        .join(
+            out_days.group_by("COUNTRY").agg(
+                (1.0 - pl.col("PRODUCT_DEMAND").sum() / pl.col("INSTOCK_MEAN").sum().clip(lower_bound=1e-9)).clip(0.0, 1.0).alias("LOSS_FRACTION")
+            ),
+            on="COUNTRY",
+            how="left",
+        )
+        .with_columns(pl.col("LOSS_FRACTION").fill_null(1.0))
+    )
     prior = settings.prior_days
-    return series.join(country, on="COUNTRY").with_columns(
-        (prior * pl.col("COUNTRY_START_RATE") + pl.col("EPISODES")).clip(lower_bound=1e-3).alias("ALPHA"),
-        (prior * (1 - pl.col("COUNTRY_START_RATE")) + pl.col("IN_DAYS") - pl.col("EPISODES")).clip(lower_bound=1e-3).alias("BETA"),
-    ).sort(SERIES)
+    return (
+        series.join(country, on="COUNTRY")
+        .with_columns(
+            (prior * pl.col("COUNTRY_START_RATE") + pl.col("EPISODES")).clip(lower_bound=1e-3).alias("ALPHA"),
+            (prior * (1 - pl.col("COUNTRY_START_RATE")) + pl.col("IN_DAYS") - pl.col("EPISODES")).clip(lower_bound=1e-3).alias("BETA"),
+        )
+        .sort(SERIES)
+    )
 
 
-def instock_value(forecast: pl.DataFrame, profile: pl.DataFrame, prices: pl.DataFrame, margin_rate: float, settings: InstockSettings = InstockSettings()) -> pl.DataFrame:
+def instock_value(
+    forecast: pl.DataFrame, profile: pl.DataFrame, prices: pl.DataFrame, margin_rate: float, settings: InstockSettings = InstockSettings()
+) -> pl.DataFrame:
     """Per COUNTRY x PRODUCT: expected extra units, revenue and margin over the forecast's
     horizon if the series never ran out, with P10/P50/P90. `forecast` has COUNTRY, PRODUCT,
     HORIZON_DAY, P10, P50, P90 (one as-of day); `prices` has COUNTRY, PRODUCT, PRICE."""
@@ -110,14 +125,25 @@ def instock_value(forecast: pl.DataFrame, profile: pl.DataFrame, prices: pl.Data
         lost *= part["LOSS_FRACTION"].to_numpy()[:, None]
         price = part["PRICE"].to_numpy()[:, None]
         p10, p50, p90 = np.percentile(lost, [10, 50, 90], axis=1)
-        rows.append(pl.DataFrame({
-            "COUNTRY": part["COUNTRY"], "PRODUCT": part["PRODUCT"],
-            "STOCKOUT_START_RATE": part["ALPHA"].to_numpy() / (part["ALPHA"].to_numpy() + part["BETA"].to_numpy()),
-            "MEAN_EPISODE_DAYS": part["MEAN_EPISODE_DAYS"], "LOSS_FRACTION": part["LOSS_FRACTION"], "OUT_NOW": part["OUT_NOW"],
-            "FORECAST_UNITS": q["P50"][sl].sum(axis=1),
-            "EXTRA_UNITS": lost.mean(axis=1), "EXTRA_UNITS_P10": p10, "EXTRA_UNITS_P50": p50, "EXTRA_UNITS_P90": p90,
-            "EXTRA_REVENUE": (lost * price).mean(axis=1),
-            "EXTRA_MARGIN": (lost * price).mean(axis=1) * margin_rate,
-            "EXTRA_MARGIN_P10": p10 * price[:, 0] * margin_rate, "EXTRA_MARGIN_P90": p90 * price[:, 0] * margin_rate,
-        }))
+        rows.append(
+            pl.DataFrame(
+                {
+                    "COUNTRY": part["COUNTRY"],
+                    "PRODUCT": part["PRODUCT"],
+                    "STOCKOUT_START_RATE": part["ALPHA"].to_numpy() / (part["ALPHA"].to_numpy() + part["BETA"].to_numpy()),
+                    "MEAN_EPISODE_DAYS": part["MEAN_EPISODE_DAYS"],
+                    "LOSS_FRACTION": part["LOSS_FRACTION"],
+                    "OUT_NOW": part["OUT_NOW"],
+                    "FORECAST_UNITS": q["P50"][sl].sum(axis=1),
+                    "EXTRA_UNITS": lost.mean(axis=1),
+                    "EXTRA_UNITS_P10": p10,
+                    "EXTRA_UNITS_P50": p50,
+                    "EXTRA_UNITS_P90": p90,
+                    "EXTRA_REVENUE": (lost * price).mean(axis=1),
+                    "EXTRA_MARGIN": (lost * price).mean(axis=1) * margin_rate,
+                    "EXTRA_MARGIN_P10": p10 * price[:, 0] * margin_rate,
+                    "EXTRA_MARGIN_P90": p90 * price[:, 0] * margin_rate,
+                }
+            )
+        )
     return pl.concat(rows).with_columns(pl.lit(horizon).alias("HORIZON_DAYS")).sort("EXTRA_MARGIN", descending=True).with_row_index("RANK", offset=1)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 import numpy.typing as npt
@@ -50,7 +49,7 @@ class AllocationProblem:
     budget: float  # total over the window
     days: int
     # Country -> the most incremental units the window can credit (stock headroom); None: no cap.
-    unit_caps: Optional[dict[str, float]] = None
+    unit_caps: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.keys)
@@ -73,7 +72,7 @@ class AllocationProblem:
     def daily_budget(self) -> float:
         return self.budget / self.days
 
-    def revenue_cap(self, country: str) -> Optional[float]:
+    def revenue_cap(self, country: str) -> float | None:
         """The country's credit limit in revenue: its unit cap x its revenue per unit."""
         if self.unit_caps is None or country not in self.unit_caps:
             return None
@@ -83,7 +82,7 @@ class AllocationProblem:
 
 def _key_revenue(curve: ResponseCurve, history: FloatArray, daily: float, days: int, unit_revenue: float) -> float:
     path = np.concatenate([history, np.full(days, daily)])
-    return float(curve.response(path)[len(history):].sum() * unit_revenue)
+    return float(curve.response(path)[len(history) :].sum() * unit_revenue)
 
 
 def window_revenue(problem: AllocationProblem, daily_spend: FloatArray, draw: int = 0) -> FloatArray:
@@ -195,7 +194,9 @@ def optimise_allocation(problem: AllocationProblem, *, grid_units: int = 200) ->
         return -credited_revenue(problem, x)
 
     polished = minimize(
-        objective, start, method="SLSQP",
+        objective,
+        start,
+        method="SLSQP",
         bounds=list(zip(problem.lower, problem.upper)),
         constraints=[{"type": "eq", "fun": lambda x: (x.sum() - problem.daily_budget) / max(problem.daily_budget, 1e-12)}],
         options={"maxiter": 200, "ftol": 1e-10},
@@ -214,7 +215,9 @@ def optimise_allocation(problem: AllocationProblem, *, grid_units: int = 200) ->
     n_draws = len(problem.curves[0])
     current = problem.current
     uplift = np.array([credited_revenue(problem, x, d) - credited_revenue(problem, current, d) for d in range(1, n_draws)]) if n_draws > 1 else np.zeros(0)
-    return Allocation(x, window_revenue(problem, x), window_revenue(problem, current), uplift, method, credited_revenue(problem, x), credited_revenue(problem, current))
+    return Allocation(
+        x, window_revenue(problem, x), window_revenue(problem, current), uplift, method, credited_revenue(problem, x), credited_revenue(problem, current)
+    )
 
 
 def brute_force_allocation(problem: AllocationProblem, step: float) -> tuple[FloatArray, float]:

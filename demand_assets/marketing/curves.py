@@ -170,9 +170,7 @@ def fit_response_curve(spend: npt.ArrayLike, response: npt.ArrayLike, *, warmup:
     return CurveFit(curve, tuple(draws), rmse, r2, n)
 
 
-def fit_channel_curves(
-    spend_response: pl.DataFrame, fit_start, *, settings: CurveFitSettings = CurveFitSettings(), progress=None
-) -> pl.DataFrame:
+def fit_channel_curves(spend_response: pl.DataFrame, fit_start, *, settings: CurveFitSettings = CurveFitSettings(), progress=None) -> pl.DataFrame:
     """Fit every COUNTRY x CHANNEL of a channel_spend_response frame whose days from
     `fit_start` on are fitted (earlier rows are warm-up for carry-over). Returns one row per
     COUNTRY, CHANNEL, DRAW (0: the point estimate, 1..B: bootstrap replicates) with the curve
@@ -182,9 +180,7 @@ def fit_channel_curves(
     for i, ((country, channel), series) in enumerate(groups, start=1):
         series = series.sort("DATE")
         warmup = int((series["DATE"] < fit_start).sum())
-        fit = fit_response_curve(
-            series["SPEND"].to_numpy(), series["CHANNEL_RESPONSE"].to_numpy()[warmup:], warmup=warmup, settings=settings
-        )
+        fit = fit_response_curve(series["SPEND"].to_numpy(), series["CHANNEL_RESPONSE"].to_numpy()[warmup:], warmup=warmup, settings=settings)
         for draw, curve in enumerate((fit.curve, *fit.draws)):
             rows.append({"COUNTRY": country, "CHANNEL": channel, "DRAW": draw, **_curve_row(curve), "RMSE": fit.rmse, "R2": fit.r2, "N_DAYS": fit.n_days})
         if progress is not None:
@@ -194,15 +190,17 @@ def fit_channel_curves(
 
 def _curve_row(curve: ResponseCurve) -> dict:
     values = asdict(curve)
-    return {"DECAY": values["decay"], "MAX_LAG": values["max_lag"], "HALF_SATURATION": values["half_saturation"], "SLOPE": values["slope"], "CAP": values["cap"]}
+    return {
+        "DECAY": values["decay"],
+        "MAX_LAG": values["max_lag"],
+        "HALF_SATURATION": values["half_saturation"],
+        "SLOPE": values["slope"],
+        "CAP": values["cap"],
+    }
 
 
 def curves_to_frame(curves: dict[tuple[str, str], Sequence[ResponseCurve]]) -> pl.DataFrame:
-    rows = [
-        {"COUNTRY": c, "CHANNEL": k, "DRAW": d, **_curve_row(curve)}
-        for (c, k), draws in curves.items()
-        for d, curve in enumerate(draws)
-    ]
+    rows = [{"COUNTRY": c, "CHANNEL": k, "DRAW": d, **_curve_row(curve)} for (c, k), draws in curves.items() for d, curve in enumerate(draws)]
     return pl.DataFrame(rows, schema_overrides={"MAX_LAG": pl.Int64, "DRAW": pl.Int64})
 
 

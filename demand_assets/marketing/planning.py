@@ -12,7 +12,6 @@ import dataclasses
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 import polars as pl
@@ -49,7 +48,7 @@ def allocate(
     revenue: Mapping[str, float],
     settings: PlanningSettings,
     budget: float,
-    spare_stock: Optional[Mapping[str, float]] = None,
+    spare_stock: Mapping[str, float] | None = None,
 ) -> tuple[Allocation, AllocationProblem]:
     """The optimal split of `budget` over `keys` and the problem it solved.
 
@@ -61,7 +60,7 @@ def allocate(
     history, lower, upper = [], [], []
     for country, channel in keys:
         now = current[(country, channel)]
-        history.append(spend[(country, channel)][-curves[(country, channel)][0].max_lag - 1:])
+        history.append(spend[(country, channel)][-curves[(country, channel)][0].max_lag - 1 :])
         if channel in settings.channel_bounds:
             lo, hi = settings.channel_bounds[channel]
         else:
@@ -69,9 +68,15 @@ def allocate(
         lower.append(lo)
         upper.append(hi)
     problem = AllocationProblem(
-        keys=tuple(keys), curves=tuple(curves[k] for k in keys), history=tuple(history),
-        unit_revenue=np.array([revenue[k[0]] for k in keys]), current=np.array([current[k] for k in keys]),
-        lower=np.array(lower), upper=np.array(upper), budget=budget, days=settings.planning_days,
+        keys=tuple(keys),
+        curves=tuple(curves[k] for k in keys),
+        history=tuple(history),
+        unit_revenue=np.array([revenue[k[0]] for k in keys]),
+        current=np.array([current[k] for k in keys]),
+        lower=np.array(lower),
+        upper=np.array(upper),
+        budget=budget,
+        days=settings.planning_days,
     )
     if spare_stock is not None:
         # Media-driven units the shelves can serve: what the current plan already drives (it is in
@@ -141,9 +146,9 @@ def plan_budget(
     revenue: Mapping[str, float],
     settings: PlanningSettings,
     *,
-    total_budget: Optional[float] = None,
+    total_budget: float | None = None,
     fixed_country_totals: bool = False,
-    spare_stock: Optional[Mapping[str, float]] = None,
+    spare_stock: Mapping[str, float] | None = None,
 ) -> BudgetPlan:
     """Allocate a planning window's budget across every country x channel with a curve.
 
@@ -168,13 +173,19 @@ def plan_budget(
         credited.append(allocation.uplift)
         for i, (country, channel) in enumerate(group):
             point = problem.curves[i][0]
-            rows.append({
-                "COUNTRY": country, "CHANNEL": channel,
-                "CURRENT_DAILY_SPEND": float(problem.current[i]), "OPTIMAL_DAILY_SPEND": float(allocation.daily_spend[i]),
-                "LOWER": float(problem.lower[i]), "UPPER": float(problem.upper[i]),
-                "CURRENT_REVENUE": float(allocation.current_revenue[i]), "OPTIMAL_REVENUE": float(allocation.revenue[i]),
-                "MARGINAL_ROI_CURRENT": float(point.marginal(problem.current[i]) * problem.unit_revenue[i]),
-                "MARGINAL_ROI_OPTIMAL": float(point.marginal(allocation.daily_spend[i]) * problem.unit_revenue[i]),
-            })
+            rows.append(
+                {
+                    "COUNTRY": country,
+                    "CHANNEL": channel,
+                    "CURRENT_DAILY_SPEND": float(problem.current[i]),
+                    "OPTIMAL_DAILY_SPEND": float(allocation.daily_spend[i]),
+                    "LOWER": float(problem.lower[i]),
+                    "UPPER": float(problem.upper[i]),
+                    "CURRENT_REVENUE": float(allocation.current_revenue[i]),
+                    "OPTIMAL_REVENUE": float(allocation.revenue[i]),
+                    "MARGINAL_ROI_CURRENT": float(point.marginal(problem.current[i]) * problem.unit_revenue[i]),
+                    "MARGINAL_ROI_OPTIMAL": float(point.marginal(allocation.daily_spend[i]) * problem.unit_revenue[i]),
+                }
+            )
     draws = np.sum(uplift_draws, axis=0) if uplift_draws and len(uplift_draws[0]) else np.zeros(1)
     return BudgetPlan(pl.DataFrame(rows), float(budget), float(sum(credited)), draws, tuple(notes))

@@ -57,9 +57,7 @@ def adstock_geometric(
     return out[:, 0] if squeeze else out
 
 
-def hill_saturation(
-    x: npt.ArrayLike, half_saturation: float | npt.ArrayLike, slope: float | npt.ArrayLike
-) -> FloatArray:
+def hill_saturation(x: npt.ArrayLike, half_saturation: float | npt.ArrayLike, slope: float | npt.ArrayLike) -> FloatArray:
     """x**s / (x**s + K**s): 0 at no spend, 0.5 at K, approaching 1 with diminishing returns."""
     x_arr = np.asarray(x, dtype=np.float64)
     k = np.asarray(half_saturation, dtype=np.float64)

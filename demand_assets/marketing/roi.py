@@ -33,13 +33,24 @@ ROI_WINDOW_DAYS = 28
 def unit_revenue(product_demand: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     """DATE, COUNTRY, UNIT_REVENUE: revenue per unit sold (days without sales: the mean price).
     Takes a lazy frame too, so a long window is aggregated without being loaded."""
-    daily = product_demand.lazy().group_by("DATE", "COUNTRY").agg(
-        (pl.col("PRICE") * pl.col("PRODUCT_DEMAND")).sum().alias("REVENUE"), pl.col("PRODUCT_DEMAND").sum().alias("UNITS"), pl.col("PRICE").mean().alias("MEAN_PRICE")
+    daily = (
+        product_demand.lazy()
+        .group_by("DATE", "COUNTRY")
+        .agg(
+            (pl.col("PRICE") * pl.col("PRODUCT_DEMAND")).sum().alias("REVENUE"),
+            pl.col("PRODUCT_DEMAND").sum().alias("UNITS"),
+            pl.col("PRICE").mean().alias("MEAN_PRICE"),
+        )
     )
-    return daily.select(
-        "DATE", "COUNTRY",
-        pl.when(pl.col("UNITS") > 0).then(pl.col("REVENUE") / pl.col("UNITS")).otherwise(pl.col("MEAN_PRICE")).alias("UNIT_REVENUE"),
-    ).sort("COUNTRY", "DATE").collect()
+    return (
+        daily.select(
+            "DATE",
+            "COUNTRY",
+            pl.when(pl.col("UNITS") > 0).then(pl.col("REVENUE") / pl.col("UNITS")).otherwise(pl.col("MEAN_PRICE")).alias("UNIT_REVENUE"),
+        )
+        .sort("COUNTRY", "DATE")
+        .collect()
+    )
 
 
 def _band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Optional
 
 import numpy as np
 import polars as pl
@@ -28,7 +27,6 @@ from demand_assets.impact.forecast_cost import quantile_at
 from demand_assets.marketing.curves import ResponseCurve
 
 __all__ = ["bau_spend_plan", "media_delta", "scenario_forecast", "scenario_spend_plan"]
-
 
 
 def bau_spend_plan(spend: pl.DataFrame, as_of: dt.date, horizon: int) -> pl.DataFrame:
@@ -41,11 +39,14 @@ def bau_spend_plan(spend: pl.DataFrame, as_of: dt.date, horizon: int) -> pl.Data
     return (
         days.with_columns((pl.col("DATE") - pl.duration(days=7 * ((pl.col("DATE") - pl.lit(as_of)).dt.total_days() - 1).floordiv(7) + 7)).alias("SOURCE"))
         .join(week.rename({"DATE": "SOURCE"}).select("SOURCE", "COUNTRY", "CHANNEL", "SPEND"), on="SOURCE")
-        .drop("SOURCE").sort("DATE", "COUNTRY", "CHANNEL")
+        .drop("SOURCE")
+        .sort("DATE", "COUNTRY", "CHANNEL")
     )
 
 
-def scenario_spend_plan(bau: pl.DataFrame, daily_spend: Optional[dict[str, float]] = None, multipliers: Optional[dict[str, float]] = None, per_key: Optional[pl.DataFrame] = None) -> pl.DataFrame:
+def scenario_spend_plan(
+    bau: pl.DataFrame, daily_spend: dict[str, float] | None = None, multipliers: dict[str, float] | None = None, per_key: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """The scenario's plan: BAU with some channels replaced. `daily_spend`: CHANNEL -> spend per
     country and day; `multipliers`: CHANNEL -> factor on BAU; `per_key`: COUNTRY, CHANNEL,
     DAILY_SPEND (e.g. the budget allocation), applied last."""
@@ -63,9 +64,11 @@ def scenario_spend_plan(bau: pl.DataFrame, daily_spend: Optional[dict[str, float
     for channel, factor in (multipliers or {}).items():
         plan = plan.with_columns(pl.when(pl.col("CHANNEL") == channel).then(pl.col("SPEND") * factor).otherwise(pl.col("SPEND")).alias("SPEND"))
     if per_key is not None:
-        plan = plan.join(per_key.select("COUNTRY", "CHANNEL", "DAILY_SPEND"), on=["COUNTRY", "CHANNEL"], how="left").with_columns(
-            pl.coalesce("DAILY_SPEND", "SPEND").alias("SPEND")
-        ).drop("DAILY_SPEND")
+        plan = (
+            plan.join(per_key.select("COUNTRY", "CHANNEL", "DAILY_SPEND"), on=["COUNTRY", "CHANNEL"], how="left")
+            .with_columns(pl.coalesce("DAILY_SPEND", "SPEND").alias("SPEND"))
+            .drop("DAILY_SPEND")
+        )
     return plan
 
 
@@ -89,16 +92,24 @@ def media_delta(curves: dict[tuple[str, str], Sequence[ResponseCurve]], history:
             total = diff if total is None else total + diff
         dates = plan.filter(pl.col("COUNTRY") == country)["DATE"].unique().sort()
         spread = total[1:] if total.shape[0] > 1 else total
-        frames.append(pl.DataFrame({
-            "DATE": dates, "COUNTRY": country, "DELTA": total[0],
-            "DELTA_P10": np.percentile(spread, 10, axis=0), "DELTA_P50": np.percentile(spread, 50, axis=0), "DELTA_P90": np.percentile(spread, 90, axis=0),
-            "_DRAWS": [row for row in spread.T],
-        }))
+        frames.append(
+            pl.DataFrame(
+                {
+                    "DATE": dates,
+                    "COUNTRY": country,
+                    "DELTA": total[0],
+                    "DELTA_P10": np.percentile(spread, 10, axis=0),
+                    "DELTA_P50": np.percentile(spread, 50, axis=0),
+                    "DELTA_P90": np.percentile(spread, 90, axis=0),
+                    "_DRAWS": [row for row in spread.T],
+                }
+            )
+        )
     return pl.concat(frames)
 
 
 def scenario_forecast(
-    forecast: pl.DataFrame, delta: pl.DataFrame, stock: Optional[pl.DataFrame] = None, *, n_samples: int = 500, seed: int = 0
+    forecast: pl.DataFrame, delta: pl.DataFrame, stock: pl.DataFrame | None = None, *, n_samples: int = 500, seed: int = 0
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(daily, per_series). `forecast`: one as-of day of demand_forecast (COUNTRY, PRODUCT,
     TARGET_DATE, MEAN, P10, P50, P90). `stock`: COUNTRY, PRODUCT, STOCK_UNITS for the horizon
@@ -109,7 +120,9 @@ def scenario_forecast(
         (pl.col("MEAN") / pl.col("MEAN").sum().over("COUNTRY", "TARGET_DATE").clip(lower_bound=1e-9)).alias("SHARE")
     )
     d = delta.rename({"DATE": "TARGET_DATE"})
-    daily = f.join(d.drop("_DRAWS"), on=["COUNTRY", "TARGET_DATE"], how="left").with_columns(pl.col(c).fill_null(0.0) for c in ("DELTA", "DELTA_P10", "DELTA_P50", "DELTA_P90"))
+    daily = f.join(d.drop("_DRAWS"), on=["COUNTRY", "TARGET_DATE"], how="left").with_columns(
+        pl.col(c).fill_null(0.0) for c in ("DELTA", "DELTA_P10", "DELTA_P50", "DELTA_P90")
+    )
     daily = daily.with_columns(
         (pl.col("MEAN") + pl.col("DELTA") * pl.col("SHARE")).clip(lower_bound=0.0).alias("SCENARIO_MEAN"),
         *((pl.col(q) + pl.col(f"DELTA_{q}") * pl.col("SHARE")).clip(lower_bound=0.0).alias(f"SCENARIO_{q}") for q in ("P10", "P50", "P90")),
@@ -123,8 +136,8 @@ def scenario_forecast(
     s = keys.height
     grid = {c: daily[c].to_numpy().reshape(s, horizon) for c in ("P10", "P50", "P90", "SHARE")}
     # Per sample: one bootstrap replicate of the media curves for all of a country's days.
-    draws_by_country = {row["COUNTRY"]: None for row in keys.iter_rows(named=True)}
-    for country in draws_by_country:
+    draws_by_country: dict[str, np.ndarray] = {}
+    for country in dict.fromkeys(keys["COUNTRY"].to_list()):
         rows = d.filter(pl.col("COUNTRY") == country).sort("TARGET_DATE")
         draws_by_country[country] = np.stack(rows["_DRAWS"].to_list()) if rows.height else np.zeros((horizon, 1))  # (H, B)
     rng = np.random.default_rng(seed)
@@ -155,9 +168,23 @@ def scenario_forecast(
             pl.Series("STOCKOUT_PROBABILITY_SCENARIO", (scen_total > cap).mean(axis=1)),
         )
     else:
-        out = out.with_columns(pl.col("INCREMENTAL_UNITS").alias("CREDITED_INCREMENTAL_UNITS"), pl.lit(0.0).alias("STOCKOUT_PROBABILITY_BAU"), pl.lit(0.0).alias("STOCKOUT_PROBABILITY_SCENARIO"))
+        out = out.with_columns(
+            pl.col("INCREMENTAL_UNITS").alias("CREDITED_INCREMENTAL_UNITS"),
+            pl.lit(0.0).alias("STOCKOUT_PROBABILITY_BAU"),
+            pl.lit(0.0).alias("STOCKOUT_PROBABILITY_SCENARIO"),
+        )
     daily = daily.select(
-        "COUNTRY", "PRODUCT", "TARGET_DATE", pl.col("MEAN").alias("BAU_MEAN"), pl.col("P10").alias("BAU_P10"), pl.col("P50").alias("BAU_P50"), pl.col("P90").alias("BAU_P90"),
-        "SCENARIO_MEAN", "SCENARIO_P10", "SCENARIO_P50", "SCENARIO_P90", (pl.col("DELTA") * pl.col("SHARE")).alias("MEDIA_DELTA"),
+        "COUNTRY",
+        "PRODUCT",
+        "TARGET_DATE",
+        pl.col("MEAN").alias("BAU_MEAN"),
+        pl.col("P10").alias("BAU_P10"),
+        pl.col("P50").alias("BAU_P50"),
+        pl.col("P90").alias("BAU_P90"),
+        "SCENARIO_MEAN",
+        "SCENARIO_P10",
+        "SCENARIO_P50",
+        "SCENARIO_P90",
+        (pl.col("DELTA") * pl.col("SHARE")).alias("MEDIA_DELTA"),
     )
     return daily, out

@@ -16,8 +16,16 @@ from demand_assets.monitoring.drift import realised_wape
 __all__ = ["ACCURACY_SCHEMA", "PooledAccuracy", "pooled_accuracy", "score_realised"]
 
 ACCURACY_SCHEMA = {
-    "DATE": pl.Date, "ORIGIN": pl.Date, "MODEL": pl.String, "MODEL_VERSION": pl.String, "ROWS": pl.Int64, "WAPE": pl.Float64,
-    "BIAS": pl.Float64, "COVERAGE_P10_P90": pl.Float64, "BACKTEST_WAPE": pl.Float64, "WAPE_RATIO": pl.Float64,
+    "DATE": pl.Date,
+    "ORIGIN": pl.Date,
+    "MODEL": pl.String,
+    "MODEL_VERSION": pl.String,
+    "ROWS": pl.Int64,
+    "WAPE": pl.Float64,
+    "BIAS": pl.Float64,
+    "COVERAGE_P10_P90": pl.Float64,
+    "BACKTEST_WAPE": pl.Float64,
+    "WAPE_RATIO": pl.Float64,
 }
 
 
@@ -37,8 +45,18 @@ def score_realised(
         day = start + dt.timedelta(days=i)
         origin = day - dt.timedelta(days=horizon)
         made = forecasts.filter((pl.col("DATE") == origin) & (pl.col("HORIZON_DAY") <= horizon)) if not forecasts.is_empty() else forecasts
-        row = {"DATE": day, "ORIGIN": origin, "MODEL": None, "MODEL_VERSION": None, "ROWS": 0, "WAPE": None, "BIAS": None,
-               "COVERAGE_P10_P90": None, "BACKTEST_WAPE": None, "WAPE_RATIO": None}
+        row: dict[str, object] = {
+            "DATE": day,
+            "ORIGIN": origin,
+            "MODEL": None,
+            "MODEL_VERSION": None,
+            "ROWS": 0,
+            "WAPE": None,
+            "BIAS": None,
+            "COVERAGE_P10_P90": None,
+            "BACKTEST_WAPE": None,
+            "WAPE_RATIO": None,
+        }
         if not made.is_empty():
             scored = made.select(pl.col("TARGET_DATE").alias("DATE"), "COUNTRY", "PRODUCT", "MEAN", "P10", "P50", "P90", "MODEL", "MODEL_VERSION")
             wape, n = realised_wape(scored, actuals)
@@ -46,7 +64,10 @@ def score_realised(
             model = scored["MODEL"][0]
             reference = backtest_wape.get(model)
             row |= {
-                "MODEL": model, "MODEL_VERSION": str(scored["MODEL_VERSION"][0]), "ROWS": n, "WAPE": wape,
+                "MODEL": model,
+                "MODEL_VERSION": str(scored["MODEL_VERSION"][0]),
+                "ROWS": n,
+                "WAPE": wape,
                 "BIAS": bias(joined[TARGET].to_numpy(), joined["MEAN"].to_numpy()) if n else None,
                 "COVERAGE_P10_P90": interval_coverage(joined[TARGET].to_numpy(), joined["P10"].to_numpy(), joined["P90"].to_numpy()) if n else None,
                 "BACKTEST_WAPE": reference,

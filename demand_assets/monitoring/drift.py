@@ -111,7 +111,11 @@ class TargetDrift:
 
 
 def target_drift(
-    reference: pl.DataFrame, current: pl.DataFrame, thresholds: DriftThresholds, *, target: str = "PRODUCT_DEMAND",
+    reference: pl.DataFrame,
+    current: pl.DataFrame,
+    thresholds: DriftThresholds,
+    *,
+    target: str = "PRODUCT_DEMAND",
     series: Sequence[str] = tuple(SERIES),
 ) -> TargetDrift:
     """Shape (PSI of series-normalised demand) and level (ratio of means) of the target."""
@@ -132,7 +136,8 @@ def target_drift(
 def mix_drift(reference: pl.DataFrame, current: pl.DataFrame, *, key: str = "PRODUCT", value: str = "PRODUCT_DEMAND") -> tuple[float, pl.DataFrame]:
     """PSI over `key`'s shares of total `value`; the table lists the largest share moves."""
     shares = (
-        reference.group_by(key).agg(pl.col(value).sum().alias("_R"))
+        reference.group_by(key)
+        .agg(pl.col(value).sum().alias("_R"))
         .join(current.group_by(key).agg(pl.col(value).sum().alias("_C")), on=key, how="full", coalesce=True)
         .fill_null(0)
         .with_columns(
@@ -142,14 +147,20 @@ def mix_drift(reference: pl.DataFrame, current: pl.DataFrame, *, key: str = "PRO
     )
     r = np.clip(shares["REFERENCE_SHARE"].to_numpy(), _EPS, None)
     c = np.clip(shares["CURRENT_SHARE"].to_numpy(), _EPS, None)
-    table = shares.select(key, "REFERENCE_SHARE", "CURRENT_SHARE").with_columns(
-        (pl.col("CURRENT_SHARE") - pl.col("REFERENCE_SHARE")).alias("SHARE_CHANGE")
-    ).sort(pl.col("SHARE_CHANGE").abs(), descending=True)
+    table = (
+        shares.select(key, "REFERENCE_SHARE", "CURRENT_SHARE")
+        .with_columns((pl.col("CURRENT_SHARE") - pl.col("REFERENCE_SHARE")).alias("SHARE_CHANGE"))
+        .sort(pl.col("SHARE_CHANGE").abs(), descending=True)
+    )
     return float(np.sum((c - r) * np.log(c / r))), table
 
 
 def realised_wape(
-    forecasts: pl.DataFrame, actuals: pl.DataFrame, *, point: str = "P50", target: str = "PRODUCT_DEMAND",
+    forecasts: pl.DataFrame,
+    actuals: pl.DataFrame,
+    *,
+    point: str = "P50",
+    target: str = "PRODUCT_DEMAND",
     keys: Sequence[str] = ("DATE", "COUNTRY", "PRODUCT"),
 ) -> tuple[float, int]:
     """WAPE of the `point` forecast (P50, as in the backtest) on in-stock days that have both a

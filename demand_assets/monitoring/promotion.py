@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Optional
 
 import polars as pl
 
@@ -86,12 +85,12 @@ def compare_with_incumbent(
     *,
     overall: pl.DataFrame,
     forecasts: pl.DataFrame,
-    challenger: Optional[str],
+    challenger: str | None,
     challenger_reason: str,
     regime: Regime,
-    incumbent: Optional[Incumbent],
-    frozen_forecast: Optional[FrozenForecast] = None,
-    progress: Optional[Callable[[str], None]] = None,
+    incumbent: Incumbent | None,
+    frozen_forecast: FrozenForecast | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> PromotionDecision:
     """The challenger against the incumbent on the same backtest days (see the module docstring).
 
@@ -102,8 +101,13 @@ def compare_with_incumbent(
     """
     if incumbent is None or challenger is None:
         return decide_promotion(
-            challenger=challenger, challenger_reason=challenger_reason, incumbent=None if incumbent is None else "current champion",
-            challenger_wape=None, incumbent_wape=None, frozen_incumbent=False, compared_on="-",
+            challenger=challenger,
+            challenger_reason=challenger_reason,
+            incumbent=None if incumbent is None else "current champion",
+            challenger_wape=None,
+            incumbent_wape=None,
+            frozen_incumbent=False,
+            compared_on="-",
         )
     windows = forecasts.group_by("FOLD").agg(pl.col("DATE").min().alias("START"), pl.col("DATE").max().alias("END")).sort("FOLD")
     fresh = windows.filter(pl.col("START") > incumbent.trained_until)
@@ -114,8 +118,13 @@ def compare_with_incumbent(
             f"{incumbent.trained_until}; its family refitted per fold stands in)"
         )
         return decide_promotion(
-            challenger=challenger, challenger_reason=challenger_reason, incumbent=incumbent.model,
-            challenger_wape=scores.get(challenger), incumbent_wape=scores.get(incumbent.model), frozen_incumbent=False, compared_on=compared_on,
+            challenger=challenger,
+            challenger_reason=challenger_reason,
+            incumbent=incumbent.model,
+            challenger_wape=scores.get(challenger),
+            incumbent_wape=scores.get(incumbent.model),
+            frozen_incumbent=False,
+            compared_on=compared_on,
         )
     frozen, mine = [], []
     for fold, start, end in fresh.iter_rows():
@@ -132,7 +141,11 @@ def compare_with_incumbent(
             progress(f"scored the frozen champion v{incumbent.version} ({incumbent.model}) on fold {fold} ({start}..{end})")
     compared_on = f"{regime} days of folds {fresh['FOLD'].to_list()} ({fresh['START'].min()}..{fresh['END'].max()}), after the champion's training window"
     return decide_promotion(
-        challenger=challenger, challenger_reason=challenger_reason, incumbent=incumbent.model,
-        challenger_wape=regime_wape(pl.concat(mine), regime), incumbent_wape=regime_wape(pl.concat(frozen), regime),
-        frozen_incumbent=True, compared_on=compared_on,
+        challenger=challenger,
+        challenger_reason=challenger_reason,
+        incumbent=incumbent.model,
+        challenger_wape=regime_wape(pl.concat(mine), regime),
+        incumbent_wape=regime_wape(pl.concat(frozen), regime),
+        frozen_incumbent=True,
+        compared_on=compared_on,
     )

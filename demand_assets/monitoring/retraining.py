@@ -41,7 +41,7 @@ class RetrainingCursor:
     requested_for: str | None = None  # the generation a retraining was last requested for
 
     @classmethod
-    def parse(cls, text: str | None) -> "RetrainingCursor":
+    def parse(cls, text: str | None) -> RetrainingCursor:
         if not text:
             return cls()
         data = json.loads(text)

@@ -12,7 +12,15 @@ matplotlib.use("Agg")  # no display on workers
 import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
 
-__all__ = ["figure_to_markdown", "forecast_band_figure", "line_chart_markdown", "metric_comparison_figure", "ranked_bar_figure", "response_curve_figure", "scatter_chart_markdown"]
+__all__ = [
+    "figure_to_markdown",
+    "forecast_band_figure",
+    "line_chart_markdown",
+    "metric_comparison_figure",
+    "ranked_bar_figure",
+    "response_curve_figure",
+    "scatter_chart_markdown",
+]
 
 
 def figure_to_markdown(fig, title: str) -> str:
@@ -55,7 +63,7 @@ def scatter_chart_markdown(frame: pl.DataFrame, x: str, y: str, by: str, title: 
         ax.scatter(part[x].to_list(), part[y].to_list(), s=4, alpha=0.5)
         ax.set_title(str(key[0]), fontsize=8)
         ax.tick_params(labelsize=6)
-    for ax in list(axes.flat)[len(groups):]:
+    for ax in list(axes.flat)[len(groups) :]:
         ax.set_visible(False)
     fig.suptitle(title or f"{y} vs {x}", fontsize=9)
     return _to_markdown(fig, title or f"{y} vs {x}")
@@ -120,7 +128,7 @@ def response_curve_figure(panels: Sequence[dict], title: str = ""):
         ax.set_ylabel("incremental revenue / day", fontsize=7)
         ax.tick_params(labelsize=6)
         ax.legend(fontsize=6)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     if title:
         fig.suptitle(title, fontsize=10)

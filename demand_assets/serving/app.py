@@ -20,7 +20,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal
 
 import polars as pl
 from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
@@ -51,7 +51,7 @@ class LoadedModel(BaseModel):
 
 class Metadata(BaseModel):
     products: list[str] = Field(min_length=1, max_length=10_000)
-    country: Optional[str] = None
+    country: str | None = None
 
 
 class PeriodForecast(BaseModel):
@@ -111,10 +111,10 @@ class AggregateResponse(BaseModel):
 class HealthResponse(BaseModel):
     status: str
     models: dict[str, str]
-    forecast_as_of: Optional[str]
+    forecast_as_of: str | None
 
 
-def _history_from_csv(content: bytes, frequency: str, country: Optional[str]) -> pl.DataFrame:
+def _history_from_csv(content: bytes, frequency: str, country: str | None) -> pl.DataFrame:
     """COUNTRY, PRODUCT, PERIOD, UNITS from an upload: a history (DATE, PRODUCT, UNITS, optional
     COUNTRY) or a transaction log (invoice lines)."""
     if not content.strip():
@@ -134,14 +134,18 @@ def _history_from_csv(content: bytes, frequency: str, country: Optional[str]) ->
         return to_periods(daily_product_demand(transactions, country=country or "ALL"), "daily")
     missing = [c for c in ("DATE", "PRODUCT", "UNITS") if c not in header]
     if missing:
-        raise HTTPException(400, f"rule 'required columns': the CSV lacks {missing}; upload DATE, PRODUCT, UNITS (optional COUNTRY) or a transaction log with {list(TRANSACTION_COLUMNS)}")
+        raise HTTPException(
+            400,
+            f"rule 'required columns': the CSV lacks {missing}; upload DATE, PRODUCT, UNITS (optional COUNTRY) or a transaction log with {list(TRANSACTION_COLUMNS)}",
+        )
     raw = pl.read_csv(content, infer_schema=False)
     frame = raw.select(
         pl.col("COUNTRY") if "COUNTRY" in raw.columns else pl.lit(country or "ALL").alias("COUNTRY"),
         pl.col("PRODUCT").str.strip_chars(),
         pl.col("DATE").str.strip_chars().str.to_date("%Y-%m-%d", strict=False),
         pl.col("UNITS").str.strip_chars().cast(pl.Float64, strict=False),
-        pl.col("DATE").alias("DATE_TEXT"), pl.col("UNITS").alias("UNITS_TEXT"),
+        pl.col("DATE").alias("DATE_TEXT"),
+        pl.col("UNITS").alias("UNITS_TEXT"),
     )
     for rule, column, broken in (
         ("dates are YYYY-MM-DD", "DATE", pl.col("DATE").is_null()),
@@ -163,7 +167,7 @@ def _history_from_csv(content: bytes, frequency: str, country: Optional[str]) ->
     return to_periods(zero_fill(daily, PANEL_KEYS, "DATE", ["UNITS"]), frequency, value="UNITS")
 
 
-def create_app(store: DeltaStore, tracking: Optional[MlflowTracking] = None, models: Optional[dict[str, LoadedModel]] = None) -> FastAPI:
+def create_app(store: DeltaStore, tracking: MlflowTracking | None = None, models: dict[str, LoadedModel] | None = None) -> FastAPI:
     """The service over `store` (forecast tables) and the registry of `tracking`; `models`
     (frequency -> LoadedModel) replaces the registry lookup, for tests and embedding."""
     loaded: dict[str, LoadedModel] = dict(models or {})
@@ -199,7 +203,15 @@ def create_app(store: DeltaStore, tracking: Optional[MlflowTracking] = None, mod
             as_of = None
         return HealthResponse(status="ok", models={f: f"{m.name}@{m.version}" for f, m in loaded.items()}, forecast_as_of=as_of)
 
-    @app.post("/predict", response_model=PredictResponse, responses={400: {"description": "unreadable or invalid upload"}, 422: {"description": "invalid metadata, horizon or too little history"}, 503: {"description": "no model registered for this frequency"}})
+    @app.post(
+        "/predict",
+        response_model=PredictResponse,
+        responses={
+            400: {"description": "unreadable or invalid upload"},
+            422: {"description": "invalid metadata, horizon or too little history"},
+            503: {"description": "no model registered for this frequency"},
+        },
+    )
     async def predict(
         file: Annotated[UploadFile, File(description="CSV: DATE, PRODUCT, UNITS (optional COUNTRY), or a transaction log")],
         metadata: Annotated[str, Form(description='JSON: {"products": ["..."], "country": null}')],
@@ -209,7 +221,7 @@ def create_app(store: DeltaStore, tracking: Optional[MlflowTracking] = None, mod
         try:
             meta = Metadata.model_validate(json.loads(metadata))
         except (json.JSONDecodeError, ValueError, TypeError) as err:
-            raise HTTPException(422, f"metadata must be JSON like {{\"products\": [\"Beauty@50.00\"]}}: {str(err)[:300]}") from err
+            raise HTTPException(422, f'metadata must be JSON like {{"products": ["Beauty@50.00"]}}: {str(err)[:300]}') from err
         model = loaded.get(frequency)
         if model is None:
             raise HTTPException(503, f"no {frequency} model is registered: materialize sku_forecast_models first")
@@ -228,7 +240,10 @@ def create_app(store: DeltaStore, tracking: Optional[MlflowTracking] = None, mod
             out = model.pyfunc.forecast(history, horizon)
         except ValueError as err:  # too little history, and the like
             raise HTTPException(422, str(err)) from err
-        rows = [PeriodForecast(country=r["COUNTRY"], product=r["PRODUCT"], period=str(r["PERIOD"]), step=r["STEP"], p10=r["P10"], p50=r["P50"], p90=r["P90"]) for r in out.iter_rows(named=True)]
+        rows = [
+            PeriodForecast(country=r["COUNTRY"], product=r["PRODUCT"], period=str(r["PERIOD"]), step=r["STEP"], p10=r["P10"], p50=r["P50"], p90=r["P90"])
+            for r in out.iter_rows(named=True)
+        ]
         return PredictResponse(model=model.name, model_version=model.version, frequency=frequency, horizon=horizon, forecasts=rows)
 
     def _latest(horizon: int) -> tuple[str, pl.DataFrame]:
@@ -250,8 +265,15 @@ def create_app(store: DeltaStore, tracking: Optional[MlflowTracking] = None, mod
         if series.is_empty():
             raise HTTPException(404, f"no forecast for country {country!r} x product {product!r} as of {as_of}")
         return ForecastResponse(
-            model=series["MODEL"][0], model_version=series["MODEL_VERSION"][0], as_of=as_of, country=country, product=product,
-            forecasts=[StoredForecast(target_date=str(r["TARGET_DATE"]), horizon_day=r["HORIZON_DAY"], mean=r["MEAN"], p10=r["P10"], p50=r["P50"], p90=r["P90"]) for r in series.iter_rows(named=True)],
+            model=series["MODEL"][0],
+            model_version=series["MODEL_VERSION"][0],
+            as_of=as_of,
+            country=country,
+            product=product,
+            forecasts=[
+                StoredForecast(target_date=str(r["TARGET_DATE"]), horizon_day=r["HORIZON_DAY"], mean=r["MEAN"], p10=r["P10"], p50=r["P50"], p90=r["P90"])
+                for r in series.iter_rows(named=True)
+            ],
         )
 
     @app.get("/forecast/aggregate", response_model=AggregateResponse, responses={404: {"description": "no forecast yet"}})
@@ -267,18 +289,27 @@ def create_app(store: DeltaStore, tracking: Optional[MlflowTracking] = None, mod
             rows = rows.join(categories, on=["COUNTRY", "PRODUCT"], how="left").with_columns(pl.col("CATEGORY").fill_null("UNKNOWN").alias("GROUP"))
         else:
             rows = rows.with_columns(pl.col("COUNTRY").alias("GROUP"))
-        sums = rows.group_by("GROUP", "TARGET_DATE").agg(pl.col("MEAN").sum(), pl.col("P10").sum(), pl.col("P50").sum(), pl.col("P90").sum()).sort("GROUP", "TARGET_DATE")
+        sums = (
+            rows.group_by("GROUP", "TARGET_DATE")
+            .agg(pl.col("MEAN").sum(), pl.col("P10").sum(), pl.col("P50").sum(), pl.col("P90").sum())
+            .sort("GROUP", "TARGET_DATE")
+        )
         return AggregateResponse(
-            model=rows["MODEL"][0], model_version=rows["MODEL_VERSION"][0], as_of=as_of, level=level,
+            model=rows["MODEL"][0],
+            model_version=rows["MODEL_VERSION"][0],
+            as_of=as_of,
+            level=level,
             band="sums of the products' quantiles: MEAN adds up exactly; P10/P90 bound the aggregate's band from outside (products assumed to move together)",
-            rows=[AggregateRow(group=r["GROUP"], target_date=str(r["TARGET_DATE"]), mean=r["MEAN"], p10=r["P10"], p50=r["P50"], p90=r["P90"]) for r in sums.iter_rows(named=True)],
+            rows=[
+                AggregateRow(group=r["GROUP"], target_date=str(r["TARGET_DATE"]), mean=r["MEAN"], p10=r["P10"], p50=r["P50"], p90=r["P90"])
+                for r in sums.iter_rows(named=True)
+            ],
         )
 
     return app
 
 
 def _load_champions(tracking: MlflowTracking) -> dict[str, LoadedModel]:
-
 
     out = {}
     for frequency in SKU_REGISTERED_MODELS:

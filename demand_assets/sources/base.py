@@ -19,7 +19,7 @@ import polars as pl
 __all__ = ["Catalog", "DemandSource", "Domain", "DomainNotProvided", "iter_date_chunks"]
 
 
-class Domain(str, enum.Enum):
+class Domain(str, enum.Enum):  # noqa: UP042 - StrEnum would change str() of members; kept as is in a no-behaviour-change refactor
     COUNTRY_DEMAND = "country_demand"
     CHANNEL_SPEND_RESPONSE = "channel_spend_response"
     PRODUCT_DEMAND = "product_demand"
@@ -86,8 +86,7 @@ class DemandSource(abc.ABC):
         """Chunks of `domain` for [start, end), in date order."""
         if domain not in self.provides:
             raise DomainNotProvided(
-                f"source '{self.name}' does not provide '{domain.value}' "
-                f"(it provides: {', '.join(sorted(d.value for d in self.provides))})"
+                f"source '{self.name}' does not provide '{domain.value}' (it provides: {', '.join(sorted(d.value for d in self.provides))})"
             )
         if end <= start:
             raise ValueError(f"empty window [{start}, {end})")

@@ -51,8 +51,7 @@ class CsvSnapshotSource(DemandSource):
         self.directory = Path(directory).expanduser().resolve()
         if not (self.directory / CSV_FILES[Domain.PRODUCT_DEMAND]).exists():
             raise FileNotFoundError(
-                f"CSV snapshot folder {self.directory} has no {CSV_FILES[Domain.PRODUCT_DEMAND]} "
-                "(export one with `demand-export-csv --out DIR`)"
+                f"CSV snapshot folder {self.directory} has no {CSV_FILES[Domain.PRODUCT_DEMAND]} (export one with `demand-export-csv --out DIR`)"
             )
 
     @property

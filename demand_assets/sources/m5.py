@@ -77,7 +77,9 @@ def _load(directory: Path, stockout_alpha: float | None) -> tuple[pl.DataFrame, 
         raise ValueError(f"rule 'every day column is in calendar.csv' on column 'd': {unknown.height} unknown, e.g. {unknown['d'].head(5).to_list()}")
     by_d = by_d.sort("COLUMN")
 
-    prices = pl.read_csv(directory / "sell_prices.csv", schema_overrides={"store_id": pl.String, "item_id": pl.String, "wm_yr_wk": pl.Int64, "sell_price": pl.Float64})
+    prices = pl.read_csv(
+        directory / "sell_prices.csv", schema_overrides={"store_id": pl.String, "item_id": pl.String, "wm_yr_wk": pl.Int64, "sell_price": pl.Float64}
+    )
     weeks = by_d["wm_yr_wk"].unique().sort()
     week_index = {int(w): i for i, w in enumerate(weeks.to_list())}
     series_index = ids.select("store_id", "item_id").with_row_index("ROW")
@@ -116,10 +118,15 @@ def _inferred_in_stock(dates: pl.Series, sales: np.ndarray, price: np.ndarray, a
     for lo in range(0, sales.shape[0], _SERIES_BATCH):
         hi = min(lo + _SERIES_BATCH, sales.shape[0])
         rows, cols = np.nonzero(listed[lo:hi])
-        frame = pl.DataFrame({
-            "DATE": day[cols], "COUNTRY": np.zeros(len(rows), dtype=np.int32), "PRODUCT": rows.astype(np.int32),
-            "PRODUCT_DEMAND": sales[lo:hi][rows, cols], "_COL": cols.astype(np.int32),
-        })
+        frame = pl.DataFrame(
+            {
+                "DATE": day[cols],
+                "COUNTRY": np.zeros(len(rows), dtype=np.int32),
+                "PRODUCT": rows.astype(np.int32),
+                "PRODUCT_DEMAND": sales[lo:hi][rows, cols],
+                "_COL": cols.astype(np.int32),
+            }
+        )
         flagged = infer_stockouts(frame, alpha=alpha).filter(pl.col("INFERRED_OUT"))
         in_stock[lo + flagged["PRODUCT"].to_numpy(), flagged["_COL"].to_numpy()] = False
     return in_stock
@@ -149,8 +156,11 @@ class M5Source(DemandSource):
         ids = pl.read_csv(_sales_file(self.directory), columns=_ID_COLUMNS, schema_overrides={c: pl.String for c in _ID_COLUMNS})
         prices = pl.scan_csv(self.directory / "sell_prices.csv").group_by("item_id").agg(pl.col("sell_price").median().alias("BASE_PRICE")).collect()
         products = (
-            ids.group_by("item_id").agg(pl.col("cat_id").first().alias("CATEGORY"), pl.col("dept_id").first().alias("DEPARTMENT"))
-            .join(prices, on="item_id", how="left").rename({"item_id": "PRODUCT"}).sort("PRODUCT")
+            ids.group_by("item_id")
+            .agg(pl.col("cat_id").first().alias("CATEGORY"), pl.col("dept_id").first().alias("DEPARTMENT"))
+            .join(prices, on="item_id", how="left")
+            .rename({"item_id": "PRODUCT"})
+            .sort("PRODUCT")
             .select("PRODUCT", "CATEGORY", "BASE_PRICE", "DEPARTMENT")
         )
         markets = ids.select(pl.col("store_id").alias("COUNTRY"), pl.col("state_id").alias("STATE")).unique().sort("COUNTRY")
@@ -163,7 +173,11 @@ class M5Source(DemandSource):
         ids, days, sales, price, in_stock = _load(self.directory, self.stockout_alpha)
         dates = days["date"]
         snap_by_state = {c.removeprefix("snap_"): days[c].cast(pl.Boolean).to_numpy() for c in days.columns if c.startswith("snap_")}
-        event = (days["event_name_1"].is_not_null() | days["event_name_2"].is_not_null()).to_numpy() if "event_name_1" in days.columns else np.zeros(days.height, bool)
+        event = (
+            (days["event_name_1"].is_not_null() | days["event_name_2"].is_not_null()).to_numpy()
+            if "event_name_1" in days.columns
+            else np.zeros(days.height, bool)
+        )
         states = list(dict.fromkeys(ids["state_id"].to_list()))
         snap = np.stack([snap_by_state.get(s, np.zeros(days.height, bool)) for s in states])  # state x day
         state_row = ids["state_id"].replace_strict({s: i for i, s in enumerate(states)}, return_dtype=pl.Int64).to_numpy()
@@ -177,21 +191,24 @@ class M5Source(DemandSource):
             block = sales[:, cols]
             rows, j = np.nonzero(listed_days(block, price[:, cols]))
             c = cols[j]
-            frame = pl.DataFrame({
-                "DATE": day_values[c],
-                "COUNTRY": stores[rows],
-                "PRODUCT": items[rows],
-                "PRODUCT_DEMAND": block[rows, j].astype(np.int64),
-                "PRICE": price[rows, c].astype(np.float64),
-                "PROMO": np.zeros(len(rows), dtype=bool),
-                "IN_STOCK": in_stock[rows, c],
-                "SNAP": snap[state_row[rows], c],
-                "IS_EVENT": event[c],
-            }).with_columns(pl.col("DATE").cast(pl.Date), pl.col("PRICE").fill_nan(None))
+            frame = pl.DataFrame(
+                {
+                    "DATE": day_values[c],
+                    "COUNTRY": stores[rows],
+                    "PRODUCT": items[rows],
+                    "PRODUCT_DEMAND": block[rows, j].astype(np.int64),
+                    "PRICE": price[rows, c].astype(np.float64),
+                    "PROMO": np.zeros(len(rows), dtype=bool),
+                    "IN_STOCK": in_stock[rows, c],
+                    "SNAP": snap[state_row[rows], c],
+                    "IS_EVENT": event[c],
+                }
+            ).with_columns(pl.col("DATE").cast(pl.Date), pl.col("PRICE").fill_nan(None))
             yield frame.sort("DATE", "COUNTRY", "PRODUCT")
 
 
 # --- M5-format files, generated -------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class M5Shape:
@@ -200,7 +217,13 @@ class M5Shape:
 
     stores: tuple[tuple[str, int], ...] = (("CA", 4), ("TX", 3), ("WI", 3))
     departments: tuple[tuple[str, int], ...] = (
-        ("FOODS_1", 216), ("FOODS_2", 398), ("FOODS_3", 823), ("HOBBIES_1", 416), ("HOBBIES_2", 149), ("HOUSEHOLD_1", 532), ("HOUSEHOLD_2", 515),
+        ("FOODS_1", 216),
+        ("FOODS_2", 398),
+        ("FOODS_3", 823),
+        ("HOBBIES_1", 416),
+        ("HOBBIES_2", 149),
+        ("HOUSEHOLD_1", 532),
+        ("HOUSEHOLD_2", 515),
     )
     days: int = 1941
     start: dt.date = dt.date(2011, 1, 29)
@@ -210,9 +233,15 @@ class M5Shape:
     late_listing_share: float = 0.25  # items first listed part-way through (M5's leading zeros)
 
     @staticmethod
-    def small(items_per_department: int = 4, days: int = 400, seed: int = 0, start: dt.date = dt.date(2023, 1, 7)) -> "M5Shape":
+    def small(items_per_department: int = 4, days: int = 400, seed: int = 0, start: dt.date = dt.date(2023, 1, 7)) -> M5Shape:
         """Two states, three stores, two departments: for tests (starts inside the default partitions)."""
-        return M5Shape(stores=(("CA", 2), ("TX", 1)), departments=(("FOODS_1", items_per_department), ("HOBBIES_1", items_per_department)), days=days, seed=seed, start=start)
+        return M5Shape(
+            stores=(("CA", 2), ("TX", 1)),
+            departments=(("FOODS_1", items_per_department), ("HOBBIES_1", items_per_department)),
+            days=days,
+            seed=seed,
+            start=start,
+        )
 
 
 _SNAP_DAYS = {"CA": set(range(1, 11)), "TX": {1, 3, 5, 6, 7, 9, 11, 12, 15}, "WI": {2, 3, 5, 6, 8, 9, 11, 12, 14, 15}}
@@ -227,12 +256,22 @@ def _calendar(shape: M5Shape) -> pl.DataFrame:
     rows = []
     for k, day in enumerate(dates):
         name = us.get(day)
-        rows.append({
-            "date": day.isoformat(), "wm_yr_wk": 11101 + 100 * (week[k] // 52) + week[k] % 52, "weekday": day.strftime("%A"),
-            "wday": (day.weekday() + 2) % 7 + 1, "month": day.month, "year": day.year, "d": f"d_{k + 1}",
-            "event_name_1": name, "event_type_1": "National" if name else None, "event_name_2": None, "event_type_2": None,
-            **{f"snap_{s}": int(day.day in _SNAP_DAYS.get(s, set())) for s, _ in shape.stores},
-        })
+        rows.append(
+            {
+                "date": day.isoformat(),
+                "wm_yr_wk": 11101 + 100 * (week[k] // 52) + week[k] % 52,
+                "weekday": day.strftime("%A"),
+                "wday": (day.weekday() + 2) % 7 + 1,
+                "month": day.month,
+                "year": day.year,
+                "d": f"d_{k + 1}",
+                "event_name_1": name,
+                "event_type_1": "National" if name else None,
+                "event_name_2": None,
+                "event_type_2": None,
+                **{f"snap_{s}": int(day.day in _SNAP_DAYS.get(s, set())) for s, _ in shape.stores},
+            }
+        )
     return pl.DataFrame(rows, infer_schema_length=None)
 
 
@@ -293,18 +332,31 @@ def write_m5_files(directory: str | Path, shape: M5Shape = M5Shape()) -> dict[st
                     out_mask[i, d : d + length] = True
                     truth_rows.append((f"{items[i][1]}_{store}_evaluation", f"d_{d + 1}", int(min(length, n_days - d))))
                 sales = np.where(listed & ~out_mask & ~christmas[None, :], demand, 0)
-                frame = pl.DataFrame({
-                    "id": [f"{it}_{store}_evaluation" for _, it in items], "item_id": [it for _, it in items], "dept_id": [d for d, _ in items],
-                    "cat_id": [d.rsplit("_", 1)[0] for d, _ in items], "store_id": store, "state_id": state,
-                }).hstack(pl.DataFrame(sales, schema=[f"d_{k + 1}" for k in range(n_days)], orient="row"))
+                frame = pl.DataFrame(
+                    {
+                        "id": [f"{it}_{store}_evaluation" for _, it in items],
+                        "item_id": [it for _, it in items],
+                        "dept_id": [d for d, _ in items],
+                        "cat_id": [d.rsplit("_", 1)[0] for d, _ in items],
+                        "store_id": store,
+                        "state_id": state,
+                    }
+                ).hstack(pl.DataFrame(sales, schema=[f"d_{k + 1}" for k in range(n_days)], orient="row"))
                 frame.write_csv(sales_file, include_header=header)
                 header = False
                 counts["sales_train_evaluation.csv"] += frame.height
                 first_week = np.searchsorted(weeks, week_of_day[listed_from])  # a price from the week an item is listed
                 rows, cols = np.nonzero(np.arange(len(weeks))[None, :] >= first_week[:, None])
-                price_frames.append(pl.DataFrame({
-                    "store_id": store, "item_id": np.array([it for _, it in items])[rows], "wm_yr_wk": weeks[cols], "sell_price": price_w[rows, cols],
-                }))
+                price_frames.append(
+                    pl.DataFrame(
+                        {
+                            "store_id": store,
+                            "item_id": np.array([it for _, it in items])[rows],
+                            "wm_yr_wk": weeks[cols],
+                            "sell_price": price_w[rows, cols],
+                        }
+                    )
+                )
     prices = pl.concat(price_frames)
     prices.write_csv(out / "sell_prices.csv")
     counts["sell_prices.csv"] = prices.height

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+from collections.abc import Iterator
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import polars as pl
-
-from collections.abc import Iterator
-from functools import cached_property
 
 from demand_assets.features.panels import zero_fill
 from demand_assets.sources.base import Catalog, DemandSource, Domain, iter_date_chunks
@@ -39,7 +38,15 @@ __all__ = [
 ]
 
 TRANSACTION_COLUMNS = (
-    "Transaction ID", "Date", "Customer ID", "Gender", "Age", "Product Category", "Quantity", "Price per Unit", "Total Amount",
+    "Transaction ID",
+    "Date",
+    "Customer ID",
+    "Gender",
+    "Age",
+    "Product Category",
+    "Quantity",
+    "Price per Unit",
+    "Total Amount",
 )
 MAX_EXAMPLES = 5
 
@@ -80,7 +87,11 @@ def read_transaction_log(source: str | Path | bytes) -> pl.DataFrame:
         ("category given", "Product Category", pl.col("CATEGORY").is_null() | (pl.col("CATEGORY") == "")),
         ("quantity is a whole number >= 1", "Quantity", pl.col("QUANTITY").is_null() | (pl.col("QUANTITY") < 1)),
         ("price per unit > 0", "Price per Unit", pl.col("PRICE").is_null() | (pl.col("PRICE") <= 0) | ~pl.col("PRICE").is_finite()),
-        ("total = quantity x price", "Total Amount", pl.col("TOTAL").is_null() | ((pl.col("TOTAL") - pl.col("QUANTITY") * pl.col("PRICE")).abs() > 0.01 + 1e-6 * pl.col("TOTAL").abs())),
+        (
+            "total = quantity x price",
+            "Total Amount",
+            pl.col("TOTAL").is_null() | ((pl.col("TOTAL") - pl.col("QUANTITY") * pl.col("PRICE")).abs() > 0.01 + 1e-6 * pl.col("TOTAL").abs()),
+        ),
     ]
     for rule, column, broken in checks:
         offending = frame.filter(broken.fill_null(True))
@@ -99,9 +110,7 @@ def product_name(category: pl.Expr, price: pl.Expr) -> pl.Expr:
 def weekly_product_demand(transactions: pl.DataFrame, *, country: str = "ALL") -> pl.DataFrame:
     """WEEK (Monday), COUNTRY, PRODUCT, CATEGORY, PRICE, UNITS, REVENUE per product and week,
     zero-filled between each product's first and last week."""
-    sold = transactions.with_columns(
-        pl.col("DATE").dt.truncate("1w").alias("WEEK"), product_name(pl.col("CATEGORY"), pl.col("PRICE")).alias("PRODUCT")
-    )
+    sold = transactions.with_columns(pl.col("DATE").dt.truncate("1w").alias("WEEK"), product_name(pl.col("CATEGORY"), pl.col("PRICE")).alias("PRODUCT"))
     weekly = sold.group_by("WEEK", "PRODUCT", "CATEGORY", "PRICE").agg(pl.col("QUANTITY").sum().alias("UNITS"), pl.col("TOTAL").sum().alias("REVENUE"))
     return (
         zero_fill(weekly, ["PRODUCT", "CATEGORY", "PRICE"], "WEEK", ["UNITS", "REVENUE"], interval="1w")
@@ -161,7 +170,9 @@ class TransactionLogSource(DemandSource):
 
             daily = infer_stockouts(daily, alpha=self.stockout_alpha)
             in_stock = ~pl.col("INFERRED_OUT")
-        return daily.select("DATE", "COUNTRY", "PRODUCT", "PRODUCT_DEMAND", "PRICE", pl.lit(False).alias("PROMO"), in_stock.alias("IN_STOCK"), "CATEGORY").sort("DATE", "COUNTRY", "PRODUCT")
+        return daily.select("DATE", "COUNTRY", "PRODUCT", "PRODUCT_DEMAND", "PRICE", pl.lit(False).alias("PROMO"), in_stock.alias("IN_STOCK"), "CATEGORY").sort(
+            "DATE", "COUNTRY", "PRODUCT"
+        )
 
     def catalog(self) -> Catalog:
         products = self._daily.group_by("PRODUCT").agg(pl.col("CATEGORY").first(), pl.col("PRICE").first().alias("BASE_PRICE")).sort("PRODUCT")
@@ -190,6 +201,18 @@ def synthetic_transaction_log(*, weeks: int = 52, start: dt.date = dt.date(2023,
             k = rng.choice(len(products), p=popularity)
             category, price = products[k]
             quantity = int(rng.integers(1, 5))
-            rows.append((f"T{tid:07d}", day.isoformat(), f"C{rng.integers(1, 5000):05d}", str(rng.choice(["Male", "Female"])), int(rng.integers(18, 70)), category, quantity, price, quantity * price))
+            rows.append(
+                (
+                    f"T{tid:07d}",
+                    day.isoformat(),
+                    f"C{rng.integers(1, 5000):05d}",
+                    str(rng.choice(["Male", "Female"])),
+                    int(rng.integers(18, 70)),
+                    category,
+                    quantity,
+                    price,
+                    quantity * price,
+                )
+            )
             tid += 1
     return pl.DataFrame(rows, schema=list(TRANSACTION_COLUMNS), orient="row")

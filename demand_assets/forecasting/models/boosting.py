@@ -92,8 +92,13 @@ def train_boosters(
         if key not in built:
             take = (lambda a: a) if idx is None else (lambda a: a[idx])
             built[key] = lgb.Dataset(
-                take(x), take(y), weight=take(weight), init_score=take(margins[name]) if name in margins else None,
-                feature_name=list(features), categorical_feature=list(vocab), free_raw_data=False,
+                take(x),
+                take(y),
+                weight=take(weight),
+                init_score=take(margins[name]) if name in margins else None,
+                feature_name=list(features),
+                categorical_feature=list(vocab),
+                free_raw_data=False,
             )
         return built[key]
 

@@ -103,9 +103,11 @@ class DeepARForecaster:
         n = series.height
 
         def dense(frame: pl.DataFrame, columns: list[str], width: int) -> np.ndarray:
-            at = frame.join(series, on=SERIES, how="inner").select(
-                "_S", (pl.col("DATE") - pl.lit(start)).dt.total_days().alias("_D"), *columns
-            ).filter(pl.col("_D").is_between(0, width - 1))
+            at = (
+                frame.join(series, on=SERIES, how="inner")
+                .select("_S", (pl.col("DATE") - pl.lit(start)).dt.total_days().alias("_D"), *columns)
+                .filter(pl.col("_D").is_between(0, width - 1))
+            )
             out = np.full((len(columns), n, width), np.nan, dtype=np.float32)
             rows, cols = at["_S"].to_numpy(), at["_D"].to_numpy()
             for i, c in enumerate(columns):
@@ -138,7 +140,7 @@ class DeepARForecaster:
         self.calendar_flags = [c for c in _CALENDAR_FLAGS if c in train.columns]
         return self._entries(train, self._dynamic(train), end=train["DATE"].max())
 
-    def fit(self, train: pl.DataFrame) -> "DeepARForecaster":
+    def fit(self, train: pl.DataFrame) -> DeepARForecaster:
         import lightning
         from gluonts.torch.distributions import NegativeBinomialOutput
         from gluonts.torch.model.deepar import DeepAREstimator

@@ -35,8 +35,13 @@ class ETSForecaster:
     name = "ets"
 
     def __init__(
-        self, *, history_days: int = 365, censoring_aware: bool = True, maxiter: int = 200,
-        n_jobs: int | None = None, min_series_per_job: int = 500,
+        self,
+        *,
+        history_days: int = 365,
+        censoring_aware: bool = True,
+        maxiter: int = 200,
+        n_jobs: int | None = None,
+        min_series_per_job: int = 500,
     ) -> None:
         self.history_days = history_days
         self.censoring_aware = censoring_aware
@@ -44,7 +49,7 @@ class ETSForecaster:
         self.n_jobs = n_jobs  # worker processes; None: one per CPU
         self.min_series_per_job = min_series_per_job  # below this many series per process, stay serial
 
-    def fit(self, train: pl.DataFrame) -> "ETSForecaster":
+    def fit(self, train: pl.DataFrame) -> ETSForecaster:
         return self  # local models are fitted per series at predict time, on the history given
 
     def _series_values(self, history: pl.DataFrame) -> pl.DataFrame:
@@ -60,12 +65,17 @@ class ETSForecaster:
         # ETS needs every day: days a source has no row for (M5: weeks an item is not listed)
         # take the same weekday's last value, else the series' mean.
         grid = (
-            values.group_by(SERIES).agg(pl.col("DATE").min().alias("_FIRST"))
-            .with_columns(pl.date_ranges("_FIRST", pl.lit(origin)).alias("DATE")).explode("DATE").drop("_FIRST")
+            values.group_by(SERIES)
+            .agg(pl.col("DATE").min().alias("_FIRST"))
+            .with_columns(pl.date_ranges("_FIRST", pl.lit(origin)).alias("DATE"))
+            .explode("DATE")
+            .drop("_FIRST")
         )
         weekday = [*SERIES, pl.col("DATE").dt.weekday()]
-        return grid.join(values, on=KEYS, how="left").sort(KEYS).with_columns(
-            pl.col("Y").forward_fill().over(weekday).fill_null(pl.col("Y").mean().over(SERIES)).fill_null(0.0)
+        return (
+            grid.join(values, on=KEYS, how="left")
+            .sort(KEYS)
+            .with_columns(pl.col("Y").forward_fill().over(weekday).fill_null(pl.col("Y").mean().over(SERIES)).fill_null(0.0))
         )
 
     def predict(self, history: pl.DataFrame, future: pl.DataFrame) -> pl.DataFrame:

@@ -73,9 +73,7 @@ class DeepARLightGBMHybrid:
         self.deepar_config = deepar or DeepARConfig()
         self.stage2_windows = stage2_windows
         self.num_boost_round = num_boost_round
-        self.params = booster_params(
-            learning_rate=learning_rate, num_leaves=num_leaves, min_data_in_leaf=min_data_in_leaf, seed=seed, feature_fraction=0.8
-        )
+        self.params = booster_params(learning_rate=learning_rate, num_leaves=num_leaves, min_data_in_leaf=min_data_in_leaf, seed=seed, feature_fraction=0.8)
         self.censoring_aware = censoring_aware
         self.seed = seed
         self.stage1: DeepARForecaster | None = None
@@ -110,9 +108,7 @@ class DeepARLightGBMHybrid:
             pl.col(TARGET).sort_by("DATE").tail(7).mean().alias("MEAN_7_AT_ORIGIN"),
             pl.col(TARGET).mean().alias("MEAN_28_AT_ORIGIN"),
         )
-        weekday = recent.group_by(*SERIES, pl.col("DATE").dt.weekday().alias("_DOW")).agg(
-            pl.col(TARGET).mean().alias("WEEKDAY_MEAN_4W_AT_ORIGIN")
-        )
+        weekday = recent.group_by(*SERIES, pl.col("DATE").dt.weekday().alias("_DOW")).agg(pl.col(TARGET).mean().alias("WEEKDAY_MEAN_4W_AT_ORIGIN"))
         return (
             future.with_columns(pl.col("DATE").dt.weekday().alias("_DOW"))
             .join(deep, on=KEYS, how="left")
@@ -143,7 +139,7 @@ class DeepARLightGBMHybrid:
     def _fit_deepar(self, train: pl.DataFrame) -> DeepARForecaster:
         return DeepARForecaster(self.deepar_config, censoring_aware=self.censoring_aware).fit(train)
 
-    def fit(self, train: pl.DataFrame) -> "DeepARLightGBMHybrid":
+    def fit(self, train: pl.DataFrame) -> DeepARLightGBMHybrid:
         h = self.deepar_config.prediction_length
         origin: dt.date = train["DATE"].max()
         inner = [origin - dt.timedelta(days=k * h) for k in range(self.stage2_windows, 0, -1)]
@@ -160,13 +156,20 @@ class DeepARLightGBMHybrid:
         self.vocab = category_vocab(train)
         self.features = [*self.vocab, "STEP", *_DEEPAR_FEATURES, *_ORIGIN_FEATURES, *_RESIDUAL_FEATURES, *exogenous_columns(train)]
         self.models = train_boosters(
-            rows, self.features, self.vocab, self.params, num_boost_round=self.num_boost_round,
-            censoring_aware=self.censoring_aware, base_margins=self._margins(rows), seed=self.seed,
+            rows,
+            self.features,
+            self.vocab,
+            self.params,
+            num_boost_round=self.num_boost_round,
+            censoring_aware=self.censoring_aware,
+            base_margins=self._margins(rows),
+            seed=self.seed,
         )
         observed = rows.filter(pl.col("IN_STOCK")) if self.censoring_aware else rows
         log.info(
             "hybrid: stage 2 trained on %d out-of-sample DeepAR rows (actual / DeepAR mean there: %.3f)",
-            rows.height, observed[TARGET].sum() / max(observed["DEEPAR_MEAN"].sum(), 1e-9),
+            rows.height,
+            observed[TARGET].sum() / max(observed["DEEPAR_MEAN"].sum(), 1e-9),
         )
         log.info("hybrid: final DeepAR trained to %s", origin)
         self.final = self._fit_deepar(train)

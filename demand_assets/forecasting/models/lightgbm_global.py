@@ -57,7 +57,14 @@ class LightGBMForecaster:
         self.num_boost_round = num_boost_round
         self.quantile_max_rows = quantile_max_rows
         self.seed = seed
-        self.params = booster_params(learning_rate=learning_rate, num_leaves=num_leaves, min_data_in_leaf=min_data_in_leaf, feature_fraction=feature_fraction, seed=seed, num_threads=num_threads)
+        self.params = booster_params(
+            learning_rate=learning_rate,
+            num_leaves=num_leaves,
+            min_data_in_leaf=min_data_in_leaf,
+            feature_fraction=feature_fraction,
+            seed=seed,
+            num_threads=num_threads,
+        )
         self.tweedie_variance_power = tweedie_variance_power
         self.censoring_aware = censoring_aware
         self.models: dict[str, lgb.Booster] = {}
@@ -72,13 +79,19 @@ class LightGBMForecaster:
         return encode(frame, self.features, self.vocab)
 
     # ---------------------------------------------------------------------- fit
-    def fit(self, train: pl.DataFrame) -> "LightGBMForecaster":
+    def fit(self, train: pl.DataFrame) -> LightGBMForecaster:
         self.vocab = category_vocab(train)
         self.features = [*self.vocab, *self._target_features(), *exogenous_columns(train)]
         self.models = train_boosters(
-            train, self.features, self.vocab, self.params, num_boost_round=self.num_boost_round,
-            censoring_aware=self.censoring_aware, tweedie_variance_power=self.tweedie_variance_power,
-            quantile_max_rows=self.quantile_max_rows, seed=self.seed,
+            train,
+            self.features,
+            self.vocab,
+            self.params,
+            num_boost_round=self.num_boost_round,
+            censoring_aware=self.censoring_aware,
+            tweedie_variance_power=self.tweedie_variance_power,
+            quantile_max_rows=self.quantile_max_rows,
+            seed=self.seed,
         )
         log.info("lightgbm: trained %d boosters on %d rows x %d features", len(self.models), train.height, len(self.features))
         return self

@@ -27,7 +27,7 @@ class SeasonalNaive:
         # that weekday is.
         self.censoring_aware = censoring_aware
 
-    def fit(self, train: pl.DataFrame) -> "SeasonalNaive":
+    def fit(self, train: pl.DataFrame) -> SeasonalNaive:
         return self  # nothing to learn; everything comes from the history at predict time
 
     def predict(self, history: pl.DataFrame, future: pl.DataFrame) -> pl.DataFrame:
@@ -42,12 +42,8 @@ class SeasonalNaive:
         if self.censoring_aware:
             recent = recent.with_columns(pl.col("Y").forward_fill().over([*SERIES, pl.col("DATE").dt.weekday()]))
         recent = recent.with_columns((pl.col("Y") - pl.col("Y").shift(m).over(SERIES)).alias("ERR"))
-        errors = recent.group_by(SERIES).agg(
-            pl.col("ERR").drop_nulls().quantile(0.1).alias("E10"), pl.col("ERR").drop_nulls().quantile(0.9).alias("E90")
-        )
-        last_week = recent.filter(pl.col("DATE") > origin - dt.timedelta(days=m)).select(
-            *SERIES, pl.col("DATE").dt.weekday().alias("DOW"), "Y"
-        )
+        errors = recent.group_by(SERIES).agg(pl.col("ERR").drop_nulls().quantile(0.1).alias("E10"), pl.col("ERR").drop_nulls().quantile(0.9).alias("E90"))
+        last_week = recent.filter(pl.col("DATE") > origin - dt.timedelta(days=m)).select(*SERIES, pl.col("DATE").dt.weekday().alias("DOW"), "Y")
         out = (
             future.select(KEYS)
             .with_columns(pl.col("DATE").dt.weekday().alias("DOW"))

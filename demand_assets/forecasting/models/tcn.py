@@ -124,7 +124,7 @@ class TCNForecaster:
             raise ValueError(f"no series has the {n_in + h} periods one training window needs")
         return np.concatenate(xs), np.concatenate(ys)
 
-    def fit(self, panel: pl.DataFrame) -> "TCNForecaster":
+    def fit(self, panel: pl.DataFrame) -> TCNForecaster:
         s = self.settings
         torch.manual_seed(s.seed)
         rng = np.random.default_rng(s.seed)
@@ -183,11 +183,16 @@ class TCNForecaster:
         self.net.train()
         out = np.maximum(out[:, :horizon, :], 0.0)
         n = len(series)
-        return pl.DataFrame({
-            **{k: np.repeat(keys[k].to_numpy(), horizon) for k in PANEL_KEYS},
-            "STEP": np.tile(np.arange(1, horizon + 1), n),
-            "P10": out[..., 0].reshape(-1), "P50": out[..., 1].reshape(-1), "P90": out[..., 2].reshape(-1), "MEAN": out[..., 3].reshape(-1),
-        })
+        return pl.DataFrame(
+            {
+                **{k: np.repeat(keys[k].to_numpy(), horizon) for k in PANEL_KEYS},
+                "STEP": np.tile(np.arange(1, horizon + 1), n),
+                "P10": out[..., 0].reshape(-1),
+                "P50": out[..., 1].reshape(-1),
+                "P90": out[..., 2].reshape(-1),
+                "MEAN": out[..., 3].reshape(-1),
+            }
+        )
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()

@@ -9,8 +9,26 @@ __all__ = ["ChannelProfile", "CHANNEL_PROFILES", "COUNTRY_CODES", "REGIME_KINDS"
 
 # ISO codes the `holidays` package knows, so every synthetic country has real public holidays.
 COUNTRY_CODES: tuple[str, ...] = (
-    "US", "DE", "GB", "FR", "ES", "IT", "NL", "CA", "AU", "JP",
-    "BR", "MX", "PL", "SE", "BE", "AT", "CH", "IE", "PT", "DK",
+    "US",
+    "DE",
+    "GB",
+    "FR",
+    "ES",
+    "IT",
+    "NL",
+    "CA",
+    "AU",
+    "JP",
+    "BR",
+    "MX",
+    "PL",
+    "SE",
+    "BE",
+    "AT",
+    "CH",
+    "IE",
+    "PT",
+    "DK",
 )
 
 
@@ -73,7 +91,7 @@ class RegimeChange:
             raise ValueError(f"unknown channel {self.channel!r}; choose from {sorted(CHANNEL_PROFILES)}")
 
     @classmethod
-    def parse(cls, text: str) -> "RegimeChange":
+    def parse(cls, text: str) -> RegimeChange:
         """`kind@YYYY-MM-DD:magnitude[:channel]`."""
         try:
             kind, rest = text.split("@", 1)

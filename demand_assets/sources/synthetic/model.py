@@ -235,7 +235,7 @@ class SyntheticDemandSource(DemandSource):
         return _long(world.date_days, keys, {c: world.product[c] for c in cols})
 
     # --------------------------------------------------------------- simulation
-    @functools.lru_cache(maxsize=64)
+    @functools.lru_cache(maxsize=64)  # noqa: B019 - one source object per process; the cache is the point
     def _holiday_dates(self, country: str, year: int) -> frozenset[dt.date]:
         return frozenset(holidays.country_holidays(country, years=year).keys())
 
@@ -281,7 +281,11 @@ class SyntheticDemandSource(DemandSource):
         is_hol, is_eve = self._holiday_matrix(dates)
         calendar_peak = (
             prm.weekly[:, dow].T
-            * (1.0 + prm.yearly_amplitude * np.cos(2 * np.pi * (doy - prm.yearly_peak_doy) / 365.25) + prm.christmas_lift * np.exp(-(((doy - 352.0) / 9.0) ** 2)))
+            * (
+                1.0
+                + prm.yearly_amplitude * np.cos(2 * np.pi * (doy - prm.yearly_peak_doy) / 365.25)
+                + prm.christmas_lift * np.exp(-(((doy - 352.0) / 9.0) ** 2))
+            )
             * np.where(is_hol, prm.holiday_effect, 1.0)
             * np.where(is_eve, 1.12, 1.0)
         )
@@ -297,7 +301,9 @@ class SyntheticDemandSource(DemandSource):
         flighted = np.tile([p.flighted for p in profiles], n_c)
         off_level = np.tile([p.off_flight_level for p in profiles], n_c)
         flight = np.where(flighted & ~on, off_level, 1.0)
-        burst_draws = _per_day(seed, Stream.SPEND_BURST, ordinals, lambda r: (r.random(n_ck) < 0.025, r.integers(3, MAX_BURST_DAYS + 1, n_ck), r.uniform(1.5, 3.0, n_ck)))
+        burst_draws = _per_day(
+            seed, Stream.SPEND_BURST, ordinals, lambda r: (r.random(n_ck) < 0.025, r.integers(3, MAX_BURST_DAYS + 1, n_ck), r.uniform(1.5, 3.0, n_ck))
+        )
         b_start, b_dur, b_mult = (np.stack(x) for x in zip(*burst_draws))
         b_active, b_row = episode_cover(b_start, b_dur, MAX_BURST_DAYS)
         burst = np.where(b_active, np.take_along_axis(b_mult, np.maximum(b_row, 0), axis=0), 1.0)
@@ -381,14 +387,7 @@ class SyntheticDemandSource(DemandSource):
             n_new = max(1, round(change.magnitude * n_p))
             new = np.tile(np.arange(n_p) >= n_p - n_new, n_c)[None, :]
             launch = np.where(new, np.where(after, 2.0, 0.0), 1.0)
-        weight = (
-            np.tile(prm.base_weight, n_c)
-            * prm.preference
-            * mix
-            * (price / regular_price) ** elasticity
-            * np.where(promo, 1.15, 1.0)
-            * launch
-        )
+        weight = np.tile(prm.base_weight, n_c) * prm.preference * mix * (price / regular_price) ** elasticity * np.where(promo, 1.15, 1.0) * launch
         share = weight.reshape(n_days, n_c, n_p)
         share = share / share.sum(axis=2, keepdims=True)
         expected = (expected_total[:, :, None] * share)[keep]  # the oracle mean per series-day
@@ -408,7 +407,9 @@ class SyntheticDemandSource(DemandSource):
 
         # Stockouts: likelier on promotion days and calendar peaks.
         peak = np.repeat(np.clip(calendar_peak, 0.5, 3.0), n_p, axis=1)
-        stock_draws = _per_day(seed, Stream.STOCKOUT, ordinals, lambda r: (r.random(n_cp), np.minimum(r.geometric(0.45, n_cp), MAX_STOCKOUT_DAYS), r.random(n_cp)))
+        stock_draws = _per_day(
+            seed, Stream.STOCKOUT, ordinals, lambda r: (r.random(n_cp), np.minimum(r.geometric(0.45, n_cp), MAX_STOCKOUT_DAYS), r.random(n_cp))
+        )
         s_u, s_dur, s_frac = (np.stack(x) for x in zip(*stock_draws))
         rate = cfg.stockout_start_rate * (1.0 + 2.0 * promo) * peak**2
         out, out_row = episode_cover(s_u < rate, s_dur, MAX_STOCKOUT_DAYS)

@@ -56,17 +56,10 @@ def smooth_noise(seed: int, stream: int, t: npt.NDArray[np.int64], spacing: int,
     idx = (k0 - knots_needed[0] - 1)[:, None]  # row of knot k0 - 1
     p0, p1, p2, p3 = (knot_values[idx[:, 0] + j] for j in range(4))
     u = frac[:, None]
-    return 0.5 * (
-        2 * p1
-        + (-p0 + p2) * u
-        + (2 * p0 - 5 * p1 + 4 * p2 - p3) * u**2
-        + (-p0 + 3 * p1 - 3 * p2 + p3) * u**3
-    )
+    return 0.5 * (2 * p1 + (-p0 + p2) * u + (2 * p0 - 5 * p1 + 4 * p2 - p3) * u**2 + (-p0 + 3 * p1 - 3 * p2 + p3) * u**3)
 
 
-def episode_cover(
-    starts: npt.NDArray[np.bool_], durations: npt.NDArray[np.int64], max_duration: int
-) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
+def episode_cover(starts: npt.NDArray[np.bool_], durations: npt.NDArray[np.int64], max_duration: int) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
     """Which days an episode covers, and the index of the covering start (latest wins).
 
     `starts[t, j]` says an episode starts on day t for column j, lasting `durations[t, j]` days.
