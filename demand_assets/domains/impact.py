@@ -15,6 +15,7 @@ from demand_assets.domains.raw import product_demand
 from demand_assets.domains.reads import forecast_as_of
 from demand_assets.domains.training import training_dataset
 from demand_assets.impact.forecast_cost import forecast_error_cost as cost_table
+from demand_assets.impact.forecast_cost import price_forecasts
 from demand_assets.impact.instock import InstockSettings, stockout_profile
 from demand_assets.impact.instock import instock_value as simulate_instock_value
 from demand_assets.reporting import figure_to_markdown, frame_to_markdown, metric_comparison_figure, ranked_bar_figure
@@ -35,13 +36,8 @@ def forecast_error_cost(context: dg.AssetExecutionContext, store: DeltaStore, ec
     prices = (
         store.scan(Table.TRAINING_DATASET).filter(pl.col("DATE").is_between(start, end)).select("DATE", "COUNTRY", "PRODUCT", "PRICE", "CATEGORY").collect()
     )
-    priced = forecasts.join(prices, on=["DATE", "COUNTRY", "PRODUCT"], how="left")
-    unpriced = priced.filter(pl.col("PRICE").is_null())
-    if unpriced.height:
-        raise dg.Failure(
-            description=f"rule 'every forecast has a price' on column PRICE: {unpriced.height} backtest row(s) have no training_dataset row, e.g. {unpriced.select('DATE', 'COUNTRY', 'PRODUCT').head(5).to_dicts()}"
-        )
     try:
+        priced = price_forecasts(forecasts, prices)
         table = cost_table(priced, economics.economics(), economics.overrides())
     except ValueError as err:
         raise dg.Failure(description=f"forecast_error_cost was not written: {err}") from err

@@ -19,7 +19,7 @@ from demand_assets.domains.publishing import not_provided_result
 from demand_assets.domains.raw import channel_spend_response, product_demand
 from demand_assets.domains.reads import NO_SPEND, forecast_as_of, lacks_spend, read_curves, revenue_per_unit
 from demand_assets.marketing.planning import PlanningSettings, plan_budget, spare_stock_by_country, stock_from_cover, stock_from_csv, stock_window
-from demand_assets.marketing.scenario import bau_spend_plan, media_delta, scenario_forecast, scenario_spend_plan
+from demand_assets.marketing.scenario import bau_spend_plan, media_delta, scenario_forecast, scenario_spend_plan, summarise_scenario
 from demand_assets.reporting import figure_to_markdown, frame_to_markdown, line_chart_markdown, metric_comparison_figure
 from resources import DeltaStore, DemandSourceResource
 
@@ -178,38 +178,10 @@ def spend_scenario(context: dg.AssetExecutionContext, config: ScenarioConfig, so
     except ValueError as err:
         raise dg.Failure(description=f"spend_scenario '{config.name}' was not written: {err}") from err
     prices = store.read_window(Table.PRODUCT_DEMAND, as_of, as_of + dt.timedelta(days=1), columns=["COUNTRY", "PRODUCT", "PRICE"])
-    series = series.join(prices, on=["COUNTRY", "PRODUCT"], how="left").with_columns(
-        (pl.col("INCREMENTAL_UNITS") * pl.col("PRICE")).alias("INCREMENTAL_REVENUE"),
-        (pl.col("CREDITED_INCREMENTAL_UNITS") * pl.col("PRICE")).alias("CREDITED_INCREMENTAL_REVENUE"),
-    )
-    spend_change = (
-        plan.join(bau.rename({"SPEND": "BAU_SPEND"}), on=["DATE", "COUNTRY", "CHANNEL"])
-        .group_by("COUNTRY", "CHANNEL")
-        .agg(pl.col("BAU_SPEND").sum(), pl.col("SPEND").sum().alias("SCENARIO_SPEND"))
-        .sort("COUNTRY", "CHANNEL")
-    )
-    by_country = (
-        series.group_by("COUNTRY")
-        .agg(
-            pl.col("BAU_UNITS").sum(),
-            pl.col("SCENARIO_UNITS").sum(),
-            pl.col("INCREMENTAL_UNITS").sum(),
-            pl.col("CREDITED_INCREMENTAL_UNITS").sum(),
-            pl.col("INCREMENTAL_REVENUE").sum(),
-            pl.col("CREDITED_INCREMENTAL_REVENUE").sum(),
-            pl.col("STOCKOUT_PROBABILITY_SCENARIO").mean().alias("MEAN_STOCKOUT_PROBABILITY"),
-        )
-        .join(spend_change.group_by("COUNTRY").agg(pl.col("BAU_SPEND").sum(), pl.col("SCENARIO_SPEND").sum()), on="COUNTRY")
-        .with_columns(((pl.col("CREDITED_INCREMENTAL_REVENUE")) / (pl.col("SCENARIO_SPEND") - pl.col("BAU_SPEND"))).alias("CREDITED_REVENUE_PER_EXTRA_SPEND"))
-        .sort("COUNTRY")
-    )
+    summary = summarise_scenario(plan, bau, daily, series, prices)
+    series, spend_change, by_country = summary.series, summary.spend_change, summary.by_country
     written = store.overwrite(Table.SPEND_SCENARIO, daily.with_columns(pl.lit(config.name).alias("SCENARIO"), pl.lit(as_of).alias("DATE")))
     store.overwrite(Table.SPEND_SCENARIO_SERIES, series.with_columns(pl.lit(config.name).alias("SCENARIO"), pl.lit(as_of).alias("DATE")))
-    totals = (
-        daily.group_by("TARGET_DATE")
-        .agg(pl.col("BAU_MEAN").sum(), pl.col("SCENARIO_MEAN").sum(), pl.col("BAU_P50").sum(), pl.col("SCENARIO_P50").sum())
-        .rename({"TARGET_DATE": "DATE"})
-    )
     context.log.info(
         f"scenario '{config.name}' as of {as_of}: {by_country['INCREMENTAL_UNITS'].sum():,.0f} incremental units, {by_country['CREDITED_INCREMENTAL_UNITS'].sum():,.0f} credited"
     )
@@ -225,7 +197,7 @@ def spend_scenario(context: dg.AssetExecutionContext, config: ScenarioConfig, so
             "spend_plan": dg.MetadataValue.md(frame_to_markdown(spend_change, max_rows=60)),
             "forecast_bau_vs_scenario": dg.MetadataValue.md(
                 line_chart_markdown(
-                    totals.sort("DATE"), "DATE", ["BAU_MEAN", "SCENARIO_MEAN"], title=f"Total daily demand forecast: business as usual vs '{config.name}'"
+                    summary.totals, "DATE", ["BAU_MEAN", "SCENARIO_MEAN"], title=f"Total daily demand forecast: business as usual vs '{config.name}'"
                 )
             ),
         }

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-__all__ = ["UnitEconomics", "critical_ratio", "error_cost", "forecast_error_cost", "quantile_at", "unit_costs"]
+__all__ = ["UnitEconomics", "critical_ratio", "error_cost", "forecast_error_cost", "price_forecasts", "quantile_at", "unit_costs"]
 
 
 @dataclass(frozen=True)
@@ -135,3 +135,16 @@ def forecast_error_cost(forecasts: pl.DataFrame, economics: UnitEconomics, overr
         "REVENUE",
         "COST_SHARE_OF_REVENUE",
     ).sort("REGIME", "COST_CRITICAL")
+
+
+def price_forecasts(forecasts: pl.DataFrame, prices: pl.DataFrame) -> pl.DataFrame:
+    """`forecasts` (DATE, COUNTRY, PRODUCT, ...) with each day's PRICE (and CATEGORY) from
+    `prices`; refuses, naming the rows, forecasts of a day and series that has no price."""
+    priced = forecasts.join(prices, on=["DATE", "COUNTRY", "PRODUCT"], how="left")
+    unpriced = priced.filter(pl.col("PRICE").is_null())
+    if unpriced.height:
+        raise ValueError(
+            f"rule 'every forecast has a price' on column PRICE: {unpriced.height} backtest row(s) have no training_dataset row, "
+            f"e.g. {unpriced.select('DATE', 'COUNTRY', 'PRODUCT').head(5).to_dicts()}"
+        )
+    return priced

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -26,7 +27,7 @@ from demand_assets.forecasting.panel import SERIES
 from demand_assets.impact.forecast_cost import quantile_at
 from demand_assets.marketing.curves import ResponseCurve
 
-__all__ = ["bau_spend_plan", "media_delta", "scenario_forecast", "scenario_spend_plan"]
+__all__ = ["ScenarioSummary", "bau_spend_plan", "media_delta", "scenario_forecast", "scenario_spend_plan", "summarise_scenario"]
 
 
 def bau_spend_plan(spend: pl.DataFrame, as_of: dt.date, horizon: int) -> pl.DataFrame:
@@ -188,3 +189,49 @@ def scenario_forecast(
         (pl.col("DELTA") * pl.col("SHARE")).alias("MEDIA_DELTA"),
     )
     return daily, out
+
+
+@dataclass(frozen=True)
+class ScenarioSummary:
+    series: pl.DataFrame  # per country x product, with INCREMENTAL_REVENUE and CREDITED_INCREMENTAL_REVENUE
+    spend_change: pl.DataFrame  # per country x channel: BAU_SPEND, SCENARIO_SPEND over the horizon
+    by_country: pl.DataFrame  # units, revenue, stockout probability, spend and credited revenue per extra spend
+    totals: pl.DataFrame  # per day: total BAU and scenario MEAN and P50
+
+
+def summarise_scenario(plan: pl.DataFrame, bau: pl.DataFrame, daily: pl.DataFrame, series: pl.DataFrame, prices: pl.DataFrame) -> ScenarioSummary:
+    """What a scenario changes, in money and spend: `series` (from `scenario_forecast`) priced
+    with `prices` (COUNTRY, PRODUCT, PRICE), the spend plan against business as usual per
+    country x channel, and both rolled up per country and per day."""
+    series = series.join(prices, on=SERIES, how="left").with_columns(
+        (pl.col("INCREMENTAL_UNITS") * pl.col("PRICE")).alias("INCREMENTAL_REVENUE"),
+        (pl.col("CREDITED_INCREMENTAL_UNITS") * pl.col("PRICE")).alias("CREDITED_INCREMENTAL_REVENUE"),
+    )
+    spend_change = (
+        plan.join(bau.rename({"SPEND": "BAU_SPEND"}), on=["DATE", "COUNTRY", "CHANNEL"])
+        .group_by("COUNTRY", "CHANNEL")
+        .agg(pl.col("BAU_SPEND").sum(), pl.col("SPEND").sum().alias("SCENARIO_SPEND"))
+        .sort("COUNTRY", "CHANNEL")
+    )
+    by_country = (
+        series.group_by("COUNTRY")
+        .agg(
+            pl.col("BAU_UNITS").sum(),
+            pl.col("SCENARIO_UNITS").sum(),
+            pl.col("INCREMENTAL_UNITS").sum(),
+            pl.col("CREDITED_INCREMENTAL_UNITS").sum(),
+            pl.col("INCREMENTAL_REVENUE").sum(),
+            pl.col("CREDITED_INCREMENTAL_REVENUE").sum(),
+            pl.col("STOCKOUT_PROBABILITY_SCENARIO").mean().alias("MEAN_STOCKOUT_PROBABILITY"),
+        )
+        .join(spend_change.group_by("COUNTRY").agg(pl.col("BAU_SPEND").sum(), pl.col("SCENARIO_SPEND").sum()), on="COUNTRY")
+        .with_columns((pl.col("CREDITED_INCREMENTAL_REVENUE") / (pl.col("SCENARIO_SPEND") - pl.col("BAU_SPEND"))).alias("CREDITED_REVENUE_PER_EXTRA_SPEND"))
+        .sort("COUNTRY")
+    )
+    totals = (
+        daily.group_by("TARGET_DATE")
+        .agg(pl.col("BAU_MEAN").sum(), pl.col("SCENARIO_MEAN").sum(), pl.col("BAU_P50").sum(), pl.col("SCENARIO_P50").sum())
+        .rename({"TARGET_DATE": "DATE"})
+        .sort("DATE")
+    )
+    return ScenarioSummary(series, spend_change, by_country, totals)
