@@ -11,7 +11,7 @@ import pytest
 from demand_assets.definitions import ALL_ASSETS
 from demand_assets.domains.models import ForecastingConfig
 from demand_assets.sources import Domain
-from demand_assets.sources.m5 import M5Shape, M5Source, write_m5_files
+from demand_assets.sources.m5 import M5Shape, M5Source, _load, write_m5_files
 from resources import DemandSourceResource
 from tests.conftest import materialize_range, small_resources
 
@@ -168,3 +168,15 @@ def test_backtest_on_m5_reports_wrmsse_per_model(m5_graph):
     assert all(0 < v < 5 for v in scores.values()), scores
     # Only the `all` regime is scored by WRMSSE (M5 scores every day).
     assert metrics.filter(pl.col("REGIME") != "all")["WRMSSE"].is_null().all()
+
+
+def test_a_tab_separated_price_file_is_named_not_a_raw_polars_error(tmp_path, m5_dir):
+    """Regression: a tab-separated sell_prices.csv gave polars' ColumnNotFoundError."""
+    for name in ("calendar.csv", "sales_train_evaluation.csv"):
+        (tmp_path / name).write_bytes((m5_dir / name).read_bytes())
+    pl.read_csv(m5_dir / "sell_prices.csv").write_csv(tmp_path / "sell_prices.csv", separator="\t")
+    with pytest.raises(ValueError, match=r"rule 'M5 file columns' on file sell_prices.csv: missing \['store_id'.*tab-separated, M5 files are comma-separated"):
+        M5Source(tmp_path).catalog()
+    _load.cache_clear()
+    with pytest.raises(ValueError, match=r"rule 'M5 file columns' on file sell_prices.csv"):
+        _read(M5Source(tmp_path), START, START + dt.timedelta(days=7))

@@ -50,3 +50,13 @@ def test_no_champion_when_nothing_beats_the_baseline():
     assert winner is None and "no model beat seasonal_naive" in reason
     winner, _ = choose_champion(_overall({"lightgbm": 0.41}), baseline="seasonal_naive", regime="in_stock")
     assert winner is None
+
+
+def test_a_reference_model_that_scores_best_is_never_the_challenger():
+    """Regression: on real M5 series LightGBM trained as if stockouts were demand scored best, was
+    chosen as challenger and champion_model failed with KeyError (references are not registered)."""
+    overall = _overall({"seasonal_naive": 0.6, "lightgbm_uncensored_training": 0.38, "lightgbm": 0.4, "ets": 0.5})
+    winner, reason = choose_champion(overall, baseline="seasonal_naive", regime="in_stock", candidates=["seasonal_naive", "lightgbm", "ets"])
+    assert winner == "lightgbm" and "0.400" in reason
+    only_reference = _overall({"seasonal_naive": 0.6, "lightgbm_uncensored_training": 0.38})
+    assert choose_champion(only_reference, baseline="seasonal_naive", regime="in_stock", candidates=["seasonal_naive"])[0] is None

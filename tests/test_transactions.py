@@ -156,3 +156,17 @@ def test_the_whole_pipeline_and_the_service_run_on_a_transaction_log(log_pipelin
         body = predicted.json()
         assert {r["product"] for r in body["forecasts"]} == {"Clothing@50.00", "Beauty@25.00"}
         assert all(r["p10"] <= r["p50"] <= r["p90"] for r in body["forecasts"]) and body["model_version"]
+
+
+@pytest.mark.parametrize("column, value", [("Total Amount", "1,000"), ("Price per Unit", "$50"), ("Quantity", "2 pcs")])
+def test_a_number_in_another_format_is_named_as_a_format_problem_with_its_text(column, value):
+    """Regression: "1,000" in Total Amount was reported as 'total = quantity x price' with the value
+    shown as None; now the rule is the number format and the text is shown as written."""
+    row = dict(zip(TRANSACTION_COLUMNS, ("T9", "2023-01-02", "C", "Male", "30", "Beauty", "20", "50.0", "1000.0")))
+    row[column] = value
+    csv = ",".join(TRANSACTION_COLUMNS) + "\n" + ",".join(f'"{v}"' for v in row.values()) + "\n"
+    with pytest.raises(TransactionLogError) as err:
+        read_transaction_log(csv.encode())
+    message = str(err.value)
+    assert "rule 'numbers are plain decimals" in message and f"column '{column}'" in message
+    assert value in message and "T9" in message

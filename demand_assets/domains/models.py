@@ -167,7 +167,8 @@ def champion_model(context: dg.AssetExecutionContext, store: DeltaStore, mlflow_
     asset's metadata; a new champion's training window becomes the drift reference."""
     models, history_days, regime, suite = backtest_record(store)
     overall = store.read_all(Table.BACKTEST_METRICS).filter(pl.col("FOLD") == -1)
-    challenger, challenger_reason = choose_champion(overall, baseline=BASELINE, regime=regime)
+    candidates = [name for name in models if not name.endswith(UNCENSORED_SUFFIX)]  # references are never registered
+    challenger, challenger_reason = choose_champion(overall, baseline=BASELINE, regime=regime, candidates=candidates)
     dataset, _, tags = training_window(store, history_days)
     incumbent = _incumbent(mlflow_tracking)
     frozen = None
@@ -189,9 +190,7 @@ def champion_model(context: dg.AssetExecutionContext, store: DeltaStore, mlflow_
     trained_until = str(dataset["DATE"].max())
     factories = model_factories(suite)
     versions = {}
-    for name in models:
-        if name.endswith(UNCENSORED_SUFFIX):
-            continue  # a reference for the censoring study, never a candidate
+    for name in candidates:
         started = time.perf_counter()
         model = factories[name]().fit(dataset)
         context.log.info(f"refitted {name} on {dataset.height:,} rows in {time.perf_counter() - started:.1f}s")

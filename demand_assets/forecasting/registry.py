@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 
 import pandas as pd
 import polars as pl
@@ -100,9 +101,16 @@ class ForecasterPyfunc(PythonModel):
         return self.forecaster.predict(history, future).to_pandas()
 
 
-def choose_champion(overall: pl.DataFrame, *, baseline: str, regime: str) -> tuple[str | None, str]:
-    """The model with the lowest WAPE in `regime` that also beats `baseline`; with the reason."""
+def choose_champion(overall: pl.DataFrame, *, baseline: str, regime: str, candidates: Collection[str] | None = None) -> tuple[str | None, str]:
+    """The model with the lowest WAPE in `regime` that also beats `baseline`; with the reason.
+
+    Only `candidates` (default: every model) may win: reference models such as LightGBM trained
+    as if stockouts were demand are backtested for comparison but never registered, so one that
+    scores best must not become the challenger.
+    """
     scores = overall.filter(pl.col("REGIME") == regime).select("MODEL", "WAPE").sort("WAPE")
+    if candidates is not None:
+        scores = scores.filter(pl.col("MODEL").is_in([*candidates, baseline]))
     baseline_wape = scores.filter(pl.col("MODEL") == baseline)["WAPE"]
     if baseline_wape.is_empty():
         return None, f"baseline {baseline} was not backtested; no champion chosen"

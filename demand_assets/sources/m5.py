@@ -50,6 +50,26 @@ def _sales_file(directory: Path) -> Path:
     raise FileNotFoundError(f"M5 folder {directory} has no sales_train_evaluation.csv or sales_train_validation.csv (DEMAND_M5_DIR)")
 
 
+_FILE_COLUMNS = {
+    "calendar.csv": ("date", "wm_yr_wk", "d"),
+    "sell_prices.csv": ("store_id", "item_id", "wm_yr_wk", "sell_price"),
+}
+
+
+def _require_columns(path: Path) -> None:
+    """Refuse an M5 file without its columns, naming the file, the missing columns and, for a
+    file that is not comma-separated, the delimiter it seems to use."""
+    header = pl.read_csv(path, n_rows=0, infer_schema=False).columns
+    missing = [c for c in _FILE_COLUMNS[path.name] if c not in header]
+    if not missing:
+        return
+    hint = ""
+    if len(header) == 1 and any(sep in header[0] for sep in ("\t", ";", "|")):
+        sep = next(s for s in ("\t", ";", "|") if s in header[0])
+        hint = f"; the header is one column, {header[0][:80]!r}: the file looks {'tab' if sep == chr(9) else repr(sep)}-separated, M5 files are comma-separated"
+    raise ValueError(f"rule 'M5 file columns' on file {path.name}: missing {missing}, found {header[:8]}{hint}")
+
+
 @functools.lru_cache(maxsize=2)
 def _load(directory: Path, stockout_alpha: float | None) -> tuple[pl.DataFrame, pl.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
     """(ids, calendar, sales, price, in_stock): ids one row per series (matrix row order), calendar
@@ -70,6 +90,8 @@ def _load(directory: Path, stockout_alpha: float | None) -> tuple[pl.DataFrame, 
         rows = [{"id": ids["id"][int(i)], "d": day_columns[int(j)], "sales": int(sales[i, j])} for i, j in bad[:5]]
         raise ValueError(f"rule 'sales >= 0' on column 'd_*': {len(bad)} negative cell(s), e.g. {rows}")
 
+    for name in _FILE_COLUMNS:
+        _require_columns(directory / name)
     calendar = pl.read_csv(directory / "calendar.csv", try_parse_dates=True, infer_schema_length=10_000)
     calendar = calendar.with_columns(pl.col("date").cast(pl.Date))
     by_d = pl.DataFrame({"d": day_columns}).with_row_index("COLUMN").join(calendar, on="d", how="left")
@@ -154,6 +176,7 @@ class M5Source(DemandSource):
     def _catalog(self) -> Catalog:
         # The id columns only: cheap, so assets that need just the catalog never load the matrix.
         ids = pl.read_csv(_sales_file(self.directory), columns=_ID_COLUMNS, schema_overrides={c: pl.String for c in _ID_COLUMNS})
+        _require_columns(self.directory / "sell_prices.csv")
         prices = pl.scan_csv(self.directory / "sell_prices.csv").group_by("item_id").agg(pl.col("sell_price").median().alias("BASE_PRICE")).collect()
         products = (
             ids.group_by("item_id")

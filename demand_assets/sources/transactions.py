@@ -81,7 +81,21 @@ def read_transaction_log(source: str | Path | bytes) -> pl.DataFrame:
         pl.col("Price per Unit").str.strip_chars().cast(pl.Float64, strict=False).alias("PRICE"),
         pl.col("Total Amount").str.strip_chars().cast(pl.Float64, strict=False).alias("TOTAL"),
         pl.col("Date").alias("_DATE_TEXT"),
+        pl.col("Quantity").alias("_QUANTITY_TEXT"),
+        pl.col("Price per Unit").alias("_PRICE_TEXT"),
+        pl.col("Total Amount").alias("_TOTAL_TEXT"),
     )
+    # A number that does not parse is a format problem (thousands separators, currency signs),
+    # named as such with the text as written, before any rule that compares values.
+    plain = "numbers are plain decimals like 1000.50 (no thousands separators, currency signs or units)"
+    for column, parsed, text in (
+        ("Quantity", "QUANTITY", "_QUANTITY_TEXT"),
+        ("Price per Unit", "PRICE", "_PRICE_TEXT"),
+        ("Total Amount", "TOTAL", "_TOTAL_TEXT"),
+    ):
+        unparsed = frame.filter(pl.col(parsed).is_null() & (pl.col(text).str.strip_chars().str.len_chars() > 0))
+        if unparsed.height:
+            raise _fail(plain, column, unparsed.select("TRANSACTION_ID", pl.col(text).alias(f"{column} as written")))
     checks = [
         ("dates are YYYY-MM-DD", "Date", pl.col("DATE").is_null()),
         ("category given", "Product Category", pl.col("CATEGORY").is_null() | (pl.col("CATEGORY") == "")),
@@ -100,7 +114,7 @@ def read_transaction_log(source: str | Path | bytes) -> pl.DataFrame:
     duplicated = frame.filter(pl.col("TRANSACTION_ID").is_duplicated())
     if duplicated.height:
         raise _fail("unique Transaction ID", "Transaction ID", duplicated.select("TRANSACTION_ID", "CATEGORY", "QUANTITY"))
-    return frame.drop("_DATE_TEXT")
+    return frame.drop("_DATE_TEXT", "_QUANTITY_TEXT", "_PRICE_TEXT", "_TOTAL_TEXT")
 
 
 def product_name(category: pl.Expr, price: pl.Expr) -> pl.Expr:
