@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from contracts.columns import KEYS
+from contracts.columns import KEYS, TARGET
 from contracts.validation import MAX_EXAMPLES, ContractReport, Violation
 
 __all__ = [
@@ -101,7 +101,7 @@ def check_lag_integrity(
     *,
     lags: Sequence[int],
     windows: Sequence[int],
-    target: str = "PRODUCT_DEMAND",
+    target: str = TARGET,
 ) -> ContractReport:
     """Every DEMAND_LAG_k equals the target k days earlier; every DEMAND_ROLL_MEAN_w equals the
     mean of the target over the w days before (null where any of those days is missing).

@@ -17,6 +17,7 @@ import polars as pl
 from demand_assets.forecasting.backtest import rolling_origin_folds, score_forecasts
 from demand_assets.forecasting.models.base import Forecaster, by_steps
 from demand_assets.forecasting.models.tcn import PANEL_KEYS
+from demand_assets.forecasting.panel import TARGET
 from demand_assets.forecasting.registry import ForecasterPyfunc
 
 __all__ = ["Frequency", "MeanOfLastForecaster", "PERIOD_DAYS", "SkuForecasterPyfunc", "next_periods", "period_backtest", "to_periods"]
@@ -25,7 +26,7 @@ Frequency = Literal["daily", "weekly"]
 PERIOD_DAYS = {"daily": 1, "weekly": 7}
 
 
-def to_periods(daily: pl.DataFrame, frequency: Frequency, *, value: str = "PRODUCT_DEMAND") -> pl.DataFrame:
+def to_periods(daily: pl.DataFrame, frequency: Frequency, *, value: str = TARGET) -> pl.DataFrame:
     """COUNTRY, PRODUCT, PERIOD, UNITS from daily rows (DATE, COUNTRY, PRODUCT, `value`). Weekly
     periods start on Monday; incomplete weeks at either end are dropped."""
     if frequency not in PERIOD_DAYS:

@@ -24,7 +24,7 @@ import numpy as np
 import polars as pl
 
 from demand_assets.forecasting.metrics import regime_rows, regime_wape
-from demand_assets.forecasting.panel import SERIES
+from demand_assets.forecasting.panel import SERIES, TARGET
 
 __all__ = [
     "DriftThresholds",
@@ -115,7 +115,7 @@ def target_drift(
     current: pl.DataFrame,
     thresholds: DriftThresholds,
     *,
-    target: str = "PRODUCT_DEMAND",
+    target: str = TARGET,
     series: Sequence[str] = tuple(SERIES),
 ) -> TargetDrift:
     """Shape (PSI of series-normalised demand) and level (ratio of means) of the target."""
@@ -133,7 +133,7 @@ def target_drift(
     return TargetDrift(value_psi, ratio, bool(value_psi > thresholds.target_psi) or level_moved)
 
 
-def mix_drift(reference: pl.DataFrame, current: pl.DataFrame, *, key: str = "PRODUCT", value: str = "PRODUCT_DEMAND") -> tuple[float, pl.DataFrame]:
+def mix_drift(reference: pl.DataFrame, current: pl.DataFrame, *, key: str = "PRODUCT", value: str = TARGET) -> tuple[float, pl.DataFrame]:
     """PSI over `key`'s shares of total `value`; the table lists the largest share moves."""
     shares = (
         reference.group_by(key)
@@ -160,7 +160,7 @@ def realised_wape(
     actuals: pl.DataFrame,
     *,
     point: str = "P50",
-    target: str = "PRODUCT_DEMAND",
+    target: str = TARGET,
     keys: Sequence[str] = ("DATE", "COUNTRY", "PRODUCT"),
 ) -> tuple[float, int]:
     """WAPE of the `point` forecast (P50, as in the backtest) on in-stock days that have both a
