@@ -24,7 +24,7 @@ from contracts.tables import (
 )
 from contracts.validation import TableContract
 
-__all__ = ["CONTRACTS", "TABLES", "Table", "TableSpec", "registry_markdown", "table_spec"]
+__all__ = ["CONTRACTS", "PLAUSIBLE_UPPER_BOUNDS", "TABLES", "Table", "TableSpec", "registry_markdown", "table_spec"]
 
 
 class Table(StrEnum):
@@ -69,6 +69,19 @@ class TableSpec:
         return self.table.value
 
 
+# The largest value a column can plausibly hold, per row (a day of one country, channel or
+# product). Generous on purpose: they catch unit and parsing errors (1e308, cents read as
+# millions), not unusual days. Override per deployment with the contract_settings resource.
+PLAUSIBLE_UPPER_BOUNDS: dict[str, float] = {
+    "BASELINE_DEMAND": 1e10,
+    "SPEND": 1e10,
+    "CHANNEL_RESPONSE": 1e10,
+    "PRICE": 1e7,
+    "TRUE_RESPONSE": 1e10,
+    "ADSTOCKED_SPEND": 1e10,
+    "EXPECTED_DEMAND": 1e9,
+}
+
 _DATE_COUNTRY_PRODUCT = ("DATE", "COUNTRY", "PRODUCT")
 _DATE_COUNTRY_CHANNEL = ("DATE", "COUNTRY", "CHANNEL")
 
@@ -76,7 +89,8 @@ _DATE_COUNTRY_CHANNEL = ("DATE", "COUNTRY", "CHANNEL")
 def _contracted(
     table: Table, model, keys: tuple[str, ...], categories: tuple[str, ...], asset: str, description: str, csv_file: str | None = None
 ) -> TableSpec:
-    return TableSpec(table, keys, asset, "window", description, TableContract(table.value, model, keys, categories), csv_file)
+    contract = TableContract(table.value, model, keys, categories, upper_bounds=PLAUSIBLE_UPPER_BOUNDS)
+    return TableSpec(table, keys, asset, "window", description, contract, csv_file)
 
 
 _SPECS = [

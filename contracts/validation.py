@@ -22,6 +22,7 @@ class ContractContext:
     window_start: dt.date
     window_end: dt.date  # exclusive
     categories: Mapping[str, Sequence[str]] = field(default_factory=dict)  # column -> allowed values
+    upper_bounds: Mapping[str, float] = field(default_factory=dict)  # column -> largest plausible value, overriding the table's
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ class TableContract:
     keys: tuple[str, ...]
     category_columns: tuple[str, ...] = ()
     date_column: str = "DATE"
+    upper_bounds: Mapping[str, float] = field(default_factory=dict)  # column -> largest plausible value
 
     def schema(self, ctx: ContractContext) -> pa.DataFrameSchema:
         schema = self.model.to_schema()
@@ -128,6 +130,16 @@ class TableContract:
                 ]
             }
         }
+        bounds = {**self.upper_bounds, **ctx.upper_bounds}
+        for column, spec in schema.columns.items():
+            if "Float" not in str(spec.dtype):
+                continue
+            # inf and NaN pass >= 0; a number no business could produce (1e308 spend) is a unit
+            # or parsing error: both would be stored and fed to the models.
+            checks = [named_check("finite_number", _finite_or_null)]
+            if column in bounds:
+                checks.append(named_check(f"at_most_{bounds[column]:g}", functools.partial(_at_most, bound=bounds[column])))
+            updates[column] = {"checks": [*spec.checks, *checks]}
         for column in self.category_columns:
             allowed = ctx.categories.get(column)
             if allowed is None or column not in schema.columns:
@@ -167,3 +179,11 @@ def _violations_from(failure_cases: pl.DataFrame, frame: pl.DataFrame, keys: Seq
 
 def _is_in(column: pl.Expr, allowed: list) -> pl.Expr:
     return column.is_in(allowed)
+
+
+def _finite_or_null(column: pl.Expr) -> pl.Expr:
+    return column.is_finite() | column.is_null()  # nulls are the nullable rule's business
+
+
+def _at_most(column: pl.Expr, bound: float) -> pl.Expr:
+    return (column <= bound) | ~column.is_finite() | column.is_null()  # non-finite values break finite_number instead

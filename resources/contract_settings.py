@@ -14,3 +14,10 @@ class ContractSettings(dg.ConfigurableResource):
         ge=0,
         description=("Relative tolerance when product sales are reconciled with the country total (BASELINE_DEMAND + sum of CHANNEL_RESPONSE)."),
     )
+    upper_bounds: dict[str, float] = Field(
+        default={},
+        description=(
+            "Column -> the largest plausible value per row, overriding the defaults in contracts/registry.py "
+            "(PLAUSIBLE_UPPER_BOUNDS: SPEND, CHANNEL_RESPONSE, BASELINE_DEMAND 1e10, PRICE 1e7); larger values break the rule at_most_<bound>."
+        ),
+    )

@@ -219,3 +219,37 @@ def test_csv_source_needs_its_folder():
         DemandSourceResource(kind="csv").open()
     with pytest.raises(FileNotFoundError, match="demand_by_product_daily.csv"):
         DemandSourceResource(kind="csv", csv_dir="/nonexistent").open()
+
+
+@pytest.mark.parametrize(
+    ("file", "column", "value", "rule", "check"),
+    [
+        ("demand_spend_by_channel_daily.csv", "SPEND", "inf", "finite_number", CHANNEL_SPEND_RESPONSE_CONTRACT),
+        ("demand_spend_by_channel_daily.csv", "CHANNEL_RESPONSE", "1e308", "at_most_1e+10", CHANNEL_SPEND_RESPONSE_CONTRACT),
+        ("demand_by_product_daily.csv", "PRICE", "1e308", "at_most_1e+07", "product_demand_contract"),
+    ],
+)
+def test_impossible_numbers_in_a_snapshot_are_refused_and_keep_the_store(tmp_path, small_source, file, column, value, rule, check):
+    """inf and 1e308 used to be stored and fed to the models; now the contract names them."""
+    snapshot = tmp_path / "snapshot"
+    export_snapshot(small_source, JAN1, dt.date(2024, 1, 21), snapshot)
+    resources = small_resources(tmp_path / "delta", source=DemandSourceResource(kind="csv", csv_dir=str(snapshot)))
+    assert materialize_range(resources, "2024-01-01", "2024-01-20").success
+    store: DeltaStore = resources["store"]
+    # The refused table and everything downstream keep their versions. (Upstream domains of the
+    # same run may still be rewritten with their valid rows: one-run-one-outcome is issue 15's.)
+    guarded = ["product_demand", "training_dataset"] + (["channel_spend_response"] if "channel" in file else [])
+    before = {t: store.version(t) for t in guarded}
+    frame = pl.read_csv(snapshot / file, infer_schema=False)
+    frame.with_row_index("_i").with_columns(pl.when(pl.col("_i") == 7).then(pl.lit(value)).otherwise(pl.col(column)).alias(column)).drop("_i").write_csv(
+        snapshot / file
+    )
+
+    result = materialize_range(resources, "2024-01-01", "2024-01-20")
+    assert not result.success
+    evaluations = {e.event_specific_data.check_name: e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    assert evaluations[check].passed is False
+    message = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE").event_specific_data.error.to_string()
+    assert f"rule '{rule}' on column {column}: 1 offending row(s)" in message
+    for table, version in before.items():
+        assert store.version(table) == version, table

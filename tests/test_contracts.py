@@ -1,3 +1,4 @@
+import dataclasses
 import datetime as dt
 
 import polars as pl
@@ -49,6 +50,15 @@ BAD_CASES = [
     ("product_demand", "PRICE", pl.lit(0.0), "greater_than(0)"),
     ("product_demand", "PRODUCT", pl.lit("P99999"), "known_product"),
     ("product_demand", "DATE", pl.lit(dt.date(2024, 3, 9)), "date_inside_partition"),
+    # Numbers no business produces: stored and fed to the models before these rules existed.
+    ("channel_spend_response", "SPEND", pl.lit(float("inf")), "finite_number"),
+    ("channel_spend_response", "SPEND", pl.lit(1e308), "at_most_1e+10"),
+    ("channel_spend_response", "CHANNEL_RESPONSE", pl.lit(float("inf")), "finite_number"),
+    ("channel_spend_response", "CHANNEL_RESPONSE", pl.lit(1e308), "at_most_1e+10"),
+    ("product_demand", "PRICE", pl.lit(float("inf")), "finite_number"),
+    ("product_demand", "PRICE", pl.lit(1e308), "at_most_1e+07"),
+    ("country_demand", "BASELINE_DEMAND", pl.lit(float("nan")), "finite_number"),
+    ("country_demand", "BASELINE_DEMAND", pl.lit(1e308), "at_most_1e+10"),
 ]
 
 
@@ -223,3 +233,14 @@ def test_domain_columns_follow_what_the_source_provides(training):
     invented = frame.with_columns(pl.lit(1.0).alias("SPEND_TV"))
     report = check_domain_columns(invented, has_country=False, has_channel=False)
     assert [v.column for v in report.violations] == ["SPEND_*"] and "SPEND_TV" in report.describe()
+
+
+def test_upper_bounds_are_configurable_per_deployment(frames):
+    """A bound from the run's context (the contract_settings resource) overrides the registry's."""
+    ctx, data = frames
+    frame = data["channel_spend_response"]
+    big = float(frame["SPEND"].max())
+    assert CONTRACTS["channel_spend_response"].validate(frame, ctx).passed
+    tight = dataclasses.replace(ctx, upper_bounds={"SPEND": big / 2})
+    report = CONTRACTS["channel_spend_response"].validate(frame, tight)
+    assert not report.passed and any(v.rule == f"at_most_{big / 2:g}" and v.column == "SPEND" for v in report.violations)

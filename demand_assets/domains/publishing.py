@@ -9,7 +9,7 @@ so nothing downstream runs.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
@@ -54,12 +54,14 @@ def require_days(frame: pl.DataFrame, start: dt.date, end: dt.date, table: str) 
         raise dg.Failure(description=f"{table} has no rows for {sorted(missing)[:5]}: materialize it for these days first")
 
 
-def contract_context(catalog: Catalog, start: dt.date, end: dt.date) -> ContractContext:
-    """The run's window and the source's known categories, which every table contract checks."""
+def contract_context(catalog: Catalog, start: dt.date, end: dt.date, upper_bounds: Mapping[str, float] | None = None) -> ContractContext:
+    """The run's window, the source's known categories and any overridden upper bounds, which
+    every table contract checks."""
     return ContractContext(
         window_start=start,
         window_end=end,
         categories={"COUNTRY": catalog.countries, "CHANNEL": catalog.channels, "PRODUCT": catalog.product_ids},
+        upper_bounds=upper_bounds or {},
     )
 
 

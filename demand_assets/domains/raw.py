@@ -53,7 +53,7 @@ _KINDS = {"polars", "deltalake", "pandera"}
         )
     ],
 )
-def country_demand(context: dg.AssetExecutionContext, source: DemandSourceResource, store: DeltaStore):
+def country_demand(context: dg.AssetExecutionContext, source: DemandSourceResource, store: DeltaStore, contract_settings: ContractSettings):
     """Daily organic demand per country (BASELINE_DEMAND) with the macro indicators that move it:
     ECONOMIC_INDEX, INFLATION_RATE (%), UNEMPLOYMENT_RATE (%)."""
     src = source.open()
@@ -61,7 +61,7 @@ def country_demand(context: dg.AssetExecutionContext, source: DemandSourceResour
         yield from not_provided(context, src.name, "country demand or macro indicators", [COUNTRY_DEMAND_CONTRACT])
         return
     start, end = partition_dates(context)
-    ctx = contract_context(src.catalog(), start, end)
+    ctx = contract_context(src.catalog(), start, end, contract_settings.upper_bounds)
 
     def describe(summary: pl.DataFrame) -> dict:
         if summary["DATE"].n_unique() < 2:
@@ -96,7 +96,7 @@ def country_demand(context: dg.AssetExecutionContext, source: DemandSourceResour
         )
     ],
 )
-def channel_spend_response(context: dg.AssetExecutionContext, source: DemandSourceResource, store: DeltaStore):
+def channel_spend_response(context: dg.AssetExecutionContext, source: DemandSourceResource, store: DeltaStore, contract_settings: ContractSettings):
     """Daily marketing SPEND per country x channel and CHANNEL_RESPONSE, the incremental demand
     it drove (carry-over through adstock, diminishing returns through saturation)."""
     src = source.open()
@@ -104,7 +104,7 @@ def channel_spend_response(context: dg.AssetExecutionContext, source: DemandSour
         yield from not_provided(context, src.name, "marketing spend or channel response", [CHANNEL_SPEND_RESPONSE_CONTRACT])
         return
     start, end = partition_dates(context)
-    ctx = contract_context(src.catalog(), start, end)
+    ctx = contract_context(src.catalog(), start, end, contract_settings.upper_bounds)
 
     def summarize(chunk: pl.DataFrame) -> pl.DataFrame:
         return chunk.group_by("DATE", "CHANNEL").agg(pl.col("SPEND").sum(), pl.col("CHANNEL_RESPONSE").sum())
@@ -159,7 +159,7 @@ def product_demand(context: dg.AssetExecutionContext, source: DemandSourceResour
     IN_STOCK. On stockout days (IN_STOCK false) sales are censored: they understate demand."""
     start, end = partition_dates(context)
     src = source.open()
-    ctx = contract_context(src.catalog(), start, end)
+    ctx = contract_context(src.catalog(), start, end, contract_settings.upper_bounds)
     country = store.read_window(Table.COUNTRY_DEMAND, start, end) if Domain.COUNTRY_DEMAND in src.provides else None
     channel = store.read_window(Table.CHANNEL_SPEND_RESPONSE, start, end) if Domain.CHANNEL_SPEND_RESPONSE in src.provides else None
     checks = [contract_check(Table.PRODUCT_DEMAND, PRODUCT_DEMAND_CONTRACT, ctx)]
