@@ -170,3 +170,14 @@ def test_a_number_in_another_format_is_named_as_a_format_problem_with_its_text(c
     message = str(err.value)
     assert "rule 'numbers are plain decimals" in message and f"column '{column}'" in message
     assert value in message and "T9" in message
+
+
+@pytest.mark.parametrize("separator, named", [(";", "';'-separated"), ("\t", "tab-separated")])
+def test_a_log_with_another_delimiter_is_named_as_such(tmp_path, separator, named):
+    """Found on a real public copy of a retail log saved by a spreadsheet: ';' between fields gave
+    polars' 'found more fields than defined in Schema' under rule 'readable CSV'."""
+    path = tmp_path / "log.csv"
+    path.write_text(separator.join(TRANSACTION_COLUMNS) + "\n" + separator.join(["T1", "2023-01-02", "C", "Male", "30", "Beauty", "1", "50", "50"]) + "\n")
+    for source in (path, path.read_bytes()):
+        with pytest.raises(TransactionLogError, match=f"rule 'comma-separated'.*looks {named}"):
+            read_transaction_log(source)

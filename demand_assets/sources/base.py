@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-__all__ = ["Catalog", "DemandSource", "Domain", "DomainNotProvided", "iter_date_chunks"]
+__all__ = ["Catalog", "DemandSource", "Domain", "DomainNotProvided", "iter_date_chunks", "other_delimiter"]
 
 
 class Domain(str, enum.Enum):  # noqa: UP042 - StrEnum would change str() of members; kept as is in a no-behaviour-change refactor
@@ -94,3 +94,14 @@ class DemandSource(abc.ABC):
 
     @abc.abstractmethod
     def _read(self, domain: Domain, start: dt.date, end: dt.date) -> Iterator[pl.DataFrame]: ...
+
+
+def other_delimiter(header: str) -> str | None:
+    """The delimiter a header line seems to use when it is not comma-separated: 'tab', ';' or '|'
+    (None when it has commas or none of those). Files from spreadsheets in many locales use ';'."""
+    if "," in header:
+        return None
+    for sep, name in (("\t", "tab"), (";", "';'"), ("|", "'|'")):
+        if sep in header:
+            return name
+    return None

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from demand_assets.sources.base import Catalog, DemandSource, Domain, iter_date_chunks
+from demand_assets.sources.base import Catalog, DemandSource, Domain, iter_date_chunks, other_delimiter
 
 __all__ = ["M5Source", "M5Shape", "listed_days", "write_m5_files"]
 
@@ -64,9 +64,8 @@ def _require_columns(path: Path) -> None:
     if not missing:
         return
     hint = ""
-    if len(header) == 1 and any(sep in header[0] for sep in ("\t", ";", "|")):
-        sep = next(s for s in ("\t", ";", "|") if s in header[0])
-        hint = f"; the header is one column, {header[0][:80]!r}: the file looks {'tab' if sep == chr(9) else repr(sep)}-separated, M5 files are comma-separated"
+    if len(header) == 1 and (sep := other_delimiter(header[0])):
+        hint = f"; the header is one column, {header[0][:80]!r}: the file looks {sep}-separated, M5 files are comma-separated"
     raise ValueError(f"rule 'M5 file columns' on file {path.name}: missing {missing}, found {header[:8]}{hint}")
 
 

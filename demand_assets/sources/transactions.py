@@ -24,7 +24,7 @@ import numpy as np
 import polars as pl
 
 from demand_assets.features.panels import zero_fill
-from demand_assets.sources.base import Catalog, DemandSource, Domain, iter_date_chunks
+from demand_assets.sources.base import Catalog, DemandSource, Domain, iter_date_chunks, other_delimiter
 
 __all__ = [
     "TRANSACTION_COLUMNS",
@@ -60,10 +60,22 @@ def _fail(rule: str, column: str, rows: pl.DataFrame) -> TransactionLogError:
     return TransactionLogError(f"rule '{rule}' on column '{column}': {rows.height} offending row(s), e.g. {examples}")
 
 
+def _first_line(source: str | Path | bytes) -> str:
+    if isinstance(source, (bytes, bytearray)):
+        raw = bytes(source[:4096]).split(b"\n", 1)[0]
+    else:
+        with open(source, "rb") as handle:
+            raw = handle.readline(4096)
+    return raw.decode("utf-8", errors="replace").strip()
+
+
 def read_transaction_log(source: str | Path | bytes) -> pl.DataFrame:
     """Parse and check a transaction log (a path or the CSV's bytes). Returns TRANSACTION_ID,
     DATE, CATEGORY, QUANTITY, PRICE, TOTAL (the demographic columns are read but not kept)."""
     data = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+    header = _first_line(source)
+    if sep := other_delimiter(header):
+        raise TransactionLogError(f"rule 'comma-separated': the header {header[:120]!r} looks {sep}-separated; a transaction log is comma-separated")
     try:
         raw = pl.read_csv(data, infer_schema=False)
     except (pl.exceptions.PolarsError, UnicodeDecodeError) as err:
