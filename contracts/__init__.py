@@ -25,7 +25,7 @@ from contracts.tables import (
     SpendRoi,
     TrainingDataset,
 )
-from contracts.validation import ContractContext, ContractError, ContractReport, TableContract, Violation
+from contracts.validation import ContractContext, ContractError, ContractReport, SourceFormatError, TableContract, Violation
 
 __all__ = [
     "CONTRACTS",
@@ -42,6 +42,7 @@ __all__ = [
     "DemandForecast",
     "ProductDemand",
     "ProductDemandTruth",
+    "SourceFormatError",
     "SpendRoi",
     "TABLES",
     "Table",

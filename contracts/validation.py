@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import pandera.polars as pa
 import polars as pl
 
-__all__ = ["ContractContext", "ContractError", "ContractReport", "TableContract", "Violation", "named_check"]
+__all__ = ["ContractContext", "ContractError", "ContractReport", "SourceFormatError", "TableContract", "Violation", "named_check"]
 
 MAX_EXAMPLES = 5
 
@@ -37,7 +37,8 @@ class Violation:
     def describe(self) -> str:
         rows = "; ".join(_format_row(r) for r in self.examples)
         more = f" (showing {len(self.examples)})" if self.examples and self.n_rows > len(self.examples) else ""
-        text = f"rule '{self.rule}' on column {self.column}: {self.n_rows} offending row(s)"
+        # A structural problem (a header, an unreadable file) concerns no particular row.
+        text = f"rule '{self.rule}' on column {self.column}" + (f": {self.n_rows} offending row(s)" if self.n_rows else "")
         return f"{text}{more}: {rows}" if rows else text
 
 
@@ -97,6 +98,17 @@ class ContractError(ValueError):
     def __init__(self, reports: Sequence[ContractReport]) -> None:
         self.reports = tuple(r for r in reports if not r.passed)
         super().__init__("data contract broken, nothing was written:\n" + "\n".join(r.describe() for r in self.reports))
+
+
+class SourceFormatError(ValueError):
+    """A source file that cannot be read into its table's columns (encoding, delimiter, header,
+    a value that does not parse): raised by a source while producing rows, and recorded by the
+    writer as violations of the table's contract, like any other broken rule."""
+
+    def __init__(self, table: str, violations: Sequence[Violation]) -> None:
+        self.table = table
+        self.violations = tuple(violations)
+        super().__init__(f"{table} could not be read:\n" + "\n".join(f"  - {v.describe()}" for v in self.violations))
 
 
 def named_check(name: str, predicate: Callable[[pl.Expr], pl.Expr]) -> pa.Check:

@@ -11,7 +11,7 @@ from demand_assets.definitions import defs
 from demand_assets.domains.raw import CHANNEL_SPEND_RESPONSE_CONTRACT, country_demand
 from demand_assets.sources import DemandSource, Domain
 from demand_assets.sources.csv_snapshot import CsvSnapshotSource, export_snapshot
-from resources import DeltaStore, DemandSourceResource
+from resources import ContractSettings, DeltaStore, DemandSourceResource
 from tests.conftest import SMALL, materialize_range, small_resources
 
 TABLES = ["country_demand", "channel_spend_response", "product_demand", "training_dataset"]
@@ -204,7 +204,7 @@ def test_synthetic_to_csv_snapshot_to_csv_source_gives_identical_assets(tmp_path
 def test_country_demand_invoked_directly_with_a_partition_context(tmp_path):
     store = DeltaStore(root_uri=str(tmp_path / "delta"))
     context = dg.build_asset_context(partition_key="2024-03-05")
-    events = list(country_demand(context=context, source=DemandSourceResource(**SMALL), store=store))
+    events = list(country_demand(context=context, source=DemandSourceResource(**SMALL), store=store, contract_settings=ContractSettings()))
     result, check = events
     assert isinstance(result, dg.MaterializeResult) and isinstance(check, dg.AssetCheckResult)
     assert result.metadata["dagster/row_count"] == SMALL["n_countries"]

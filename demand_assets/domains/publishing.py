@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import dagster as dg
 import polars as pl
 
-from contracts import CONTRACTS, ContractContext, ContractError, ContractReport
+from contracts import CONTRACTS, ContractContext, ContractError, ContractReport, SourceFormatError
 from demand_assets.reporting import frame_to_markdown
 from demand_assets.sources import Catalog
 from resources import DeltaStore
@@ -125,8 +125,20 @@ def publish_window(
     summaries: list[pl.DataFrame] = []
     first_rows: list[pl.DataFrame] = []
 
+    def produced() -> Iterator[pl.DataFrame]:
+        # A source that cannot read its file into the table's columns breaks the table's
+        # contract (the first check): recorded like any other violation, nothing written.
+        try:
+            yield from chunks
+        except SourceFormatError as err:
+            if not checks:
+                raise
+            first = checks[0].name
+            reports[first] = reports[first].merge(ContractReport(first, 0, err.violations))
+            raise ContractError(list(reports.values())) from err
+
     def validated() -> Iterator[pl.DataFrame]:
-        for i, chunk in enumerate(chunks, start=1):
+        for i, chunk in enumerate(produced(), start=1):
             for check in checks:
                 reports[check.name] = reports[check.name].merge(check.run(chunk))
             if any(not r.passed for r in reports.values()):
