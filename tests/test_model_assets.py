@@ -279,3 +279,15 @@ def test_sku_models_register_champions_the_service_loads(trained):
         body = response.json()
         assert f"{body['model']}@{body['model_version']}" == models["daily"]
         assert len(body["forecasts"]) == 7 and body["forecasts"][0]["period"] == "2024-03-01"
+
+
+def test_the_champion_refits_with_the_settings_that_were_backtested(trained):
+    """champion_model has no model config: it reads backtest_settings, so a refit can never use
+    settings other than the ones that produced the backtest scores it was chosen on."""
+    resources, result = trained
+    record = resources["store"].read_all("backtest_settings").row(0, named=True)
+    assert record["HISTORY_DAYS"] == TINY.history_days and record["N_FOLDS"] == TINY.n_folds
+    champion = next(e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "champion_model")
+    refit = champion.materialization.metadata["refit_settings"].value
+    assert refit["lgbm_rounds"] == TINY.lgbm_rounds == 30 and refit["deepar_epochs"] == TINY.deepar_epochs
+    assert refit["models"] == list(TINY.models)
