@@ -106,3 +106,20 @@ def test_a_format_problem_is_a_failed_contract_check_and_nothing_is_written(good
     assert "channel_spend_response" not in materialized and "product_demand" not in materialized
     assert not resources["store"].exists("channel_spend_response")
     assert dg.DagsterEventType.STEP_FAILURE in {e.event_type for e in result.all_events}
+
+
+def test_a_day_missing_from_a_file_is_a_named_failure_not_a_hole(good, tmp_path):
+    """A whole day missing from the product file used to pass every check: product_demand and
+    the training dataset silently lost the day."""
+    folder = tmp_path / "snapshot"
+    shutil.copytree(good, folder)
+    product = folder / PRODUCT
+    pl.read_csv(product, infer_schema=False).filter(pl.col("DATE") != "2024-01-04").write_csv(product)
+    resources = small_resources(tmp_path / "delta", source=DemandSourceResource(kind="csv", csv_dir=str(folder)))
+    result = materialize_range(resources, "2024-01-01", "2024-01-10")
+    assert not result.success
+    evaluations = {e.event_specific_data.check_name: e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    violations = evaluations["product_demand_contract"].metadata["violations"].value
+    assert evaluations["product_demand_contract"].passed is False
+    assert "every day of the window has rows" in violations and "2024-01-04" in violations
+    assert not resources["store"].exists("product_demand") and not resources["store"].exists("training_dataset")

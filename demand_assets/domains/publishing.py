@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import dagster as dg
 import polars as pl
 
-from contracts import CONTRACTS, ContractContext, ContractError, ContractReport, SourceFormatError
+from contracts import CONTRACTS, ContractContext, ContractError, ContractReport, SourceFormatError, Violation
 from demand_assets.reporting import frame_to_markdown
 from demand_assets.sources import Catalog
 from resources import DeltaStore
@@ -125,17 +125,29 @@ def publish_window(
     summaries: list[pl.DataFrame] = []
     first_rows: list[pl.DataFrame] = []
 
+    days_seen: set[dt.date] = set()
+
     def produced() -> Iterator[pl.DataFrame]:
-        # A source that cannot read its file into the table's columns breaks the table's
-        # contract (the first check): recorded like any other violation, nothing written.
+        # A source that cannot read its file into the table's columns, or leaves a day of the
+        # window without rows, breaks the table's contract (the first check): recorded like any
+        # other violation, and raised before the commit, so nothing is written.
         try:
-            yield from chunks
+            for chunk in chunks:
+                days_seen.update(chunk["DATE"].unique().to_list())
+                yield chunk
         except SourceFormatError as err:
             if not checks:
                 raise
-            first = checks[0].name
-            reports[first] = reports[first].merge(ContractReport(first, 0, err.violations))
+            _record(checks[0].name, err.violations)
             raise ContractError(list(reports.values())) from err
+        missing = [start + dt.timedelta(days=i) for i in range((end - start).days) if start + dt.timedelta(days=i) not in days_seen]
+        if missing and checks and days_seen:
+            examples = tuple({"missing DATE": str(day)} for day in missing[:5])
+            _record(checks[0].name, [Violation("every day of the window has rows", "DATE", len(missing), examples)])
+            raise ContractError(list(reports.values()))
+
+    def _record(check: str, violations) -> None:
+        reports[check] = reports[check].merge(ContractReport(check, 0, tuple(violations)))
 
     def validated() -> Iterator[pl.DataFrame]:
         for i, chunk in enumerate(produced(), start=1):
