@@ -11,7 +11,8 @@ runs on FastAPI). The service reads, never writes: models from the MLflow regist
     GET  /forecast/aggregate      the same, summed by category or country
     GET  /health                  models and the forecast table the service sees
 Every response carries the models in the X-Demand-Models header; bodies name the model and
-version that made the numbers. Bad input is a 4xx that says what is wrong, never a 500.
+version that made the numbers. Bad input is a 4xx that says what is wrong, never a 500. With a
+token (DEMAND_SERVICE_TOKEN) every endpoint but GET /health needs `Authorization: Bearer`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import os
+from collections.abc import Iterator, Mapping
 from typing import Annotated, Literal
 
 import polars as pl
@@ -28,17 +31,30 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from contracts import Table
+from contracts.registry import PLAUSIBLE_UPPER_BOUNDS
 from demand_assets.features.panels import zero_fill
 from demand_assets.forecasting.models.tcn import PANEL_KEYS
 from demand_assets.forecasting.registry import SKU_REGISTERED_MODELS, ForecasterPyfunc
 from demand_assets.forecasting.sku import to_periods
+from demand_assets.serving.guards import BearerToken, BodySizeLimit, ResponseHeaders
+from demand_assets.serving.uploads import UploadError, check_structure, decode_utf8, read_header, read_table
 from demand_assets.sources.transactions import TRANSACTION_COLUMNS, TransactionLogError, daily_product_demand, read_transaction_log, weekly_product_demand
 from resources import DeltaStore, MissingTableError, MlflowTracking
 
-__all__ = ["LoadedModel", "create_app", "create_app_from_env"]
+__all__ = ["LoadedModel", "create_app", "create_app_from_env", "token_from_env"]
 
 log = logging.getLogger(__name__)
+TOKEN_ENV = "DEMAND_SERVICE_TOKEN"
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+# The whole multipart body: the file, the metadata field (Starlette caps a text field at 1 MiB)
+# and the multipart framing. Enforced while the body streams in (guards.BodySizeLimit).
+MAX_BODY_BYTES = MAX_UPLOAD_BYTES + 1024 * 1024 + 64 * 1024
+# A product's units on one row can be no more than the contracts' bound on a whole market's
+# expected demand; with at most a 20 MB file of rows, sums stay far from overflowing.
+MAX_UNITS = PLAUSIBLE_UPPER_BOUNDS["EXPECTED_DEMAND"]
+MAX_PRICE = PLAUSIBLE_UPPER_BOUNDS["PRICE"]
+# Series-days after filling each series' gaps with zeros (a 20 MB daily file has under a million rows).
+MAX_PANEL_DAYS = 5_000_000
 
 
 class LoadedModel(BaseModel):
@@ -114,31 +130,94 @@ class HealthResponse(BaseModel):
     forecast_as_of: str | None
 
 
+def _parse_metadata(text: str) -> Metadata:
+    """The `metadata` form field; JSON nested too deeply for the parser is invalid metadata too."""
+    try:
+        return Metadata.model_validate(json.loads(text))
+    except RecursionError as err:
+        raise HTTPException(422, 'metadata must be JSON like {"products": ["Beauty@50.00"]}: it is nested too deeply to read') from err
+    except (json.JSONDecodeError, ValueError, TypeError) as err:
+        raise HTTPException(422, f'metadata must be JSON like {{"products": ["Beauty@50.00"]}}: {str(err)[:300]}') from err
+
+
+def _enforce(frame: pl.DataFrame, rules: list[tuple[str, str, pl.Expr]], shown: list[pl.Expr | str]) -> None:
+    """400 naming the first rule (rule, column, broken) that any row breaks, with examples."""
+    for rule, column, broken in rules:
+        bad = frame.filter(broken.fill_null(True))
+        if bad.height:
+            examples = bad.select(shown).head(5).to_dicts()
+            raise HTTPException(400, f"rule '{rule}' on column {column}: {bad.height} offending row(s), e.g. {examples}")
+
+
+def _enforce_span(frame: pl.DataFrame, keys: list[str], date: str) -> None:
+    """The gaps between each series' first and last date are filled with zeros, so a date far
+    off (year 1 and year 9999) would make millions of rows: the filled panel is bounded."""
+    spans = frame.group_by(keys).agg(((pl.col(date).max() - pl.col(date).min()).dt.total_days() + 1).alias("DAYS"))
+    total = int(spans["DAYS"].sum() or 0)
+    if total > MAX_PANEL_DAYS:
+        longest = spans.sort("DAYS", descending=True).head(3).to_dicts()
+        raise HTTPException(
+            400,
+            f"rule 'history spans at most {MAX_PANEL_DAYS:,} series-days' on column {date}: from each series' first to last date "
+            f"the history covers {total:,} days, e.g. {longest}; check for mistyped years",
+        )
+
+
 def _history_from_csv(content: bytes, frequency: str, country: str | None) -> pl.DataFrame:
     """COUNTRY, PRODUCT, PERIOD, UNITS from an upload: a history (DATE, PRODUCT, UNITS, optional
-    COUNTRY) or a transaction log (invoice lines)."""
+    COUNTRY) or a transaction log (invoice lines). Every line is checked (UTF-8, field counts,
+    quotes) before polars reads the file; any broken rule is a 400 that names it."""
     if not content.strip():
         raise HTTPException(400, "the uploaded file is empty")
-    try:
-        header = pl.read_csv(content, n_rows=0).columns
-    except (pl.exceptions.PolarsError, UnicodeDecodeError) as err:
-        raise HTTPException(400, f"the upload is not a readable CSV file: {str(err)[:200]}") from err
+    with _upload_rules():
+        text, header = decode_utf8(content), read_header(content)
     if all(c in header for c in TRANSACTION_COLUMNS):
-        try:
-            transactions = read_transaction_log(content)
-        except TransactionLogError as err:
-            raise HTTPException(400, str(err)) from err
-        if frequency == "weekly":
-            weekly = weekly_product_demand(transactions, country=country or "ALL")
-            return weekly.select("COUNTRY", "PRODUCT", pl.col("WEEK").alias("PERIOD"), pl.col("UNITS").cast(pl.Float64))
-        return to_periods(daily_product_demand(transactions, country=country or "ALL"), "daily")
+        with _upload_rules():
+            check_structure(text)
+        return _history_from_transactions(content, frequency, country)
     missing = [c for c in ("DATE", "PRODUCT", "UNITS") if c not in header]
     if missing:
         raise HTTPException(
             400,
             f"rule 'required columns': the CSV lacks {missing}; upload DATE, PRODUCT, UNITS (optional COUNTRY) or a transaction log with {list(TRANSACTION_COLUMNS)}",
         )
-    raw = pl.read_csv(content, infer_schema=False)
+    with _upload_rules():
+        check_structure(text)
+        raw = read_table(content)
+    return _history_from_rows(raw, frequency, country)
+
+
+@contextlib.contextmanager
+def _upload_rules() -> Iterator[None]:
+    """A broken rule of the upload's text (`uploads.UploadError`) answered as a 400."""
+    try:
+        yield
+    except UploadError as err:
+        raise HTTPException(400, str(err)) from err
+
+
+def _history_from_transactions(content: bytes, frequency: str, country: str | None) -> pl.DataFrame:
+    try:
+        transactions = read_transaction_log(content)
+    except TransactionLogError as err:
+        raise HTTPException(400, str(err)) from err
+    _enforce(
+        transactions,
+        [
+            (f"quantity is at most {MAX_UNITS:g}", "Quantity", pl.col("QUANTITY") > MAX_UNITS),
+            (f"price per unit is at most {MAX_PRICE:g}", "Price per Unit", pl.col("PRICE") > MAX_PRICE),
+            ("total amount is a finite number", "Total Amount", ~pl.col("TOTAL").is_finite()),
+        ],
+        ["TRANSACTION_ID", "CATEGORY", "QUANTITY", "PRICE", "TOTAL"],
+    )
+    _enforce_span(transactions, ["CATEGORY", "PRICE"], "DATE")
+    if frequency == "weekly":
+        weekly = weekly_product_demand(transactions, country=country or "ALL")
+        return weekly.select("COUNTRY", "PRODUCT", pl.col("WEEK").alias("PERIOD"), pl.col("UNITS").cast(pl.Float64))
+    return to_periods(daily_product_demand(transactions, country=country or "ALL"), "daily")
+
+
+def _history_from_rows(raw: pl.DataFrame, frequency: str, country: str | None) -> pl.DataFrame:
     frame = raw.select(
         pl.col("COUNTRY") if "COUNTRY" in raw.columns else pl.lit(country or "ALL").alias("COUNTRY"),
         pl.col("PRODUCT").str.strip_chars(),
@@ -147,18 +226,20 @@ def _history_from_csv(content: bytes, frequency: str, country: str | None) -> pl
         pl.col("DATE").alias("DATE_TEXT"),
         pl.col("UNITS").alias("UNITS_TEXT"),
     )
-    for rule, column, broken in (
-        ("dates are YYYY-MM-DD", "DATE", pl.col("DATE").is_null()),
-        ("units are numbers >= 0", "UNITS", pl.col("UNITS").is_null() | (pl.col("UNITS") < 0) | ~pl.col("UNITS").is_finite()),
-        ("product given", "PRODUCT", pl.col("PRODUCT").is_null() | (pl.col("PRODUCT") == "")),
-        ("country given", "COUNTRY", pl.col("COUNTRY").is_null()),
-    ):
-        bad = frame.filter(broken.fill_null(True))
-        if bad.height:
-            examples = bad.select("COUNTRY", "PRODUCT", pl.col("DATE_TEXT").alias("DATE"), pl.col("UNITS_TEXT").alias("UNITS")).head(5).to_dicts()
-            raise HTTPException(400, f"rule '{rule}' on column {column}: {bad.height} offending row(s), e.g. {examples}")
+    _enforce(
+        frame,
+        [
+            ("dates are YYYY-MM-DD", "DATE", pl.col("DATE").is_null()),
+            ("units are numbers >= 0", "UNITS", pl.col("UNITS").is_null() | (pl.col("UNITS") < 0)),
+            (f"units are finite numbers at most {MAX_UNITS:g}", "UNITS", ~pl.col("UNITS").is_finite() | (pl.col("UNITS") > MAX_UNITS)),
+            ("product given", "PRODUCT", pl.col("PRODUCT").is_null() | (pl.col("PRODUCT") == "")),
+            ("country given", "COUNTRY", pl.col("COUNTRY").is_null()),
+        ],
+        ["COUNTRY", "PRODUCT", pl.col("DATE_TEXT").alias("DATE"), pl.col("UNITS_TEXT").alias("UNITS")],
+    )
     if country is not None:
         frame = frame.filter(pl.col("COUNTRY") == country)
+    _enforce_span(frame, ["COUNTRY", "PRODUCT"], "DATE")
     daily = frame.group_by("COUNTRY", "PRODUCT", "DATE").agg(pl.col("UNITS").sum())
     if frequency == "weekly":
         per_week = daily.group_by("COUNTRY", "PRODUCT", pl.col("DATE").dt.truncate("1w")).agg(pl.len().alias("N"))
@@ -167,9 +248,26 @@ def _history_from_csv(content: bytes, frequency: str, country: str | None) -> pl
     return to_periods(zero_fill(daily, PANEL_KEYS, "DATE", ["UNITS"]), frequency, value="UNITS")
 
 
-def create_app(store: DeltaStore, tracking: MlflowTracking | None = None, models: dict[str, LoadedModel] | None = None) -> FastAPI:
+def _finite_forecast(out: pl.DataFrame) -> pl.DataFrame:
+    """A forecast whose quantiles are all finite numbers; JSON has no inf or NaN to answer with."""
+    broken = out.filter(~pl.all_horizontal(pl.col(c).is_finite() for c in ("P10", "P50", "P90")).fill_null(True))
+    if broken.height:
+        examples = broken.select("PRODUCT", "STEP", "P10", "P50", "P90").head(3).to_dicts()
+        raise HTTPException(422, f"rule 'forecasts are finite numbers': the model gave no finite quantiles for {broken.height} period(s), e.g. {examples}")
+    return out
+
+
+def create_app(
+    store: DeltaStore,
+    tracking: MlflowTracking | None = None,
+    models: dict[str, LoadedModel] | None = None,
+    token: str | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> FastAPI:
     """The service over `store` (forecast tables) and the registry of `tracking`; `models`
-    (frequency -> LoadedModel) replaces the registry lookup, for tests and embedding."""
+    (frequency -> LoadedModel) replaces the registry lookup, for tests and embedding. With a
+    `token`, every endpoint but GET /health requires `Authorization: Bearer <token>`; request
+    bodies over `max_body_bytes` are refused (413) while they stream in."""
     loaded: dict[str, LoadedModel] = dict(models or {})
 
     @contextlib.asynccontextmanager
@@ -185,11 +283,14 @@ def create_app(store: DeltaStore, tracking: MlflowTracking | None = None, models
         lifespan=lifespan,
     )
 
-    @app.middleware("http")
-    async def model_header(request: Request, call_next):
-        response = await call_next(request)
-        response.headers["X-Demand-Models"] = ";".join(f"{f}={m.name}@{m.version}" for f, m in sorted(loaded.items())) or "none"
-        return response
+    def model_header() -> dict[str, str]:
+        return {"X-Demand-Models": ";".join(f"{f}={m.name}@{m.version}" for f, m in sorted(loaded.items())) or "none"}
+
+    # The last added runs first: the model header on every answer, then the token, then the size.
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    if token:
+        app.add_middleware(BearerToken, token=token)
+    app.add_middleware(ResponseHeaders, headers=model_header)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
@@ -218,10 +319,7 @@ def create_app(store: DeltaStore, tracking: MlflowTracking | None = None, models
         horizon: Annotated[int, Query(ge=1, le=366, description="periods ahead (at most what the model was trained for)")] = 4,
         frequency: Annotated[Literal["weekly", "daily"], Query(description="period of history and forecast")] = "weekly",
     ) -> PredictResponse:
-        try:
-            meta = Metadata.model_validate(json.loads(metadata))
-        except (json.JSONDecodeError, ValueError, TypeError) as err:
-            raise HTTPException(422, f'metadata must be JSON like {{"products": ["Beauty@50.00"]}}: {str(err)[:300]}') from err
+        meta = _parse_metadata(metadata)
         model = loaded.get(frequency)
         if model is None:
             raise HTTPException(503, f"no {frequency} model is registered: materialize sku_forecast_models first")
@@ -237,7 +335,7 @@ def create_app(store: DeltaStore, tracking: MlflowTracking | None = None, models
             raise HTTPException(422, f"unknown product(s) {unknown[:10]}: not in the uploaded history (it has {sorted(known)[:10]}...)")
         history = history.filter(pl.col("PRODUCT").is_in(meta.products))
         try:
-            out = model.pyfunc.forecast(history, horizon)
+            out = _finite_forecast(model.pyfunc.forecast(history, horizon))
         except ValueError as err:  # too little history, and the like
             raise HTTPException(422, str(err)) from err
         rows = [
@@ -328,4 +426,9 @@ def create_app_from_env() -> FastAPI:
     from resources import resources_from_env
 
     resources = resources_from_env(resolve=True)
-    return create_app(resources["store"], resources["mlflow_tracking"])
+    return create_app(resources["store"], resources["mlflow_tracking"], token=token_from_env())
+
+
+def token_from_env(environ: Mapping[str, str] = os.environ) -> str | None:
+    """The service's bearer token, DEMAND_SERVICE_TOKEN; unset or blank means no authentication."""
+    return environ.get(TOKEN_ENV, "").strip() or None
