@@ -45,7 +45,8 @@ def check_product_reconciles_with_country(
 
     Sales can never exceed the total by more than `tolerance` (relative). On a country-day with
     no censored row they must also reach it within `tolerance`; with stockouts they may fall
-    short by the censored demand, which is unobserved.
+    short by the censored demand, which is unobserved. Without channel data (`channel` None, a
+    source without spend) only that floor holds: BASELINE_DEMAND is organic demand alone.
     """
     totals = country.select("DATE", "COUNTRY", pl.col("BASELINE_DEMAND").alias("COUNTRY_TOTAL"))
     if channel is not None and channel.height:
@@ -60,12 +61,14 @@ def check_product_reconciles_with_country(
     joined = sums.join(totals, on=["DATE", "COUNTRY"], how="left").sort("DATE", "COUNTRY")
     # Half a unit of slack: totals are reported as floats, sales as whole units.
     slack = pl.col("COUNTRY_TOTAL") * tolerance + 0.5
-    rules = {
-        "country_total_present": pl.col("COUNTRY_TOTAL").is_null(),
-        f"product_sum_at_most_country_total(tol={tolerance})": pl.col("PRODUCT_SUM") > pl.col("COUNTRY_TOTAL") + slack,
-        f"product_sum_reaches_country_total_when_in_stock(tol={tolerance})": (pl.col("CENSORED_ROWS") == 0)
-        & (pl.col("PRODUCT_SUM") < pl.col("COUNTRY_TOTAL") - slack),
-    }
+    rules = {"country_total_present": pl.col("COUNTRY_TOTAL").is_null()}
+    if channel is not None:
+        rules[f"product_sum_at_most_country_total(tol={tolerance})"] = pl.col("PRODUCT_SUM") > pl.col("COUNTRY_TOTAL") + slack
+    # Without channel data the total is organic demand only; media-driven sales come on top, unknown.
+    floor = "country_total" if channel is not None else "baseline_demand"
+    rules[f"product_sum_reaches_{floor}_when_in_stock(tol={tolerance})"] = (pl.col("CENSORED_ROWS") == 0) & (
+        pl.col("PRODUCT_SUM") < pl.col("COUNTRY_TOTAL") - slack
+    )
     violations = []
     for rule, broken in rules.items():
         bad = joined.filter(broken.fill_null(False))

@@ -63,6 +63,9 @@ class TableSpec:
     description: str
     contract: TableContract | None = None
     csv_file: str | None = None  # its file in a daily CSV snapshot (the raw domains only)
+    # Columns that follow the source's domains (spend features only where there is spend): a
+    # window written with other columns adds them to the table, earlier rows read them as null.
+    evolving_columns: bool = False
 
     @property
     def name(self) -> str:
@@ -87,10 +90,18 @@ _DATE_COUNTRY_CHANNEL = ("DATE", "COUNTRY", "CHANNEL")
 
 
 def _contracted(
-    table: Table, model, keys: tuple[str, ...], categories: tuple[str, ...], asset: str, description: str, csv_file: str | None = None
+    table: Table,
+    model,
+    keys: tuple[str, ...],
+    categories: tuple[str, ...],
+    asset: str,
+    description: str,
+    csv_file: str | None = None,
+    *,
+    evolving_columns: bool = False,
 ) -> TableSpec:
     contract = TableContract(table.value, model, keys, categories, upper_bounds=PLAUSIBLE_UPPER_BOUNDS)
-    return TableSpec(table, keys, asset, "window", description, contract, csv_file)
+    return TableSpec(table, keys, asset, "window", description, contract, csv_file, evolving_columns)
 
 
 _SPECS = [
@@ -144,6 +155,7 @@ _SPECS = [
         ("COUNTRY", "PRODUCT"),
         "training_dataset",
         "One row per day x country x product: the target with its lags, rolling means, calendar, price, promotion, macro and spend features.",
+        evolving_columns=True,
     ),
     _contracted(
         Table.SPEND_ROI,

@@ -13,6 +13,7 @@ import polars as pl
 __all__ = ["ContractContext", "ContractError", "ContractReport", "SourceFormatError", "TableContract", "Violation", "named_check"]
 
 MAX_EXAMPLES = 5
+MAX_NAME_CHARS = 100  # countries, channels, products
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,12 @@ class Violation:
 
 
 def _format_row(row: Mapping) -> str:
-    return "{" + ", ".join(f"{k}={v}" for k, v in row.items()) + "}"
+    return "{" + ", ".join(f"{k}={_shown(v)}" for k, v in row.items()) + "}"
+
+
+def _shown(value: object, limit: int = 60) -> str:
+    text = str(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 @dataclass(frozen=True)
@@ -153,13 +159,14 @@ class TableContract:
                 checks.append(named_check(f"at_most_{bounds[column]:g}", functools.partial(_at_most, bound=bounds[column])))
             updates[column] = {"checks": [*spec.checks, *checks]}
         for column in self.category_columns:
-            allowed = ctx.categories.get(column)
-            if allowed is None or column not in schema.columns:
+            if column not in schema.columns:
                 continue
-            allowed_list = list(allowed)
-            updates[column] = {
-                "checks": [*schema.columns[column].checks, named_check(f"known_{column.lower()}", functools.partial(_is_in, allowed=allowed_list))]
-            }
+            # A name is an identifier, not a document: 10,000 characters is a broken export.
+            checks = [*schema.columns[column].checks, named_check(f"at_most_{MAX_NAME_CHARS}_characters", _short_name)]
+            allowed = ctx.categories.get(column)
+            if allowed is not None:
+                checks.append(named_check(f"known_{column.lower()}", functools.partial(_is_in, allowed=list(allowed))))
+            updates[column] = {"checks": checks}
         return schema.update_columns(updates)
 
     def validate(self, frame: pl.DataFrame, ctx: ContractContext) -> ContractReport:
@@ -191,6 +198,10 @@ def _violations_from(failure_cases: pl.DataFrame, frame: pl.DataFrame, keys: Seq
 
 def _is_in(column: pl.Expr, allowed: list) -> pl.Expr:
     return column.is_in(allowed)
+
+
+def _short_name(column: pl.Expr) -> pl.Expr:
+    return column.str.len_chars() <= MAX_NAME_CHARS
 
 
 def _finite_or_null(column: pl.Expr) -> pl.Expr:

@@ -17,18 +17,12 @@ from demand_assets.domains.impact import forecast_error_cost, instock_value
 from demand_assets.domains.marketing import spend_response_model, spend_roi
 from demand_assets.domains.models import champion_model, model_backtest
 from demand_assets.domains.planning import budget_allocation, spend_scenario
-from demand_assets.domains.raw import (
-    channel_response_truth,
-    channel_spend_response,
-    country_demand,
-    product_demand,
-    product_demand_truth,
-)
+from demand_assets.domains.raw import channel_response_truth, product_demand_truth, raw_domains
 from demand_assets.domains.sku import sku_forecast_models
 from demand_assets.domains.training import training_dataset
 from resources import resources_from_env
 
-RAW_DOMAIN_ASSETS = [country_demand, channel_spend_response, product_demand]
+RAW_DOMAIN_ASSETS = [raw_domains]  # country_demand, channel_spend_response, product_demand: checked together, committed together
 GROUND_TRUTH_ASSETS = [product_demand_truth, channel_response_truth]
 FEATURE_ASSETS = [training_dataset]
 MODEL_ASSETS = [model_backtest, champion_model, sku_forecast_models]

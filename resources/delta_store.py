@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import queue
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -17,12 +18,13 @@ import dagster as dg
 import polars as pl
 import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
-from deltalake.exceptions import DeltaError
+from deltalake.exceptions import CommitFailedError, DeltaError
 from pydantic import Field
 
 from contracts.registry import Table, table_spec
 from demand_assets.sources.base import iter_date_chunks
 from resources.settings import demand_home
+from resources.staging import StagedTable, StagingArea
 
 __all__ = ["DeltaStore", "MissingTableError", "WriteSummary"]
 
@@ -115,6 +117,23 @@ class DeltaStore(dg.ConfigurableResource):
             raise MissingTableError(f"table '{table}' is empty")
         return value
 
+    def staging(self) -> StagingArea:
+        """A private local folder for validated chunks awaiting their commit (see resources/staging.py)."""
+        return StagingArea(demand_home() / "staging")
+
+    def promote(self, staged: StagedTable, start: dt.date, end: dt.date, *, attempts: int = 5) -> WriteSummary:
+        """Commit a staged table as the window [start, end). A concurrent writer to the same
+        table (a process outside Dagster's pool) makes the commit conflict: it is retried from the
+        staged parts, which are still on disk, up to `attempts` times."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return self.replace_window(staged.table, staged.chunks(), start, end)
+            except CommitFailedError:
+                if attempt == attempts:
+                    raise
+                time.sleep(0.2 * attempt)
+        raise AssertionError("unreachable")
+
     def replace_window(self, table: str, chunks: Iterable[pl.DataFrame], start: dt.date, end: dt.date) -> WriteSummary:
         """Replace [start, end) of `table` with `chunks`, atomically.
 
@@ -131,7 +150,8 @@ class DeltaStore(dg.ConfigurableResource):
         try:
             if self.exists(table):
                 predicate = f"DATE >= '{start.isoformat()}' AND DATE < '{end.isoformat()}'"
-                write_deltalake(uri, reader, mode="overwrite", predicate=predicate, storage_options=options)
+                evolving = table_spec(table).evolving_columns
+                write_deltalake(uri, reader, mode="overwrite", predicate=predicate, schema_mode="merge" if evolving else None, storage_options=options)
             else:
                 write_deltalake(uri, reader, mode="error", storage_options=options)
         except (DeltaError, OSError, pa.ArrowException):

@@ -8,7 +8,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from demand_assets.definitions import defs
-from demand_assets.domains.raw import CHANNEL_SPEND_RESPONSE_CONTRACT, country_demand
+from demand_assets.domains.raw import CHANNEL_SPEND_RESPONSE_CONTRACT, raw_domains
 from demand_assets.sources import DemandSource, Domain
 from demand_assets.sources.csv_snapshot import CsvSnapshotSource, export_snapshot
 from resources import ContractSettings, DeltaStore, DemandSourceResource
@@ -171,7 +171,10 @@ def test_a_broken_contract_writes_nothing_keeps_the_table_and_blocks_downstream(
     message = failure.event_specific_data.error.to_string()
     assert "greater_than_or_equal_to(0)" in message and "SPEND" in message
     assert "DATE=2024-01-10" in message and "COUNTRY=US" in message
-    assert "nothing was written" in message
+    assert "no table was changed" in message
+    assert "- channel_spend_response: REFUSED, not written; stored version" in message
+    assert "- country_demand: passed its checks, not written; stored version" in message
+    assert "- product_demand: passed its checks, not written; stored version" in message
 
     evaluations = {e.event_specific_data.check_name: e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
     assert evaluations[CHANNEL_SPEND_RESPONSE_CONTRACT].passed is False
@@ -179,10 +182,9 @@ def test_a_broken_contract_writes_nothing_keeps_the_table_and_blocks_downstream(
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert "channel_spend_response" not in materialized
     assert "product_demand" not in materialized and "training_dataset" not in materialized
+    assert "country_demand" not in materialized  # one run, one outcome: the valid domain is not written either
     for table in TABLES:
         version, frame = before[table]
-        if table == "country_demand":
-            continue  # independent of the broken table, it may legitimately be rewritten
         assert store.version(table) == version, table
         assert_frame_equal(store.read_window(table, JAN1, MAR1), frame)
 
@@ -201,15 +203,17 @@ def test_synthetic_to_csv_snapshot_to_csv_source_gives_identical_assets(tmp_path
     assert set(CsvSnapshotSource(snapshot).provides) == {Domain.COUNTRY_DEMAND, Domain.CHANNEL_SPEND_RESPONSE, Domain.PRODUCT_DEMAND}
 
 
-def test_country_demand_invoked_directly_with_a_partition_context(tmp_path):
+def test_raw_domains_invoked_directly_with_a_partition_context(tmp_path):
     store = DeltaStore(root_uri=str(tmp_path / "delta"))
     context = dg.build_asset_context(partition_key="2024-03-05")
-    events = list(country_demand(context=context, source=DemandSourceResource(**SMALL), store=store, contract_settings=ContractSettings()))
-    result, check = events
-    assert isinstance(result, dg.MaterializeResult) and isinstance(check, dg.AssetCheckResult)
-    assert result.metadata["dagster/row_count"] == SMALL["n_countries"]
-    assert result.metadata["window"] == "[2024-03-05, 2024-03-06)"
-    assert check.passed and check.metadata["rows_checked"].value == SMALL["n_countries"]
+    events = list(raw_domains(context=context, source=DemandSourceResource(**SMALL), store=store, contract_settings=ContractSettings()))
+    results = {e.asset_key.to_user_string(): e for e in events if isinstance(e, dg.MaterializeResult)}
+    checks = {e.check_name: e for e in events if isinstance(e, dg.AssetCheckResult)}
+    assert set(results) == {"country_demand", "channel_spend_response", "product_demand"}
+    assert results["country_demand"].metadata["dagster/row_count"] == SMALL["n_countries"]
+    assert results["country_demand"].metadata["window"] == "[2024-03-05, 2024-03-06)"
+    assert all(c.passed for c in checks.values()) and len(checks) == 4
+    assert checks["country_demand_contract"].metadata["rows_checked"].value == SMALL["n_countries"]
     stored = store.read_window("country_demand", dt.date(2024, 3, 5), dt.date(2024, 3, 6))
     assert stored["COUNTRY"].to_list() == ["DE", "US"]
 

@@ -40,12 +40,12 @@ def test_a_new_raw_day_requests_the_training_dataset_only_when_contracts_pass(tm
     # day's channel data is re-delivered and breaks its contract (nothing of it is written).
     bad = small_resources(tmp_path / "delta", source=CorruptingSource(**SMALL, corrupt_day="2024-03-01"))
     assert materialize_range(resources, "2024-03-01", "2024-03-01", selection=RAW, instance=instance).success
-    assert not materialize_range(bad, "2024-03-01", "2024-03-01", selection=["channel_spend_response"], instance=instance).success
+    assert not materialize_range(bad, "2024-03-01", "2024-03-01", selection=RAW, instance=instance).success
     blocked = tick(after_backfill.cursor)
     assert _requested(blocked) == {}  # every input is there, but a blocking check failed last
 
     # Fixed data: the contract passes again, so the day flows on.
-    assert materialize_range(resources, "2024-03-01", "2024-03-01", selection=["channel_spend_response"], instance=instance).success
+    assert materialize_range(resources, "2024-03-01", "2024-03-01", selection=RAW, instance=instance).success
     flowing = tick(blocked.cursor)
     # Forecasts wait for a champion and accuracy for a forecast made 28 days earlier.
     assert _requested(flowing) == {"training_dataset": {"2024-03-01"}}

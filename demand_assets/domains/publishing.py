@@ -16,12 +16,15 @@ import dagster as dg
 import polars as pl
 
 from contracts import CONTRACTS, ContractContext, ContractError, ContractReport, SourceFormatError, Violation
+from contracts.registry import table_spec
 from demand_assets.reporting import frame_to_markdown
 from demand_assets.sources import Catalog
-from resources import DeltaStore
+from resources import DeltaStore, WriteSummary
 
 __all__ = [
     "ChunkCheck",
+    "WindowCheck",
+    "check_results",
     "blocking_check_spec",
     "not_provided",
     "not_provided_result",
@@ -102,6 +105,141 @@ def _column_schema(frame: pl.DataFrame) -> dg.TableSchema:
     return dg.TableSchema(columns=[dg.TableColumn(name, str(dtype)) for name, dtype in frame.schema.items()])
 
 
+class WindowCheck:
+    """A table's checks run over the chunks of one window, as they stream to their destination.
+
+    `chunks(source)` yields every chunk that passed and raises ContractError at the first that
+    did not (or at the end, when a day of the window, or with `complete_series` a series on
+    a day between its first and last, has no row). A source that cannot read its file (SourceFormatError) breaks the
+    table's contract, the first check. The reports, a preview and per-day summaries stay here
+    for the run's check results and charts.
+    """
+
+    def __init__(
+        self,
+        table: str,
+        checks: Sequence[ChunkCheck],
+        start: dt.date,
+        end: dt.date,
+        *,
+        summarize: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
+        complete_series: bool = False,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.table, self.checks, self.start, self.end = table, list(checks), start, end
+        self.reports = {c.name: ContractReport(c.name, 0) for c in checks}
+        self.summaries: list[pl.DataFrame] = []
+        self.preview: pl.DataFrame | None = None
+        self._summarize, self._log = summarize, log
+        self._series_keys = [k for k in table_spec(table).keys if k != "DATE"] if complete_series else []
+        self._days: set[dt.date] = set()
+        self._series_days: list[pl.DataFrame] = []
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.reports.values())
+
+    def record(self, violations: Sequence[Violation]) -> None:
+        """Violations found outside the checks (reading, completeness), charged to the contract."""
+        first = self.checks[0].name
+        self.reports[first] = self.reports[first].merge(ContractReport(first, 0, tuple(violations)))
+
+    def chunks(self, source: Iterable[pl.DataFrame]) -> Iterator[pl.DataFrame]:
+        try:
+            for i, chunk in enumerate(source, start=1):
+                self._observe(chunk)
+                for check in self.checks:
+                    self.reports[check.name] = self.reports[check.name].merge(check.run(chunk))
+                if not self.passed:
+                    raise ContractError(list(self.reports.values()))
+                if self._summarize is not None:
+                    self.summaries.append(self._summarize(chunk))
+                if self.preview is None:
+                    self.preview = chunk.head(10)
+                if chunk.height and self._log is not None:
+                    self._log(
+                        f"{self.table}: chunk {i} ({chunk.height:,} rows, {chunk['DATE'].min()}..{chunk['DATE'].max()}) passed {len(self.checks)} check(s)"
+                    )
+                yield chunk
+        except SourceFormatError as err:
+            if not self.checks:
+                raise
+            self.record(err.violations)
+            raise ContractError(list(self.reports.values())) from err
+        if self.checks and self._days:
+            self.record(self._completeness())
+            if not self.passed:
+                raise ContractError(list(self.reports.values()))
+
+    def _observe(self, chunk: pl.DataFrame) -> None:
+        self._days.update(chunk["DATE"].unique().to_list())
+        if self._series_keys and chunk.height:
+            self._series_days.append(
+                chunk.group_by(self._series_keys).agg(
+                    pl.col("DATE").min().alias("first"), pl.col("DATE").max().alias("last"), pl.col("DATE").n_unique().alias("n")
+                )
+            )
+
+    def _completeness(self) -> list[Violation]:
+        """A day without rows, or a series without a row on some day, is a hole in the table."""
+        n_days = (self.end - self.start).days
+        days = [self.start + dt.timedelta(days=i) for i in range(n_days)]
+        missing = [day for day in days if day not in self._days]
+        if missing:
+            return [Violation("every day of the window has rows", "DATE", len(missing), tuple({"missing DATE": str(d)} for d in missing[:5]))]
+        if not self._series_days:
+            return []
+        # A series may start (a launch) or stop (a delisting) inside the window, but between its
+        # first and last day it has a row every day: a dropped row is a hole, not a zero.
+        spans = pl.concat(self._series_days).group_by(self._series_keys).agg(pl.col("first").min(), pl.col("last").max(), pl.col("n").sum())
+        spans = spans.with_columns(((pl.col("last") - pl.col("first")).dt.total_days() + 1 - pl.col("n")).alias("days missing"))
+        holes = spans.filter(pl.col("days missing") > 0).sort(self._series_keys)
+        if not holes.height:
+            return []
+        examples = tuple(
+            holes.head(5).select(*self._series_keys, pl.col("first").alias("first DATE"), pl.col("last").alias("last DATE"), "days missing").to_dicts()
+        )
+        return [Violation("every series has a row on every day between its first and last", "DATE", int(holes["days missing"].sum()), examples)]
+
+
+def check_results(window: WindowCheck, *, asset_key: dg.AssetKey | None = None, written: bool, version: int | None = None) -> Iterator[dg.AssetCheckResult]:
+    """The run's result of every check of `window`: passed or failed with its violations."""
+    for name, report in window.reports.items():
+        metadata: dict = {"rows_checked": report.n_rows, "written": written}
+        if not report.passed:
+            metadata |= {"offending_rows": report.n_failed_rows, "violations": dg.MetadataValue.md(report.to_markdown())}
+        if version is not None:
+            metadata["delta_version"] = version
+        yield dg.AssetCheckResult(check_name=name, asset_key=asset_key, passed=report.passed, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata)
+
+
+def materialization(window: WindowCheck, written: WriteSummary, *, asset_key: dg.AssetKey | None = None, extra: Mapping | None = None) -> dg.MaterializeResult:
+    """The MaterializeResult of a committed window: rows, schema, Delta version, a preview."""
+    preview = window.preview if window.preview is not None else pl.DataFrame()
+    metadata: dict = {
+        "dagster/row_count": written.rows,
+        "dagster/column_schema": _column_schema(preview),
+        "delta_version": written.version,
+        "table_uri": dg.MetadataValue.path(written.uri),
+        "window": f"[{written.window_start}, {written.window_end})",
+        "preview": dg.MetadataValue.md(frame_to_markdown(preview)),
+        **(extra or {}),
+    }
+    return dg.MaterializeResult(asset_key=asset_key, metadata=metadata)
+
+
+def charts(context: dg.AssetExecutionContext, window: WindowCheck, describe, version: int, *, asset_key: dg.AssetKey | None = None):
+    """The run's charts on one AssetObservation: metadata of the MaterializeResult is copied onto
+    every partition's event, and a five-year backfill would store the same images 1,941 times.
+    Yielded last, so they are the newest entry in the asset's event list."""
+    found = describe(pl.concat(window.summaries)) if window.summaries and describe is not None else {}
+    if found:
+        yield dg.AssetObservation(
+            asset_key=asset_key or context.asset_key,
+            metadata={"run_window": f"[{window.start}, {window.end})", "delta_version": version, **found},
+        )
+
+
 def publish_window(
     context: dg.AssetExecutionContext,
     store: DeltaStore,
@@ -113,99 +251,23 @@ def publish_window(
     describe: Callable[[pl.DataFrame], dict] | None = None,
     asset_key: dg.AssetKey | None = None,
 ) -> Iterator[dg.AssetCheckResult | dg.MaterializeResult | dg.AssetObservation]:
-    """Write `chunks` as the run's window of `table`, gated by `checks`.
+    """Write `chunks` as the run's window of `table`, gated by `checks`, streaming.
 
     `summarize` reduces each chunk to a small per-day frame; `describe` turns the concatenated
     summaries into charts, so a year at M5 scale is described without being held in memory.
-    Charts go on one AssetObservation per run: metadata of the MaterializeResult is copied onto
-    every partition's event, and a five-year backfill would store the same images 1,941 times.
     """
     start, end = partition_dates(context)
-    reports = {c.name: ContractReport(c.name, 0) for c in checks}
-    summaries: list[pl.DataFrame] = []
-    first_rows: list[pl.DataFrame] = []
-
-    days_seen: set[dt.date] = set()
-
-    def produced() -> Iterator[pl.DataFrame]:
-        # A source that cannot read its file into the table's columns, or leaves a day of the
-        # window without rows, breaks the table's contract (the first check): recorded like any
-        # other violation, and raised before the commit, so nothing is written.
-        try:
-            for chunk in chunks:
-                days_seen.update(chunk["DATE"].unique().to_list())
-                yield chunk
-        except SourceFormatError as err:
-            if not checks:
-                raise
-            _record(checks[0].name, err.violations)
-            raise ContractError(list(reports.values())) from err
-        missing = [start + dt.timedelta(days=i) for i in range((end - start).days) if start + dt.timedelta(days=i) not in days_seen]
-        if missing and checks and days_seen:
-            examples = tuple({"missing DATE": str(day)} for day in missing[:5])
-            _record(checks[0].name, [Violation("every day of the window has rows", "DATE", len(missing), examples)])
-            raise ContractError(list(reports.values()))
-
-    def _record(check: str, violations) -> None:
-        reports[check] = reports[check].merge(ContractReport(check, 0, tuple(violations)))
-
-    def validated() -> Iterator[pl.DataFrame]:
-        for i, chunk in enumerate(produced(), start=1):
-            for check in checks:
-                reports[check.name] = reports[check.name].merge(check.run(chunk))
-            if any(not r.passed for r in reports.values()):
-                raise ContractError(list(reports.values()))
-            if summarize is not None:
-                summaries.append(summarize(chunk))
-            if not first_rows:
-                first_rows.append(chunk.head(10))
-            if chunk.height:
-                context.log.info(f"{table}: chunk {i} ({chunk.height:,} rows, {chunk['DATE'].min()}..{chunk['DATE'].max()}) passed {len(checks)} check(s)")
-            yield chunk
-
+    window = WindowCheck(table, checks, start, end, summarize=summarize, log=context.log.info)
     try:
-        written = store.replace_window(table, validated(), start, end)
+        written = store.replace_window(table, window.chunks(chunks), start, end)
     except ContractError as err:
-        for name, report in reports.items():
-            yield dg.AssetCheckResult(
-                check_name=name,
-                asset_key=asset_key,
-                passed=report.passed,
-                severity=dg.AssetCheckSeverity.ERROR,
-                metadata={
-                    "rows_checked": report.n_rows,
-                    "offending_rows": report.n_failed_rows,
-                    "violations": dg.MetadataValue.md(report.to_markdown()),
-                    "written": False,
-                },
-            )
+        yield from check_results(window, asset_key=asset_key, written=False)
         raise dg.Failure(
             description=f"{table} [{start}, {end}) was not written; the stored table is unchanged.\n{err}",
             metadata={"table_version_kept": store.version(table) if store.exists(table) else -1},
             allow_retries=False,
         ) from err
-
-    metadata: dict = {
-        "dagster/row_count": written.rows,
-        "dagster/column_schema": _column_schema(first_rows[0]),
-        "delta_version": written.version,
-        "table_uri": dg.MetadataValue.path(written.uri),
-        "window": f"[{start}, {end})",
-        "preview": dg.MetadataValue.md(frame_to_markdown(first_rows[0])),
-    }
     context.log.info(f"{table}: wrote {written.rows:,} rows for [{start}, {end}) as Delta version {written.version}")
-    yield dg.MaterializeResult(asset_key=asset_key, metadata=metadata)
-    for name, report in reports.items():
-        yield dg.AssetCheckResult(
-            check_name=name,
-            asset_key=asset_key,
-            passed=True,
-            metadata={"rows_checked": report.n_rows, "delta_version": written.version},
-        )
-    # Last, so the run's charts are the newest entry in the asset's event list.
-    charts = describe(pl.concat(summaries)) if summaries and describe is not None else {}
-    if charts:
-        yield dg.AssetObservation(
-            asset_key=asset_key or context.asset_key,
-            metadata={"run_window": f"[{start}, {end})", "delta_version": written.version, **charts},
-        )
+    yield materialization(window, written, asset_key=asset_key)
+    yield from check_results(window, asset_key=asset_key, written=True, version=written.version)
+    yield from charts(context, window, describe, written.version, asset_key=asset_key)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import datetime as dt
 import enum
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import polars as pl
@@ -40,6 +40,15 @@ class Catalog:
     channels: tuple[str, ...]
     products: pl.DataFrame  # PRODUCT, CATEGORY, BASE_PRICE (+ DEPARTMENT where the source has one)
     markets: pl.DataFrame | None = None  # COUNTRY, STATE where markets roll up into regions (M5's stores)
+    # The values the source declares independently of the rows being checked (a generator's
+    # world, M5's series list, a snapshot's product_catalog.csv), per column; None: all of the
+    # above are declared. A column missing here is learned from the store (see domains/categories.py).
+    declared: Mapping[str, tuple[str, ...]] | None = None
+
+    def declared_values(self) -> dict[str, tuple[str, ...]]:
+        if self.declared is not None:
+            return dict(self.declared)
+        return {"COUNTRY": self.countries, "CHANNEL": self.channels, "PRODUCT": self.product_ids}
 
     def hierarchy(self) -> pl.DataFrame | None:
         """COUNTRY, PRODUCT, STORE, STATE, ITEM, CATEGORY, DEPARTMENT per series when the source

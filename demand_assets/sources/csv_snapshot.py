@@ -87,8 +87,12 @@ class CsvSnapshotSource(DemandSource):
             products = pl.DataFrame(schema={"COUNTRY": pl.String, "PRODUCT": pl.String})
         countries = tuple(sorted(products["COUNTRY"].drop_nulls().unique().to_list()))
         ids = products.select(pl.col("PRODUCT").drop_nulls().unique()).sort("PRODUCT")
+        # Only product_catalog.csv declares anything: countries and channels of a snapshot are
+        # learned from the store's earlier windows, never from the file being checked.
+        declared: dict[str, tuple[str, ...]] = {}
         if (self.directory / CATALOG_FILE).exists():
             known = self._scan(CATALOG_FILE).collect()
+            declared["PRODUCT"] = tuple(known["PRODUCT"].cast(pl.String).to_list())
             catalog = ids.join(known, on="PRODUCT", how="left").with_columns(pl.col("CATEGORY").fill_null("UNKNOWN"))
         else:
             catalog = ids.with_columns(pl.lit("UNKNOWN").alias("CATEGORY"), pl.lit(None, pl.Float64).alias("BASE_PRICE"))
@@ -98,7 +102,7 @@ class CsvSnapshotSource(DemandSource):
                 channels = tuple(sorted(self._table(Domain.CHANNEL_SPEND_RESPONSE)["CHANNEL"].drop_nulls().unique().to_list()))
             except (SourceFormatError, pl.exceptions.ColumnNotFoundError):
                 channels = ()
-        return Catalog(countries=countries, channels=channels, products=catalog.select("PRODUCT", "CATEGORY", "BASE_PRICE"))
+        return Catalog(countries=countries, channels=channels, products=catalog.select("PRODUCT", "CATEGORY", "BASE_PRICE"), declared=declared)
 
     def catalog(self) -> Catalog:
         return self._catalog

@@ -202,7 +202,7 @@ class TransactionLogSource(DemandSource):
 
     def catalog(self) -> Catalog:
         products = self._daily.group_by("PRODUCT").agg(pl.col("CATEGORY").first(), pl.col("PRICE").first().alias("BASE_PRICE")).sort("PRODUCT")
-        return Catalog(countries=(self.country,), channels=(), products=products)
+        return Catalog(countries=(self.country,), channels=(), products=products, declared={"COUNTRY": (self.country,)})  # products: learned from the log
 
     def _read(self, domain: Domain, start: dt.date, end: dt.date) -> Iterator[pl.DataFrame]:
         for a, b in iter_date_chunks(start, end, 366):
