@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -118,8 +119,11 @@ class DeltaStore(dg.ConfigurableResource):
         return value
 
     def staging(self) -> StagingArea:
-        """A private local folder for validated chunks awaiting their commit (see resources/staging.py)."""
-        return StagingArea(demand_home() / "staging")
+        """A private local folder for validated chunks awaiting their commit (see resources/staging.py):
+        `_staging` under a local root (never a table name), $DEMAND_HOME/staging for object storage."""
+        root = self.root_uri or str(demand_home() / "delta")
+        local = "://" not in root or root.startswith("file://")
+        return StagingArea(Path(root.removeprefix("file://")) / "_staging" if local else demand_home() / "staging")
 
     def promote(self, staged: StagedTable, start: dt.date, end: dt.date, *, attempts: int = 5) -> WriteSummary:
         """Commit a staged table as the window [start, end). A concurrent writer to the same
