@@ -47,7 +47,7 @@ def _format_row(row: Mapping) -> str:
     return "{" + ", ".join(f"{k}={_shown(v)}" for k, v in row.items()) + "}"
 
 
-def _shown(value: object, limit: int = 60) -> str:
+def _shown(value: object, limit: int = 120) -> str:
     text = str(value)
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 

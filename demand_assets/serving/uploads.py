@@ -8,10 +8,9 @@ Each check raises `UploadError` naming the rule and the line, which the service 
 
 from __future__ import annotations
 
-import csv
-import io
-
 import polars as pl
+
+from demand_assets.sources.csv_structure import structure_problem
 
 __all__ = ["UploadError", "check_structure", "decode_utf8", "read_header", "read_table"]
 
@@ -33,31 +32,10 @@ def decode_utf8(content: bytes) -> str:
 
 
 def check_structure(text: str) -> None:
-    """Every record has as many fields as the header, and every quoted field is closed. Blank
-    lines are let through (they read as empty rows, which the value rules then name)."""
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    expected: int | None = None
-    start = 1  # the line the record being read starts on
-    try:
-        for row in reader:
-            if row and expected is None:
-                expected = len(row)
-            elif row and len(row) != expected:
-                raise UploadError(
-                    f"rule 'same number of fields on every line': line {start} has {len(row)} field(s), the header has {expected}; "
-                    "look for an unquoted comma or a missing value"
-                )
-            start = reader.line_num + 1
-    except csv.Error as err:
-        raise UploadError(_quoting_message(str(err), start, reader.line_num)) from err
-
-
-def _quoting_message(error: str, start: int, line: int) -> str:
-    if "unexpected end of data" in error:
-        return f"rule 'quotes are closed': the quoted field starting on line {start} is never closed (unterminated quote)"
-    if "field larger than field limit" in error:
-        return f"rule 'quotes are closed': the field starting on line {start} runs over {csv.field_size_limit()} characters; a quote there is probably never closed"
-    return f"rule 'well-formed quoting': line {line}: {error} (a closing quote must end its field)"
+    """Every record has as many fields as the header, and every quoted field is closed."""
+    problem = structure_problem(text)
+    if problem is not None:
+        raise UploadError(problem[1])
 
 
 def read_header(content: bytes) -> list[str]:

@@ -26,6 +26,7 @@ from contracts import CONTRACTS, SourceFormatError, Table, Violation
 from contracts.registry import TABLES
 from contracts.validation import MAX_EXAMPLES
 from demand_assets.sources.base import Catalog, DemandSource, Domain, other_delimiter
+from demand_assets.sources.csv_structure import structure_problem
 
 __all__ = ["CSV_FILES", "CATALOG_FILE", "CsvSnapshotSource", "export_snapshot"]
 
@@ -146,9 +147,10 @@ def _parsed(path: str, table: str, mtime_ns: int, size: int) -> pl.DataFrame:
     try:
         text = pl.read_csv(io.BytesIO(raw), infer_schema=False)
     except pl.exceptions.PolarsError as err:
+        problem = structure_problem(raw.decode("utf-8"))
+        where = {"line": problem[0], "problem": problem[1].split(": ", 1)[-1]} if problem else {"error": str(err).splitlines()[0][:200]}
         raise SourceFormatError(
-            table,
-            [_violation("well-formed CSV (same number of fields on every line, quotes closed)", "<file>", file=name, error=str(err).splitlines()[0][:200])],
+            table, [_violation("well-formed CSV (same number of fields on every line, quotes closed)", "<file>", file=name, **where)]
         ) from None
     if text.is_empty():
         raise SourceFormatError(table, [_violation("rows after the header", "<file>", file=name)])
