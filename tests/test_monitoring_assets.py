@@ -62,11 +62,14 @@ def _metadata(result, asset: str) -> dict:
     return {k: v.value for k, v in event.materialization.metadata.items()}
 
 
-def test_before_a_champion_exists_drift_checks_pass_with_nothing_to_compare(story):
-    _, _, chapters = story
+def test_before_a_champion_exists_drift_checks_are_skipped_not_passed(story):
+    _, instance, chapters = story
     checks = _checks(chapters["history"])
+    assert checks["training_dataset_contract"].passed
     for name in ("feature_drift", "target_drift", "product_mix_drift"):
-        assert checks[name].passed and checks[name].metadata["reference"].value == "none yet"
+        assert name not in checks  # no evaluation: Dagster shows the check as skipped
+    logs = " ".join(entry.user_message for entry in instance.all_logs(chapters["history"].run_id))
+    assert "drift checks skipped: no champion has been chosen yet" in logs
 
 
 def test_first_champion_is_promoted_and_becomes_the_drift_reference(story):
@@ -135,3 +138,13 @@ def test_retraining_judges_the_challenger_against_the_frozen_champion(story):
     first_tick = retraining_sensor(dg.build_sensor_context(instance=instance, resources={"monitoring": MonitoringSettings()}))
     quiet = retraining_sensor(dg.build_sensor_context(instance=instance, cursor=first_tick.cursor, resources={"monitoring": MonitoringSettings()}))
     assert not quiet.run_requests
+
+
+def test_accuracy_with_no_forecast_to_score_is_skipped_not_passed(story, tmp_path):
+    """No forecast was made 28 days before 2024-04-20 (the only one is as of 2024-03-31)."""
+    resources, instance, _ = story
+    result = _materialize(resources, instance, ["forecast_accuracy"], partition="2024-04-20")
+    assert result.success
+    assert "accuracy_drift" not in _checks(result)
+    logs = " ".join(entry.user_message for entry in instance.all_logs(result.run_id))
+    assert "accuracy_drift skipped: no forecast made 28 days before [2024-04-20, 2024-04-21)" in logs

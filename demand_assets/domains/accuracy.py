@@ -22,29 +22,36 @@ ACCURACY_DRIFT = "accuracy_drift"
 ACCURACY_HORIZON = 28  # the forecast made this many days before a day is the one scored on it
 
 
-@dg.asset(
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            "forecast_accuracy",
+            group_name="monitoring",
+            automation_condition=DAILY_DOWNSTREAM,
+            kinds={"polars", "deltalake"},
+            deps=[
+                dg.AssetDep(training_dataset, partition_mapping=lookback(ACCURACY_HORIZON - 1)),
+                dg.AssetDep(
+                    demand_forecast,
+                    partition_mapping=dg.TimeWindowPartitionMapping(
+                        start_offset=-ACCURACY_HORIZON, end_offset=-ACCURACY_HORIZON, allow_nonexistent_upstream_partitions=True
+                    ),
+                ),
+                dg.AssetDep(model_backtest),  # the backtest WAPE each realised WAPE is compared with
+            ],
+        )
+    ],
     partitions_def=daily_partitions,
     backfill_policy=BACKFILL_POLICY,
-    group_name="monitoring",
-    automation_condition=DAILY_DOWNSTREAM,
-    kinds={"polars", "deltalake"},
-    deps=[
-        dg.AssetDep(training_dataset, partition_mapping=lookback(ACCURACY_HORIZON - 1)),
-        dg.AssetDep(
-            demand_forecast,
-            partition_mapping=dg.TimeWindowPartitionMapping(
-                start_offset=-ACCURACY_HORIZON, end_offset=-ACCURACY_HORIZON, allow_nonexistent_upstream_partitions=True
-            ),
-        ),
-        dg.AssetDep(model_backtest),  # the backtest WAPE each realised WAPE is compared with
-    ],
+    can_subset=True,  # the check is skipped (no result), not passed, when there is nothing to score
     check_specs=[
         dg.AssetCheckSpec(
             ACCURACY_DRIFT,
             asset="forecast_accuracy",
             blocking=False,
             description="Realised in-stock WAPE of the run's scored forecasts over the champion's backtest WAPE "
-            "(fails above DEMAND_ACCURACY_RATIO) and their realised bias (fails beyond +/- DEMAND_ACCURACY_BIAS); non-blocking.",
+            "(fails above DEMAND_ACCURACY_RATIO) and their realised bias (fails beyond +/- DEMAND_ACCURACY_BIAS); non-blocking. "
+            "Skipped when no forecast made 28 days earlier exists for the run's days.",
         )
     ],
 )
@@ -80,7 +87,11 @@ def forecast_accuracy(context: dg.AssetExecutionContext, store: DeltaStore, moni
         return chunk
 
     yield from publish_window(context, store, Table.FORECAST_ACCURACY, rows(), [], summarize=keep, describe=describe)
-    yield _accuracy_check(pl.concat(written), monitoring)
+    check = _accuracy_check(pl.concat(written), monitoring)
+    if check is None:
+        context.log.info(f"{ACCURACY_DRIFT} skipped: no forecast made {h} days before [{start}, {end}) (or no backtest to compare with), nothing to score")
+    elif dg.AssetCheckKey(context.asset_key, ACCURACY_DRIFT) in context.selected_asset_check_keys:
+        yield check
 
 
 def _backtest_wape(store: DeltaStore) -> dict[str, float]:
@@ -91,17 +102,12 @@ def _backtest_wape(store: DeltaStore) -> dict[str, float]:
     return dict(zip(m["MODEL"].to_list(), m["WAPE"].to_list()))
 
 
-def _accuracy_check(scores: pl.DataFrame, monitoring: MonitoringSettings) -> dg.AssetCheckResult:
+def _accuracy_check(scores: pl.DataFrame, monitoring: MonitoringSettings) -> dg.AssetCheckResult | None:
+    """The accuracy drift check, or None when nothing was scored (no result: skipped, not passed)."""
     threshold = monitoring.accuracy_ratio
     pooled = pooled_accuracy(scores)
     if pooled is None:
-        return dg.AssetCheckResult(
-            check_name=ACCURACY_DRIFT,
-            passed=True,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={"scored_days": 0, "ratio_threshold": threshold},
-            description="No forecast made 28 days before these days (or no backtest to compare with): nothing to score.",
-        )
+        return None
     ratio = pooled.ratio
     # Noise-dominated series keep WAPE high even when the level is badly off; a systematic
     # bias is the clearer sign that the world moved.
