@@ -52,8 +52,15 @@ class StagingArea:
     """A private folder for one run step's staged tables; a context manager that removes it."""
 
     def __init__(self, root: Path) -> None:
-        root.mkdir(parents=True, exist_ok=True)
-        self.folder = Path(tempfile.mkdtemp(prefix="run-", dir=root))
+        self.root = root
+        for attempt in range(3):  # another run may remove the (then empty) root in between
+            root.mkdir(parents=True, exist_ok=True)
+            try:
+                self.folder = Path(tempfile.mkdtemp(prefix="run-", dir=root))
+                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
 
     def stage(self, table: str, chunks: Iterable[pl.DataFrame]) -> StagedTable:
         """Write `chunks` (already validated, or validated as they are pulled) to local parts."""
@@ -69,3 +76,7 @@ class StagingArea:
 
     def __exit__(self, *exc: object) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+        try:
+            self.root.rmdir()  # only when no other run is staging: nothing is left beside the tables
+        except OSError:
+            pass

@@ -68,3 +68,12 @@ def test_a_window_read_in_date_chunks_is_the_whole_window_sorted(store):
         assert_frame_equal(store.read_window("country_demand", jan, end, chunk_days=chunk_days), expected)
     assert store.read_window("country_demand", end, end).is_empty()
     assert store.read_window("country_demand", jan, end, ["DATE", "V"], chunk_days=4).columns == ["DATE", "V"]
+
+
+def test_staging_leaves_nothing_beside_the_tables(tmp_path):
+    store = DeltaStore(root_uri=str(tmp_path / "delta"))
+    with store.staging() as area:
+        staged = area.stage("country_demand", [pl.DataFrame({"A": [1, 2]}), pl.DataFrame({"A": [3]})])
+        assert staged.rows == 3 and staged.frame()["A"].to_list() == [1, 2, 3]
+        assert area.folder.parent == tmp_path / "delta" / "_staging"
+    assert not (tmp_path / "delta" / "_staging").exists()
