@@ -55,12 +55,13 @@ class KnownCategories:
 
 def known_categories(catalog: Catalog, store: DeltaStore) -> KnownCategories:
     """Declared values (the source's catalogue) plus every value the store already holds."""
-    declared = catalog.declared_values()
-    values: dict[str, frozenset[str]] = {}
-    for column, tables in CATEGORY_TABLES.items():
-        known = set(declared.get(column, ()))
-        for table in tables:
-            if store.exists(table):
-                known.update(store.scan(table).select(pl.col(column).unique()).collect()[column].drop_nulls().to_list())
-        values[column] = frozenset(known)
-    return KnownCategories(values)
+    known = {column: set(values) for column, values in catalog.declared_values().items()}
+    for table in {t for tables in CATEGORY_TABLES.values() for t in tables}:
+        if not store.exists(table):
+            continue
+        columns = [c for c, tables in CATEGORY_TABLES.items() if table in tables]
+        # One scan per table for all its category columns (product_demand is the largest table).
+        found = store.scan(table).select(pl.col(c).unique().drop_nulls().implode() for c in columns).collect()
+        for column in columns:
+            known.setdefault(column, set()).update(found[column][0].to_list())
+    return KnownCategories({column: frozenset(known.get(column, ())) for column in CATEGORY_TABLES})

@@ -17,7 +17,7 @@ continue; the retraining sensor reads the failures.
 """
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 
 import dagster as dg
 import polars as pl
@@ -72,15 +72,21 @@ def _result(name: str, passed: bool, metadata: dict, description: str | None = N
     return dg.AssetCheckResult(check_name=name, passed=passed, severity=dg.AssetCheckSeverity.WARN, metadata=metadata, description=description)
 
 
-def drift_check_results(store: DeltaStore, settings: MonitoringSettings, end: dt.date, log=None) -> Iterator[dg.AssetCheckResult]:
+def drift_check_results(
+    store: DeltaStore, settings: MonitoringSettings, end: dt.date, selected: Collection[str], log: Callable[[str], None]
+) -> Iterator[dg.AssetCheckResult]:
+    """The drift checks of `selected` (a run may select some of them) for the newest days before `end`."""
+    return (result for result in _drift_results(store, settings, end, log) if result.check_name in selected)
+
+
+def _drift_results(store: DeltaStore, settings: MonitoringSettings, end: dt.date, log: Callable[[str], None]) -> Iterator[dg.AssetCheckResult]:
     """The three drift checks for the `drift_window_days` days before `end` (exclusive). Before a
     champion exists there is nothing to compare with: no result, so Dagster shows the checks as
     skipped (not passed), and the reason is logged."""
     start = end - dt.timedelta(days=settings.drift_window_days)
     window = {"drift_window": f"[{start}, {end})"}
     if not store.exists(Table.DRIFT_REFERENCE):
-        if log is not None:
-            log(f"drift checks skipped: no champion has been chosen yet, so there is no training window to compare [{start}, {end}) with")
+        log(f"drift checks skipped: no champion has been chosen yet, so there is no training window to compare [{start}, {end}) with")
         return
     reference = store.read_all(Table.DRIFT_REFERENCE)
     current = store.read_window(Table.TRAINING_DATASET, start, end)

@@ -84,7 +84,7 @@ def training_dataset(context: dg.AssetExecutionContext, source: DemandSourceReso
     start, end = partition_dates(context)
     selected = {key.name for key in context.selected_asset_check_keys}
     if not context.selected_asset_keys:  # the drift checks alone, from the UI's "Execute"
-        yield from (result for result in drift_check_results(store, monitoring, end, context.log.info) if result.check_name in selected)
+        yield from drift_check_results(store, monitoring, end, selected, context.log.info)
         return
     src = source.open()
     catalog = src.catalog()
@@ -134,4 +134,4 @@ def training_dataset(context: dg.AssetExecutionContext, source: DemandSourceReso
         summarize=summarize,
         describe=describe,
     )
-    yield from (result for result in drift_check_results(store, monitoring, end, context.log.info) if result.check_name in selected)
+    yield from drift_check_results(store, monitoring, end, selected, context.log.info)
