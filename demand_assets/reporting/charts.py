@@ -15,10 +15,12 @@ import polars as pl  # noqa: E402
 __all__ = [
     "figure_to_markdown",
     "forecast_band_figure",
+    "line_chart_figure",
     "line_chart_markdown",
     "metric_comparison_figure",
     "ranked_bar_figure",
     "response_curve_figure",
+    "scatter_chart_figure",
     "scatter_chart_markdown",
 ]
 
@@ -37,36 +39,48 @@ def _to_markdown(fig, title: str) -> str:
 
 def line_chart_markdown(frame: pl.DataFrame, x: str, panels: Sequence[str], by: str | None = None, title: str = "") -> str:
     """One panel per column in `panels`, one line per value of `by`."""
-    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 2.4 * len(panels)), sharex=True, squeeze=False)
+    return _to_markdown(line_chart_figure(frame, x, panels, by, title), title or "chart")
+
+
+def line_chart_figure(frame: pl.DataFrame, x: str, panels: Sequence[str], by: str | None = None, title: str = ""):
+    # Constrained layout keeps the title, the legend and every panel's labels from overlapping.
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 2.4 * len(panels)), sharex=True, squeeze=False, layout="constrained")
     groups = frame.partition_by(by, as_dict=True, maintain_order=True) if by else {("all",): frame}
     for ax, column in zip(axes[:, 0], panels):
         for key, part in sorted(groups.items()):
             part = part.sort(x)
             ax.plot(part[x].to_list(), part[column].to_list(), label=str(key[0]), linewidth=1)
         ax.set_ylabel(column, fontsize=8)
+        ax.set_xlabel(x, fontsize=7)
         ax.tick_params(labelsize=7)
+        ax.tick_params(axis="x", labelbottom=True, labelrotation=20)
     if by:
         axes[0, 0].legend(fontsize=7, ncol=min(len(groups), 6), loc="upper left")
     if title:
-        axes[0, 0].set_title(title, fontsize=10)
-    fig.autofmt_xdate()
-    return _to_markdown(fig, title or "chart")
+        fig.suptitle(title, fontsize=10)
+    return fig
 
 
 def scatter_chart_markdown(frame: pl.DataFrame, x: str, y: str, by: str, title: str = "") -> str:
     """Small multiples of y against x, one per value of `by` (e.g. response against spend)."""
+    return _to_markdown(scatter_chart_figure(frame, x, y, by, title), title or f"{y} vs {x}")
+
+
+def scatter_chart_figure(frame: pl.DataFrame, x: str, y: str, by: str, title: str = ""):
     groups = sorted(frame.partition_by(by, as_dict=True, maintain_order=True).items())
     cols = min(len(groups), 4)
     rows = -(-len(groups) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.3 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.8 * cols, 2.5 * rows + 0.4), squeeze=False, layout="constrained")
     for ax, (key, part) in zip(axes.flat, groups):
         ax.scatter(part[x].to_list(), part[y].to_list(), s=4, alpha=0.5)
         ax.set_title(str(key[0]), fontsize=8)
+        ax.set_xlabel(x, fontsize=7)
+        ax.set_ylabel(y, fontsize=7)
         ax.tick_params(labelsize=6)
     for ax in list(axes.flat)[len(groups) :]:
         ax.set_visible(False)
     fig.suptitle(title or f"{y} vs {x}", fontsize=9)
-    return _to_markdown(fig, title or f"{y} vs {x}")
+    return fig
 
 
 def forecast_band_figure(frame: pl.DataFrame, series: Sequence[tuple[str, str]], title: str = ""):
@@ -85,11 +99,13 @@ def forecast_band_figure(frame: pl.DataFrame, series: Sequence[tuple[str, str]],
             true = part.filter(pl.col("TRUE_DEMAND").is_not_null())
             ax.plot(true["DATE"].to_list(), true["TRUE_DEMAND"].to_list(), "r+", markersize=4, label="true demand")
         ax.set_title(f"{country} / {product}", fontsize=8)
+        ax.set_xlabel("date", fontsize=7)
+        ax.set_ylabel("units", fontsize=7)
         ax.tick_params(labelsize=7)
+        ax.tick_params(axis="x", labelrotation=20)
     axes[0, 0].legend(fontsize=7, ncol=4, loc="upper left")
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.autofmt_xdate()
     fig.tight_layout()
     return fig
 
@@ -105,6 +121,7 @@ def metric_comparison_figure(metrics: pl.DataFrame, metric: str, group: str, hue
         ax.bar([x + i * width for x in range(len(groups))], [v if v is not None else 0 for v in values], width, label=str(h))
     ax.set_xticks([x + width * (len(hues) - 1) / 2 for x in range(len(groups))])
     ax.set_xticklabels(groups, fontsize=7, rotation=20)
+    ax.set_xlabel(group, fontsize=8)
     ax.set_ylabel(metric, fontsize=8)
     ax.legend(fontsize=7)
     ax.set_title(title or f"{metric} by {group}", fontsize=9)
@@ -147,6 +164,7 @@ def ranked_bar_figure(frame: pl.DataFrame, label: str, value: str, low: str, hig
     ax.set_yticks(range(len(labels)))
     ax.set_yticklabels(labels, fontsize=7)
     ax.set_xlabel(value, fontsize=8)
+    ax.set_ylabel(label, fontsize=8)
     ax.tick_params(labelsize=7)
     ax.set_title(title or value, fontsize=9)
     fig.tight_layout()
