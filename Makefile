@@ -7,8 +7,15 @@ DEMAND_HOME ?= $(CURDIR)/.demand_home
 DAGSTER_HOME := $(abspath $(DEMAND_HOME))/dagster
 export DEMAND_HOME := $(abspath $(DEMAND_HOME))
 export DAGSTER_HOME
-DEMO_START ?= 2023-01-01
-DEMO_END ?= 2024-12-31
+# The demo's window ends yesterday, so that right after `make demo` the newest partition exists
+# with its 28-day look-back and the daily schedule and the automation carry the graph forward
+# (see docs/operations.md). It starts 729 days earlier on the first run; that first day is kept in
+# $(DEMAND_HOME)/partition_start and is the first daily partition `make demo` and `make ui` show
+# (DEMAND_PARTITION_START), so a later `make demo` extends the same store to the new yesterday.
+PARTITION_START_FILE := $(DEMAND_HOME)/partition_start
+days_before = $(shell $(PYTHON) -c 'import datetime as d; print(d.date.fromisoformat("$(1)") - d.timedelta(days=$(2)))')
+DEMO_END ?= $(shell $(PYTHON) -c 'import datetime as d; print(d.date.today() - d.timedelta(days=1))')
+DEMO_START ?= $(shell cat $(PARTITION_START_FILE) 2>/dev/null || echo $(call days_before,$(DEMO_END),729))
 PYTEST_ARGS ?= -n 2
 SERVE_HOST ?= 127.0.0.1
 SERVE_PORT ?= 8000
@@ -32,23 +39,32 @@ $(DAGSTER_HOME)/dagster.yaml: deploy/dagster.yaml
 
 setup: $(BIN)/.installed $(DAGSTER_HOME)/dagster.yaml
 
-DATA_ASSETS := group:raw_domains or group:ground_truth or group:features
-MATERIALIZE := $(BIN)/dagster asset materialize -m demand_assets.definitions
+# `dg launch` (Dagster's current CLI; `dagster asset materialize` is superseded) runs each step in
+# process against the instance in DAGSTER_HOME, on the code location of pyproject's [tool.dg].
+MATERIALIZE := $(BIN)/dg launch
+# The assets of a demo step that the configured source (DEMAND_SOURCE) can fill: a real source
+# (M5, a transaction log) has no spend, country totals or ground truth, and its history is
+# backfilled without those assets rather than recording "not provided" for every day.
+selection = $(shell $(BIN)/demand-selection $(1))
 
 ## The whole graph: the data for DEMO_START..DEMO_END (inclusive) as one single-run backfill,
 ## the response curves and the daily spend ROI over the same range, then the backtest and the
-## registered champion, the champion's forecast as of DEMO_END and its accuracy, and the
+## registered champion, the champion's forecasts as of the last 29 days (so that DEMO_END's
+## accuracy, and each new day's, scores the forecast made 28 days before), and the
 ## business-impact assets built on them.
+demo ui: export DEMAND_PARTITION_START ?= $(DEMO_START)
 demo: setup
-	$(MATERIALIZE) --select '$(DATA_ASSETS)' --partition-range $(DEMO_START)...$(DEMO_END)
-	$(MATERIALIZE) --select spend_response_model
-	$(MATERIALIZE) --select spend_roi --partition-range $(DEMO_START)...$(DEMO_END)
-	$(MATERIALIZE) --select 'model_backtest,champion_model' -c deploy/demo_models.yaml
-	$(MATERIALIZE) --select sku_forecast_models -c deploy/demo_sku.yaml
-	$(MATERIALIZE) --select demand_forecast --partition $(DEMO_END)
-	$(MATERIALIZE) --select forecast_accuracy --partition $(DEMO_END)
-	$(MATERIALIZE) --select 'budget_allocation,forecast_error_cost,instock_value'
-	$(MATERIALIZE) --select spend_scenario -c deploy/demo_scenario.yaml
+	@mkdir -p $(DEMAND_HOME) && test -f $(PARTITION_START_FILE) || echo $(DEMO_START) > $(PARTITION_START_FILE)
+	@echo "demo window $(DEMO_START)..$(DEMO_END) (source: $${DEMAND_SOURCE:-synthetic})"
+	$(MATERIALIZE) --assets '$(call selection,data)' --partition-range $(DEMO_START)...$(DEMO_END)
+	$(if $(call selection,spend_curves),$(MATERIALIZE) --assets spend_response_model)
+	$(if $(call selection,spend_roi),$(MATERIALIZE) --assets spend_roi --partition-range $(DEMO_START)...$(DEMO_END))
+	$(MATERIALIZE) --assets 'model_backtest,champion_model' -c deploy/demo_models.yaml
+	$(MATERIALIZE) --assets sku_forecast_models -c deploy/demo_sku.yaml
+	$(MATERIALIZE) --assets demand_forecast --partition-range $(call days_before,$(DEMO_END),28)...$(DEMO_END)
+	$(MATERIALIZE) --assets forecast_accuracy --partition $(DEMO_END)
+	$(MATERIALIZE) --assets '$(call selection,impact)'
+	$(if $(call selection,spend_scenario),$(MATERIALIZE) --assets spend_scenario -c deploy/demo_scenario.yaml)
 	@echo "Tables: $(DEMAND_HOME)/delta. UI: make ui. MLflow: make mlflow-ui"
 
 ## The forecast service on the embedded store (http://127.0.0.1:8000/docs). POST /predict needs
@@ -76,7 +92,7 @@ lint: setup
 
 ## The Dagster UI on this code location (http://127.0.0.1:3000).
 ui: setup
-	$(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/dg dev
 
 ## All benchmarks (each writes benchmarks/results/<name>.json; about an hour on 2 cores).
 bench: setup $(BIN)/.bench-installed

@@ -3,6 +3,7 @@
     demand-export-csv --out DIR [--start D] [--end D]   the configured source as a CSV snapshot
     demand-m5-files --out DIR [--small] [--seed N]      M5-format files to try the m5 source on
     demand-settings-docs [--check]                      the settings table of docs/configuration.md
+    demand-selection PART                               the assets of a demo step the configured source can fill
 
 This module, the Dagster layer and the service are the only places that wire the pure packages
 to `resources/`.
@@ -15,7 +16,7 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-__all__ = ["export_csv", "m5_files", "settings_docs"]
+__all__ = ["export_csv", "m5_files", "selection", "settings_docs"]
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -50,6 +51,23 @@ def m5_files(argv: list[str] | None = None) -> None:
     shape = M5Shape.small(seed=args.seed) if args.small else M5Shape(seed=args.seed)
     for name, rows in write_m5_files(args.out, shape).items():
         print(f"wrote {rows:>9} rows to {Path(args.out) / name}")
+
+
+def selection(argv: list[str] | None = None) -> None:
+    """`demand-selection PART`: print the Dagster selection of a step of the demo (data,
+    spend_curves, spend_roi, impact, spend_scenario) that the configured source (DEMAND_SOURCE)
+    can fill; nothing when it has nothing for that step. Real sources leave out the assets of
+    domains they lack instead of recording "not provided" for every day."""
+    from demand_assets.domains.selections import PARTS
+    from demand_assets.domains.selections import selection as part_selection
+    from resources import DemandSourceResource, resources_from_env
+
+    parser = argparse.ArgumentParser(description=selection.__doc__)
+    parser.add_argument("part", choices=PARTS)
+    args = parser.parse_args(argv)
+    source = resources_from_env(resolve=True)["source"]
+    assert isinstance(source, DemandSourceResource)
+    print(part_selection(args.part, source.open().provides))
 
 
 def settings_docs(argv: list[str] | None = None) -> None:

@@ -2,6 +2,7 @@
 (a source without spend or macro data: those assets record that, and nothing fake is written)."""
 
 import datetime as dt
+from collections import Counter
 
 import dagster as dg
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 
 from demand_assets.definitions import ALL_ASSETS
 from demand_assets.domains.models import ForecastingConfig
+from demand_assets.domains.selections import selection
 from demand_assets.sources import Domain
 from demand_assets.sources.m5 import M5Shape, M5Source, _load, write_m5_files
 from resources import DemandSourceResource
@@ -180,3 +182,39 @@ def test_a_tab_separated_price_file_is_named_not_a_raw_polars_error(tmp_path, m5
     _load.cache_clear()
     with pytest.raises(ValueError, match=r"rule 'M5 file columns' on file sell_prices.csv"):
         _read(M5Source(tmp_path), START, START + dt.timedelta(days=7))
+
+
+@pytest.mark.slow
+def test_a_real_source_backfills_without_records_of_the_domains_it_lacks(tmp_path, m5_dir):
+    """Issue 16 point 4: the demo's data step for M5 selects only what the source provides, so a
+    backfill records one materialization per day for product_demand and training_dataset only."""
+    source = DemandSourceResource(kind="m5", m5_dir=str(m5_dir))
+    chosen = selection("data", source.open().provides)
+    assert chosen == "key:product_demand or group:features"
+    resources = small_resources(tmp_path / "delta", source=source)
+    end = START + dt.timedelta(days=59)
+    result = dg.materialize(
+        ALL_ASSETS,
+        resources=resources,
+        instance=dg.DagsterInstance.ephemeral(),
+        selection=dg.AssetSelection.from_string(chosen),
+        tags={"dagster/asset_partition_range_start": str(START), "dagster/asset_partition_range_end": str(end)},
+        raise_on_error=False,
+    )
+    assert result.success
+    recorded = Counter(e.asset_key.to_user_string() for e in result.get_asset_materialization_events())
+    assert recorded == {"product_demand": 60, "training_dataset": 60}
+    assert resources["store"].read_all("training_dataset")["DATE"].n_unique() == 60
+    assert selection("spend_roi", source.open().provides) == ""
+    assert selection("impact", source.open().provides) == "key:forecast_error_cost or key:instock_value"
+
+
+def test_a_source_s_domains_are_published_together_or_not_at_all(tmp_path):
+    """raw_domains is subsettable only to leave out what the source lacks: selecting one of the
+    synthetic source's domains fails, naming the ones left out, and writes nothing."""
+    resources = small_resources(tmp_path / "delta")
+    result = materialize_range(resources, "2024-01-01", "2024-01-07", selection=["product_demand"])
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error.message
+    assert "left out country_demand, channel_spend_response" in failure
+    assert not resources["store"].exists("product_demand")

@@ -156,3 +156,14 @@ def test_invalid_scale_is_rejected():
         SyntheticConfig(n_countries=0)
     with pytest.raises(ValueError, match="n_channels"):
         SyntheticConfig(n_channels=99)
+
+
+def test_a_tiny_world_reads_without_overflowing_the_chunk_dates():
+    """Regression: rows per chunk / rows per day gave one country a chunk of 4,000,000 days, and
+    adding it to the window's start overflowed the date type."""
+    from demand_assets.sources.base import iter_date_chunks
+
+    assert list(iter_date_chunks(dt.date(2024, 1, 1), dt.date(2024, 1, 3), 10**7)) == [(dt.date(2024, 1, 1), dt.date(2024, 1, 3))]
+    source = SyntheticDemandSource(SyntheticConfig(seed=5, n_countries=1, n_products=5, n_channels=2))
+    days = pl.concat(list(source.read(Domain.COUNTRY_DEMAND, dt.date(2024, 1, 1), dt.date(2024, 1, 3))))
+    assert days["DATE"].n_unique() == 2

@@ -86,6 +86,9 @@ _COMMON_RULES = "types, finite numbers within plausible bounds, unique keys, dat
     partitions_def=daily_partitions,
     backfill_policy=BACKFILL_POLICY,
     pool=RAW_DOMAINS_POOL,
+    # Subsettable only to leave out domains the source does not provide (no placeholder record
+    # per day in a real source's backfill); every provided domain must be selected (snapshot.py).
+    can_subset=True,
     check_specs=[
         blocking_check_spec(COUNTRY_DEMAND_CONTRACT, "country_demand", f"Pandera contract CountryDemand: {_COMMON_RULES}."),
         blocking_check_spec(

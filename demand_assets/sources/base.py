@@ -74,7 +74,9 @@ def iter_date_chunks(start: dt.date, end: dt.date, chunk_days: int) -> Iterator[
         raise ValueError("chunk_days must be >= 1")
     cursor = start
     while cursor < end:
-        stop = min(cursor + dt.timedelta(days=chunk_days), end)
+        # Compared in days first: a chunk size far beyond the window (a tiny world's rows per
+        # chunk) must not overflow the date type.
+        stop = end if (end - cursor).days <= chunk_days else cursor + dt.timedelta(days=chunk_days)
         yield cursor, stop
         cursor = stop
 
