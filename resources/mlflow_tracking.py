@@ -18,6 +18,7 @@ from mlflow.pyfunc import PyFuncModel, PythonModel
 from pydantic import Field
 
 from demand_assets.forecasting.registry import CHAMPION_ALIAS, DAILY_REGISTERED_MODEL
+from resources.mlflow_artifacts import home_uri
 from resources.settings import demand_home
 
 __all__ = ["MlflowTracking"]
@@ -31,7 +32,9 @@ class MlflowTracking(dg.ConfigurableResource):
     tracking_uri: str | None = Field(
         default=None, description="MLflow tracking store: a database URI or a tracking server (http://...); default SQLite under $DEMAND_HOME/mlflow"
     )
-    artifact_location: str | None = Field(default=None, description="artifact root for a new experiment; default $DEMAND_HOME/mlflow/artifacts")
+    artifact_location: str | None = Field(
+        default=None, description="artifact root for a new experiment; default $DEMAND_HOME/mlflow/artifacts, addressed relative to DEMAND_HOME (demand-home:/)"
+    )
     experiment: str = Field(default="demand_assets", description="MLflow experiment name")
     registered_model: str = Field(default=DAILY_REGISTERED_MODEL, description="registered model that holds every candidate as a version")
     ui_url: str = Field(default="http://127.0.0.1:5000", description="base URL of `mlflow ui`, for links in asset metadata")
@@ -63,7 +66,9 @@ class MlflowTracking(dg.ConfigurableResource):
         found = client.get_experiment_by_name(self.experiment)
         if found is not None:
             return found.experiment_id
-        location = self.artifact_location or (demand_home() / "mlflow" / "artifacts").as_uri()
+        # The embedded default is relative to $DEMAND_HOME (resources/mlflow_artifacts.py), so a
+        # moved store still opens its models.
+        location = self.artifact_location or home_uri("mlflow/artifacts")
         return client.create_experiment(self.experiment, artifact_location=location)
 
     @contextlib.contextmanager

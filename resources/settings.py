@@ -21,20 +21,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, get_args
 
 import dagster as dg
 
+from resources.home import DEFAULT_DEMAND_HOME, demand_home
+
 __all__ = ["DEFAULT_DEMAND_HOME", "DEPLOYMENT_SETTINGS", "EnvSetting", "build_resources", "demand_home", "resources_from_env"]
 
-DEFAULT_DEMAND_HOME = ".demand_home"
-
-
-def demand_home() -> Path:
-    """$DEMAND_HOME (default ./.demand_home), absolute: the embedded Delta tables, MLflow store
-    and Dagster instance live under it."""
-    return Path(os.environ.get("DEMAND_HOME", DEFAULT_DEMAND_HOME)).expanduser().resolve()
 
 
 @dataclass(frozen=True)
