@@ -30,7 +30,6 @@ from resources.home import DEFAULT_DEMAND_HOME, demand_home
 __all__ = ["DEFAULT_DEMAND_HOME", "DEPLOYMENT_SETTINGS", "EnvSetting", "build_resources", "demand_home", "resources_from_env"]
 
 
-
 @dataclass(frozen=True)
 class EnvSetting:
     """An environment variable that sets a field of a resource."""
