@@ -1,5 +1,5 @@
-"""Precision and recall of the inferred stockouts against the synthetic world's true flags.
-Writes benchmarks/results/inferred_stockouts.json.
+"""Precision and recall of the inferred stockouts against the synthetic world's true flags, with
+the listing-gap limit (`MAX_STOCKOUT_DAYS`, the default) and without it (None). Writes benchmarks/results/inferred_stockouts.json.
 
     python -m benchmarks.inferred_stockouts
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
-from demand_assets.features.stockouts import infer_stockouts
+from demand_assets.features.stockouts import MAX_STOCKOUT_DAYS, infer_stockouts
 from demand_assets.sources import Domain
 from demand_assets.sources.synthetic import SyntheticConfig, SyntheticDemandSource
 
@@ -28,16 +28,18 @@ def main() -> None:
     true_out = ~daily["IN_STOCK"]
     zero_out = int((true_out & (daily["PRODUCT_DEMAND"] == 0)).sum())
     rows = []
-    for alpha in (0.05, 0.01, 0.001, 0.0001):
+    for alpha, max_days in ((a, m) for a in (0.05, 0.01, 0.001, 0.0001) for m in (MAX_STOCKOUT_DAYS, None)):
         t0 = time.perf_counter()
-        out = infer_stockouts(daily, alpha=alpha)
+        out = infer_stockouts(daily, alpha=alpha, max_stockout_days=max_days)
         seconds = time.perf_counter() - t0
         tp = int((out["INFERRED_OUT"] & ~out["IN_STOCK"]).sum())
         flagged = int(out["INFERRED_OUT"].sum())
         rows.append(
             {
                 "alpha": alpha,
+                "max_stockout_days": max_days,
                 "flagged_days": flagged,
+                "listing_gap_days": int(out["LISTING_GAP"].sum()),
                 "precision": round(tp / flagged, 3) if flagged else None,
                 "recall": round(tp / int(true_out.sum()), 3),
                 "recall_of_zero_sale_stockout_days": round(tp / zero_out, 3),

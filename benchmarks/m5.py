@@ -113,7 +113,7 @@ def _stockout_inference(files: Path) -> dict:
     out = {}
     for alpha in (0.0001, 0.001, 0.01):
         t0 = time.perf_counter()
-        ids, days, sales, price, in_stock = _load(files, alpha)
+        ids, days, sales, price, in_stock, _gap = _load(files, alpha)
         seconds = time.perf_counter() - t0
         truth = np.zeros(sales.shape, dtype=bool)
         row = {v: i for i, v in enumerate(ids["id"].to_list())}

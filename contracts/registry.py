@@ -131,6 +131,8 @@ _SPECS = [
         "product_demand",
         "Observed daily sales per country x product with PRICE, PROMO and IN_STOCK (censored on stockout days).",
         "demand_by_product_daily.csv",
+        # LISTED (listing gaps, real sources) joined later: a store written before keeps its rows.
+        evolving_columns=True,
     ),
     _contracted(
         Table.PRODUCT_DEMAND_TRUTH,

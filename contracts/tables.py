@@ -63,6 +63,9 @@ class ProductDemand(pa.DataFrameModel):
     PRICE: float = pa.Field(nullable=False, gt=0)
     PROMO: bool = pa.Field(nullable=False)
     IN_STOCK: bool = pa.Field(nullable=False)
+    # Sources that infer stockouts (m5, transactions): false on the days of a listing gap, a zero
+    # run too long to be a stockout (the item was not on offer); such days are not training rows.
+    LISTED: bool | None = pa.Field(nullable=False)
     # Calendar covariates some sources carry (M5): SNAP benefits paid out in the market's state
     # that day, and any calendar event (holiday, sporting, cultural, religious).
     SNAP: bool | None = pa.Field(nullable=False)

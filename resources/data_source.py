@@ -9,6 +9,7 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
+from demand_assets.features.stockouts import MAX_STOCKOUT_DAYS
 from demand_assets.sources.base import DemandSource
 from demand_assets.sources.csv_snapshot import CsvSnapshotSource
 from demand_assets.sources.m5 import M5Source
@@ -39,6 +40,12 @@ class DemandSourceResource(dg.ConfigurableResource):
         lt=1,
         description="for sources without stock data (m5, transactions), a zero run is a probable "
         "stockout when its probability under the item's sales rate is below this; empty: no inference",
+    )
+    stockout_max_days: int | None = Field(
+        default=MAX_STOCKOUT_DAYS,
+        ge=1,
+        description="an implausible zero run longer than this many days is a listing gap (LISTED false: the item was "
+        "not on offer; no training or evaluation row), not a stockout; empty: every implausible run is a stockout",
     )
     seed: int = Field(default=7, ge=0, description="seed of the synthetic world: the same seed gives the same data for any day")
     n_countries: int = Field(default=3, ge=1, description="countries in the synthetic world")
@@ -74,11 +81,13 @@ class DemandSourceResource(dg.ConfigurableResource):
         if self.kind == "transactions":
             if not self.transactions_file:
                 raise ValueError("DEMAND_SOURCE=transactions needs DEMAND_TRANSACTIONS_FILE, the transaction log's path")
-            return TransactionLogSource(self.transactions_file, country=self.transactions_market, stockout_alpha=self.stockout_alpha)
+            return TransactionLogSource(
+                self.transactions_file, country=self.transactions_market, stockout_alpha=self.stockout_alpha, stockout_max_days=self.stockout_max_days
+            )
         if self.kind == "m5":
             if not self.m5_dir:
                 raise ValueError("DEMAND_SOURCE=m5 needs DEMAND_M5_DIR, the folder holding calendar.csv, sell_prices.csv and sales_train_*.csv")
-            return M5Source(self.m5_dir, stockout_alpha=self.stockout_alpha, chunk_rows=self.chunk_rows)
+            return M5Source(self.m5_dir, stockout_alpha=self.stockout_alpha, stockout_max_days=self.stockout_max_days, chunk_rows=self.chunk_rows)
         if self.kind == "csv":
             if not self.csv_dir:
                 raise ValueError("DEMAND_SOURCE=csv needs DEMAND_CSV_DIR, the folder holding the CSV snapshot")

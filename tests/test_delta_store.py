@@ -77,3 +77,18 @@ def test_staging_leaves_nothing_beside_the_tables(tmp_path):
         assert staged.rows == 3 and staged.frame()["A"].to_list() == [1, 2, 3]
         assert area.folder.parent == tmp_path / "delta" / "_staging"
     assert not (tmp_path / "delta" / "_staging").exists()
+
+
+def test_product_demand_written_before_listing_gaps_takes_the_listed_column(store):
+    """A real source's store written before LISTED existed accepts a window that has it; the
+    earlier rows read LISTED as null, which the training dataset counts as listed."""
+    from demand_assets.features.training_dataset import listed_rows
+
+    jan = dt.date(2024, 1, 1)
+    old = _frame(jan, 4, 1).rename({"V": "PRODUCT_DEMAND"}).with_columns(pl.lit("P1").alias("PRODUCT"))
+    store.replace_window("product_demand", [old], jan, jan + dt.timedelta(days=4))
+    new = _frame(dt.date(2024, 1, 5), 2, 0).rename({"V": "PRODUCT_DEMAND"}).with_columns(pl.lit("P1").alias("PRODUCT"), pl.Series("LISTED", [True, False]))
+    store.replace_window("product_demand", [new], dt.date(2024, 1, 5), dt.date(2024, 1, 7))
+    table = store.read_all("product_demand").sort("DATE")
+    assert table["LISTED"].to_list() == [None, None, None, None, True, False]
+    assert listed_rows(table)["DATE"].to_list() == [jan + dt.timedelta(days=i) for i in range(5)]

@@ -24,6 +24,7 @@ from demand_assets.features import (
     ROLLING_WINDOWS,
     build_training_dataset,
 )
+from demand_assets.features.training_dataset import listed_rows
 from demand_assets.reporting import line_chart_markdown
 from demand_assets.sources import Domain
 from demand_assets.sources.base import iter_date_chunks
@@ -34,6 +35,17 @@ __all__ = ["TRAINING_DATASET_CONTRACT", "training_dataset"]
 TRAINING_DATASET_CONTRACT = "training_dataset_contract"
 # Rows per chunk: bounds memory at M5 scale (30,490 series -> ~98 days a chunk).
 CHUNK_ROWS = 3_000_000
+# A long window is built in about this many chunks, each logged as it passes its checks, so a
+# run shows progress at any size; a chunk spans at least MIN_CHUNK_DAYS, since each also reads
+# its 28-day look-back (30-day chunks cost the demo's two years 7 s more than one chunk).
+PROGRESS_CHUNKS = 20
+MIN_CHUNK_DAYS = 30
+
+
+def _chunk_days(n_series: int, window_days: int) -> int:
+    """Days per chunk: at most CHUNK_ROWS rows, and about PROGRESS_CHUNKS chunks of at least MIN_CHUNK_DAYS."""
+    by_rows = max(7, CHUNK_ROWS // max(n_series, 1))
+    return min(by_rows, max(MIN_CHUNK_DAYS, -(-window_days // PROGRESS_CHUNKS)))
 
 
 @dg.multi_asset(
@@ -91,12 +103,13 @@ def training_dataset(context: dg.AssetExecutionContext, source: DemandSourceReso
     ctx = contract_context(catalog, start, end)
     has_country = Domain.COUNTRY_DEMAND in src.provides
     has_channel = Domain.CHANNEL_SPEND_RESPONSE in src.provides
-    chunk_days = max(7, CHUNK_ROWS // max(catalog.n_series, 1))
+    chunk_days = _chunk_days(catalog.n_series, (end - start).days)
     history_of_chunk: dict[str, pl.DataFrame] = {}  # the lag check compares a chunk with its own history
 
     def chunks():
         for a, b in iter_date_chunks(start, end, chunk_days):
-            history = store.read_window(Table.PRODUCT_DEMAND, a - dt.timedelta(days=LOOKBACK_DAYS), b)
+            # Listing-gap days (LISTED false) are no rows and no lags, for the builder and the lag check alike.
+            history = listed_rows(store.read_window(Table.PRODUCT_DEMAND, a - dt.timedelta(days=LOOKBACK_DAYS), b))
             country = store.read_window(Table.COUNTRY_DEMAND, a, b) if has_country else None
             channel = store.read_window(Table.CHANNEL_SPEND_RESPONSE, a - dt.timedelta(days=CHANNEL_LOOKBACK_DAYS), b) if has_channel else None
             history_of_chunk["current"] = history

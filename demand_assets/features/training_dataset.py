@@ -24,6 +24,7 @@ __all__ = [
     "ROLLING_WINDOWS",
     "SPEND_LAGS",
     "build_training_dataset",
+    "listed_rows",
 ]
 
 DEMAND_LAGS: tuple[int, ...] = (1, 7, 14, 28)
@@ -33,6 +34,17 @@ RESPONSE_LAGS: tuple[int, ...] = (1, 7)
 # Rolling means end the day before, so a 28-day mean reaches back 28 days, as does lag 28.
 LOOKBACK_DAYS = max(max(DEMAND_LAGS), max(ROLLING_WINDOWS))
 CHANNEL_LOOKBACK_DAYS = max(max(SPEND_LAGS), max(RESPONSE_LAGS))
+
+
+def listed_rows(product_history: pl.DataFrame) -> pl.DataFrame:
+    """Product demand without its listing-gap days (LISTED false, where a source marks them:
+    m5, transactions; see `demand_assets.features.stockouts`), and without the LISTED column.
+    A listing gap's zeros are not demand: not a training row, not an evaluation row, not a lag
+    (the days after a gap see null lags over it, in training and in recursive forecasts alike)."""
+    if "LISTED" not in product_history.columns:
+        return product_history
+    # Null: a row stored before its source marked listing gaps (the column joined the table later).
+    return product_history.filter(pl.col("LISTED").fill_null(True)).drop("LISTED")
 
 
 def build_training_dataset(
@@ -47,8 +59,10 @@ def build_training_dataset(
 
     `product_history` covers [start - LOOKBACK_DAYS, end), `channel_history`
     [start - CHANNEL_LOOKBACK_DAYS, end); missing history days give null lags, never shifted
-    ones. `country` and `channel_history` are None for sources without those domains.
+    ones. `country` and `channel_history` are None for sources without those domains. Listing-gap
+    days (LISTED false) are left out (`listed_rows`).
     """
+    product_history = listed_rows(product_history)
     first = start - dt.timedelta(days=LOOKBACK_DAYS)
     demand = _demand_features(product_history.filter(pl.col("DATE").is_between(first, end, closed="left")), first, end)
     rows = demand.filter(pl.col("DATE").is_between(start, end, closed="left"))

@@ -13,10 +13,14 @@ Mapping: a store is the market (COUNTRY = store_id; its state kept in the catalo
 the PRODUCT (category and department kept in the catalog for aggregation and WRMSSE). A row
 exists for every day an item is listed in a store (it has a sell price that week) or sells;
 days before an item is listed are not rows (M5's leading zeros are "not yet on sale", not
-demand). The week's sell price is the day's PRICE; SNAP (the store's state's flag) and IS_EVENT
+demand). LISTED is false on the days of a listing gap: a zero-sale run with a price, too long
+(over `stockout_max_days`, default 28) and too implausible for the item to be demand or a
+stockout (real M5 has such runs of 50 to 682 days: a delisting the price file does not show);
+those days are not training or evaluation rows (`demand_assets.features.stockouts`). The week's sell price is the day's PRICE; SNAP (the store's state's flag) and IS_EVENT
 (any calendar event that day) are known-in-advance covariates. M5 has no promotion flag (PROMO
 is false), no spend and no macro data: those domains are not provided. Stock is not recorded:
-IN_STOCK comes from the inferred-stockout rule (`demand_assets.features.stockouts`).
+IN_STOCK comes from the inferred-stockout rule (`demand_assets.features.stockouts`), true on
+listing-gap days (a gap is not a stockout).
 
 The sales matrix (30,490 x 1,941 int32, about 240 MB) is read once per process; product demand
 streams out of it in date chunks of about `chunk_rows` rows.
@@ -34,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from demand_assets.features.stockouts import MAX_STOCKOUT_DAYS
 from demand_assets.sources.base import Catalog, DemandSource, Domain, iter_date_chunks, other_delimiter
 
 __all__ = ["M5Source", "M5Shape", "listed_days", "write_m5_files"]
@@ -70,10 +75,12 @@ def _require_columns(path: Path) -> None:
 
 
 @functools.lru_cache(maxsize=2)
-def _load(directory: Path, stockout_alpha: float | None) -> tuple[pl.DataFrame, pl.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
-    """(ids, calendar, sales, price, in_stock): ids one row per series (matrix row order), calendar
-    one row per day column; sales int32, price float32 (NaN: not listed) and in_stock bool, all
-    series x day."""
+def _load(
+    directory: Path, stockout_alpha: float | None, stockout_max_days: int | None = MAX_STOCKOUT_DAYS
+) -> tuple[pl.DataFrame, pl.DataFrame, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, calendar, sales, price, in_stock, gap): ids one row per series (matrix row order),
+    calendar one row per day column; sales int32, price float32 (NaN: not listed), in_stock and
+    gap (a listing-gap day) bool, all series x day."""
     started = dt.datetime.now()
     sales_path = _sales_file(directory)
     header = pl.read_csv(sales_path, n_rows=0).columns
@@ -116,9 +123,9 @@ def _load(directory: Path, stockout_alpha: float | None) -> tuple[pl.DataFrame, 
     if selling_unlisted.any():
         nearest = pl.from_numpy(weekly.T).with_columns(pl.all().fill_nan(None).forward_fill().backward_fill()).to_numpy().T
         price = np.where(selling_unlisted, nearest[:, day_week], price)
-    in_stock = _inferred_in_stock(by_d["date"], sales, price, stockout_alpha)
+    in_stock, gap = _inferred_in_stock(by_d["date"], sales, price, stockout_alpha, stockout_max_days)
     log.info("M5 files read: %d series x %d days in %.1fs", ids.height, len(day_columns), (dt.datetime.now() - started).total_seconds())
-    return ids, by_d, sales, price, in_stock
+    return ids, by_d, sales, price, in_stock, gap
 
 
 def listed_days(sales: np.ndarray, price: np.ndarray) -> np.ndarray:
@@ -126,12 +133,14 @@ def listed_days(sales: np.ndarray, price: np.ndarray) -> np.ndarray:
     return ~np.isnan(price) | (sales > 0)
 
 
-def _inferred_in_stock(dates: pl.Series, sales: np.ndarray, price: np.ndarray, alpha: float | None) -> np.ndarray:
-    """True unless the inferred-stockout rule flags the day; run over whole series (a zero run's
-    length needs the days on both sides), a batch of series at a time."""
+def _inferred_in_stock(dates: pl.Series, sales: np.ndarray, price: np.ndarray, alpha: float | None, max_days: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """(in_stock, gap): in_stock true unless the inferred-stockout rule flags the day, gap true on
+    listing-gap days; run over whole series (a zero run's length needs the days on both sides),
+    a batch of series at a time."""
     in_stock = np.ones(sales.shape, dtype=bool)
+    gap = np.zeros(sales.shape, dtype=bool)
     if alpha is None:
-        return in_stock
+        return in_stock, gap
     from demand_assets.features.stockouts import infer_stockouts
 
     listed = listed_days(sales, price)
@@ -148,9 +157,12 @@ def _inferred_in_stock(dates: pl.Series, sales: np.ndarray, price: np.ndarray, a
                 "_COL": cols.astype(np.int32),
             }
         )
-        flagged = infer_stockouts(frame, alpha=alpha).filter(pl.col("INFERRED_OUT"))
+        inferred = infer_stockouts(frame, alpha=alpha, max_stockout_days=max_days)
+        flagged = inferred.filter(pl.col("INFERRED_OUT"))
         in_stock[lo + flagged["PRODUCT"].to_numpy(), flagged["_COL"].to_numpy()] = False
-    return in_stock
+        gaps = inferred.filter(pl.col("LISTING_GAP"))
+        gap[lo + gaps["PRODUCT"].to_numpy(), gaps["_COL"].to_numpy()] = True
+    return in_stock, gap
 
 
 class M5Source(DemandSource):
@@ -158,13 +170,21 @@ class M5Source(DemandSource):
 
     name = "m5"
 
-    def __init__(self, directory: str | Path, *, stockout_alpha: float | None = 0.001, chunk_rows: int = 4_000_000) -> None:
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        stockout_alpha: float | None = 0.001,
+        stockout_max_days: int | None = MAX_STOCKOUT_DAYS,
+        chunk_rows: int = 4_000_000,
+    ) -> None:
         self.directory = Path(directory).expanduser().resolve()
         for name in ("calendar.csv", "sell_prices.csv"):
             if not (self.directory / name).exists():
                 raise FileNotFoundError(f"M5 folder {self.directory} has no {name} (DEMAND_M5_DIR)")
         _sales_file(self.directory)
         self.stockout_alpha = stockout_alpha
+        self.stockout_max_days = stockout_max_days
         self.chunk_rows = chunk_rows
 
     @property
@@ -192,7 +212,7 @@ class M5Source(DemandSource):
         return self._catalog
 
     def _read(self, domain: Domain, start: dt.date, end: dt.date) -> Iterator[pl.DataFrame]:
-        ids, days, sales, price, in_stock = _load(self.directory, self.stockout_alpha)
+        ids, days, sales, price, in_stock, gap = _load(self.directory, self.stockout_alpha, self.stockout_max_days)
         dates = days["date"]
         snap_by_state = {c.removeprefix("snap_"): days[c].cast(pl.Boolean).to_numpy() for c in days.columns if c.startswith("snap_")}
         event = (
@@ -222,6 +242,7 @@ class M5Source(DemandSource):
                     "PRICE": price[rows, c].astype(np.float64),
                     "PROMO": np.zeros(len(rows), dtype=bool),
                     "IN_STOCK": in_stock[rows, c],
+                    "LISTED": ~gap[rows, c],
                     "SNAP": snap[state_row[rows], c],
                     "IS_EVENT": event[c],
                 }

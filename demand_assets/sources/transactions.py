@@ -24,6 +24,7 @@ import numpy as np
 import polars as pl
 
 from demand_assets.features.panels import zero_fill
+from demand_assets.features.stockouts import MAX_STOCKOUT_DAYS
 from demand_assets.sources.base import Catalog, DemandSource, Domain, iter_date_chunks, other_delimiter
 
 __all__ = [
@@ -169,17 +170,21 @@ class TransactionLogSource(DemandSource):
     `DEMAND_TRANSACTIONS_FILE`): daily product demand only. A log carries no marketing spend,
     macro indicators or stock levels, so those domains are not provided; stockout days are
     inferred from implausible zero runs when `stockout_alpha` is set (see
-    `demand_assets.features.stockouts`), else every day counts as in stock. PROMO is false: a
-    log does not say which sales were promoted."""
+    `demand_assets.features.stockouts`), else every day counts as in stock; an implausible run
+    longer than `stockout_max_days` is a listing gap (LISTED false, IN_STOCK true), not a
+    stockout. PROMO is false: a log does not say which sales were promoted."""
 
     name = "transactions"
 
-    def __init__(self, path: str | Path, *, country: str = "ALL", stockout_alpha: float | None = None) -> None:
+    def __init__(
+        self, path: str | Path, *, country: str = "ALL", stockout_alpha: float | None = None, stockout_max_days: int | None = MAX_STOCKOUT_DAYS
+    ) -> None:
         self.path = Path(path).expanduser().resolve()
         if not self.path.is_file():
             raise FileNotFoundError(f"transaction log {self.path} does not exist (DEMAND_TRANSACTIONS_FILE)")
         self.country = country
         self.stockout_alpha = stockout_alpha
+        self.stockout_max_days = stockout_max_days
 
     @property
     def provides(self) -> frozenset[Domain]:
@@ -190,15 +195,23 @@ class TransactionLogSource(DemandSource):
         transactions = read_transaction_log(self.path)
         daily = daily_product_demand(transactions, country=self.country, through=transactions["DATE"].max())
         if self.stockout_alpha is None:
-            in_stock = pl.lit(True)
+            in_stock, listed = pl.lit(True), pl.lit(True)
         else:
             from demand_assets.features.stockouts import infer_stockouts
 
-            daily = infer_stockouts(daily, alpha=self.stockout_alpha)
-            in_stock = ~pl.col("INFERRED_OUT")
-        return daily.select("DATE", "COUNTRY", "PRODUCT", "PRODUCT_DEMAND", "PRICE", pl.lit(False).alias("PROMO"), in_stock.alias("IN_STOCK"), "CATEGORY").sort(
-            "DATE", "COUNTRY", "PRODUCT"
-        )
+            daily = infer_stockouts(daily, alpha=self.stockout_alpha, max_stockout_days=self.stockout_max_days)
+            in_stock, listed = ~pl.col("INFERRED_OUT"), ~pl.col("LISTING_GAP")
+        return daily.select(
+            "DATE",
+            "COUNTRY",
+            "PRODUCT",
+            "PRODUCT_DEMAND",
+            "PRICE",
+            pl.lit(False).alias("PROMO"),
+            in_stock.alias("IN_STOCK"),
+            listed.alias("LISTED"),
+            "CATEGORY",
+        ).sort("DATE", "COUNTRY", "PRODUCT")
 
     def catalog(self) -> Catalog:
         products = self._daily.group_by("PRODUCT").agg(pl.col("CATEGORY").first(), pl.col("PRICE").first().alias("BASE_PRICE")).sort("PRODUCT")

@@ -204,7 +204,10 @@ class SyntheticDemandSource(DemandSource):
             Domain.COUNTRY_DEMAND: self.config.n_countries,
             Domain.CHANNEL_SPEND_RESPONSE: self.config.n_countries * self.config.n_channels,
         }.get(domain, self._catalog.n_series)
-        chunk_days = max(1, self.config.chunk_rows // per_day)
+        # At most chunk_rows rows, and a long window in about 20 chunks of at least 30 days, so
+        # that validation logs progress per chunk at any size (the world is the same however
+        # it is chunked: tests/test_synthetic_source.py).
+        chunk_days = min(max(1, self.config.chunk_rows // per_day), max(30, -(-(end - start).days // 20)))
         with_products = domain in (Domain.PRODUCT_DEMAND, Domain.PRODUCT_DEMAND_TRUTH)
         for a, b in iter_date_chunks(start, end, chunk_days):
             world = self._simulate(a, b, with_products=with_products)
