@@ -92,7 +92,7 @@ def test_health_names_the_models_and_the_forecast_day():
 
 
 def test_predict_from_a_daily_history_csv_returns_weekly_quantiles_with_the_model():
-    response = _predict(_history_csv(), {"products": [PRODUCT]}, horizon=3, frequency="weekly")
+    response = _predict(_history_csv(), {"products": [PRODUCT]}, horizon=3, frequency="weekly", model="tcn")
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["model"] == "sku_forecast_weekly:tcn" and body["model_version"] == "7" and body["horizon"] == 3
@@ -121,11 +121,12 @@ def test_predict_from_a_transaction_log_as_in_seed_002():
         (None, {"products": ["NO_SUCH_PRODUCT"]}, {}, 422, "unknown product"),
         (None, "{not json", {}, 422, "metadata must be JSON"),
         (None, {"products": []}, {}, 422, "metadata must be JSON"),
-        (None, {"products": ["P"]}, {"horizon": 9}, 422, "beyond the 4 weekly periods"),
+        (None, {"products": ["P"]}, {"horizon": 9, "model": "tcn"}, 422, "beyond the 4 weekly periods"),
         (None, {"products": ["P"]}, {"horizon": 0}, 422, None),
         (None, {"products": ["P"]}, {"horizon": 10_000}, 422, None),
         (None, {"products": ["P"]}, {"frequency": "monthly"}, 422, None),
-        (None, {"products": ["P"]}, {"frequency": "daily"}, 503, "no daily model"),
+        (None, {"products": ["P"]}, {"frequency": "daily", "model": "tcn"}, 503, "no daily model"),
+        (None, {"products": ["P"]}, {"model": "arima"}, 422, None),
     ],
 )
 def test_bad_input_is_a_clear_4xx(csv, metadata, params, status, phrase):
@@ -139,7 +140,7 @@ def test_bad_input_is_a_clear_4xx(csv, metadata, params, status, phrase):
 
 def test_too_little_history_is_a_422_naming_the_need():
     short = DAILY.filter(pl.col("PERIOD") < DAILY["PERIOD"].min() + dt.timedelta(days=30))
-    response = _predict(_history_csv(short), {"products": [PRODUCT]}, horizon=2)
+    response = _predict(_history_csv(short), {"products": [PRODUCT]}, horizon=2, model="tcn")
     assert response.status_code == 422
     assert "too little history" in response.json()["error"]
 
@@ -169,5 +170,5 @@ SCHEMA = schemathesis.openapi.from_asgi("/openapi.json", APP)
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 def test_fuzz_no_input_makes_a_server_error(case):
     response = case.call()
-    # 503 is the documented answer for a frequency without a registered model, not a crash.
+    # 503 is the documented answer to model=tcn for a frequency without a registered model, not a crash.
     assert response.status_code < 500 or (response.status_code == 503 and "no daily model" in response.text), response.text

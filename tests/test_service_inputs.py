@@ -168,7 +168,9 @@ class _NanForecaster:
 def test_a_model_answering_nan_is_a_422_never_a_nan_in_the_body():
     model = LoadedModel(name="stub", version="1", frequency="weekly", pyfunc=ForecasterPyfunc(_NanForecaster(), "nan", "weekly"))
     client = TestClient(create_app(_store(), models={"weekly": model}))
-    response = client.post("/predict", files={"file": ("h.csv", HISTORY, "text/csv")}, data={"metadata": json.dumps({"products": [PRODUCT]})})
+    response = client.post(
+        "/predict", params={"model": "tcn"}, files={"file": ("h.csv", HISTORY, "text/csv")}, data={"metadata": json.dumps({"products": [PRODUCT]})}
+    )
     assert response.status_code == 422, response.text
     assert "rule 'forecasts are finite numbers'" in _error(response)
 

@@ -6,7 +6,9 @@ OpenAPI schema are what the docs page and the schemathesis fuzz test stand on (L
 runs on FastAPI). The service reads, never writes: models from the MLflow registry
 (`sku_forecast_weekly@champion`, `sku_forecast_daily@champion`), forecasts from the Delta store.
 
-    POST /predict                 CSV of recent history (or a transaction log) + JSON metadata
+    POST /predict                 CSV of recent history (or a transaction log) + JSON metadata;
+                                  ?model=auto picks per series among local models fitted on the
+                                  upload (forecasting.local) and the registered TCN
     GET  /forecast                the newest materialized demand_forecast for a country x product
     GET  /forecast/aggregate      the same, summed by category or country
     GET  /health                  models and the forecast table the service sees
@@ -32,13 +34,20 @@ from pydantic import BaseModel, Field
 
 from contracts import Table
 from contracts.registry import PLAUSIBLE_UPPER_BOUNDS
-from demand_assets.features.panels import zero_fill
-from demand_assets.forecasting.models.tcn import PANEL_KEYS
+from demand_assets.forecasting.local import (
+    LOCAL_MODELS,
+    External,
+    LocalForecast,
+    PeriodCalendar,
+    forecast_local,
+    is_weekly_rows,
+    periods_from_daily,
+    periods_from_weekly_rows,
+)
 from demand_assets.forecasting.registry import SKU_REGISTERED_MODELS, ForecasterPyfunc
-from demand_assets.forecasting.sku import to_periods
 from demand_assets.serving.guards import BearerToken, BodySizeLimit, ResponseHeaders
 from demand_assets.serving.uploads import UploadError, check_structure, decode_utf8, read_header, read_table
-from demand_assets.sources.transactions import TRANSACTION_COLUMNS, TransactionLogError, daily_product_demand, read_transaction_log, weekly_product_demand
+from demand_assets.sources.transactions import TRANSACTION_COLUMNS, TransactionLogError, daily_product_demand, read_transaction_log
 from resources import DeltaStore, MissingTableError, MlflowTracking
 
 __all__ = ["LoadedModel", "create_app", "create_app_from_env", "token_from_env"]
@@ -55,6 +64,9 @@ MAX_UNITS = PLAUSIBLE_UPPER_BOUNDS["EXPECTED_DEMAND"]
 MAX_PRICE = PLAUSIBLE_UPPER_BOUNDS["PRICE"]
 # Series-days after filling each series' gaps with zeros (a 20 MB daily file has under a million rows).
 MAX_PANEL_DAYS = 5_000_000
+# POST /predict?model=: "auto" (the default) picks per series; the others are asked for by name.
+ModelChoice = Literal["auto", "tcn", "seasonal_naive", "mean_last_4", "ets", "theta"]
+assert set(ModelChoice.__args__) == {"auto", "tcn", *LOCAL_MODELS}  # type: ignore[attr-defined]
 
 
 class LoadedModel(BaseModel):
@@ -78,6 +90,33 @@ class PeriodForecast(BaseModel):
     p10: float
     p50: float
     p90: float
+    model: str
+
+
+class DroppedPeriod(BaseModel):
+    period: str
+    days_covered: int
+    reason: str
+
+
+class PeriodsUsed(BaseModel):
+    """The calendar the forecasts were made from: every product runs to the upload's end."""
+
+    first: str | None
+    last: str | None
+    count: int
+    dropped: list[DroppedPeriod]
+
+
+class SeriesChoice(BaseModel):
+    country: str
+    product: str
+    model: str
+    first_period: str
+    periods: int
+    backtest_windows: int
+    reason: str
+    backtest_mae: dict[str, float | None]
 
 
 class PredictResponse(BaseModel):
@@ -85,6 +124,8 @@ class PredictResponse(BaseModel):
     model_version: str
     frequency: str
     horizon: int
+    periods: PeriodsUsed
+    series: list[SeriesChoice]
     forecasts: list[PeriodForecast]
 
 
@@ -150,9 +191,10 @@ def _enforce(frame: pl.DataFrame, rules: list[tuple[str, str, pl.Expr]], shown: 
 
 
 def _enforce_span(frame: pl.DataFrame, keys: list[str], date: str) -> None:
-    """The gaps between each series' first and last date are filled with zeros, so a date far
+    """Each series is filled with zeros from its first date to the upload's last, so a date far
     off (year 1 and year 9999) would make millions of rows: the filled panel is bounded."""
-    spans = frame.group_by(keys).agg(((pl.col(date).max() - pl.col(date).min()).dt.total_days() + 1).alias("DAYS"))
+    end = frame[date].max()
+    spans = frame.group_by(keys).agg(((pl.lit(end) - pl.col(date).min()).dt.total_days() + 1).alias("DAYS"))
     total = int(spans["DAYS"].sum() or 0)
     if total > MAX_PANEL_DAYS:
         longest = spans.sort("DAYS", descending=True).head(3).to_dicts()
@@ -163,8 +205,8 @@ def _enforce_span(frame: pl.DataFrame, keys: list[str], date: str) -> None:
         )
 
 
-def _history_from_csv(content: bytes, frequency: str, country: str | None) -> pl.DataFrame:
-    """COUNTRY, PRODUCT, PERIOD, UNITS from an upload: a history (DATE, PRODUCT, UNITS, optional
+def _history_from_csv(content: bytes, frequency: str, country: str | None) -> tuple[pl.DataFrame, PeriodCalendar]:
+    """COUNTRY, PRODUCT, PERIOD, UNITS from an upload, with the calendar used: a history (DATE, PRODUCT, UNITS, optional
     COUNTRY) or a transaction log (invoice lines). Every line is checked (UTF-8, field counts,
     quotes) before polars reads the file; any broken rule is a 400 that names it."""
     if not content.strip():
@@ -196,7 +238,7 @@ def _upload_rules() -> Iterator[None]:
         raise HTTPException(400, str(err)) from err
 
 
-def _history_from_transactions(content: bytes, frequency: str, country: str | None) -> pl.DataFrame:
+def _history_from_transactions(content: bytes, frequency: str, country: str | None) -> tuple[pl.DataFrame, PeriodCalendar]:
     try:
         transactions = read_transaction_log(content)
     except TransactionLogError as err:
@@ -211,13 +253,12 @@ def _history_from_transactions(content: bytes, frequency: str, country: str | No
         ["TRANSACTION_ID", "CATEGORY", "QUANTITY", "PRICE", "TOTAL"],
     )
     _enforce_span(transactions, ["CATEGORY", "PRICE"], "DATE")
-    if frequency == "weekly":
-        weekly = weekly_product_demand(transactions, country=country or "ALL")
-        return weekly.select("COUNTRY", "PRODUCT", pl.col("WEEK").alias("PERIOD"), pl.col("UNITS").cast(pl.Float64))
-    return to_periods(daily_product_demand(transactions, country=country or "ALL"), "daily")
+    start, end = transactions["DATE"].min(), transactions["DATE"].max()
+    daily = daily_product_demand(transactions, country=country or "ALL", through=end)
+    return periods_from_daily(daily.select("COUNTRY", "PRODUCT", "DATE", pl.col("PRODUCT_DEMAND").alias("UNITS")), frequency, start=start, end=end)
 
 
-def _history_from_rows(raw: pl.DataFrame, frequency: str, country: str | None) -> pl.DataFrame:
+def _history_from_rows(raw: pl.DataFrame, frequency: str, country: str | None) -> tuple[pl.DataFrame, PeriodCalendar]:
     frame = raw.select(
         pl.col("COUNTRY") if "COUNTRY" in raw.columns else pl.lit(country or "ALL").alias("COUNTRY"),
         pl.col("PRODUCT").str.strip_chars(),
@@ -237,15 +278,15 @@ def _history_from_rows(raw: pl.DataFrame, frequency: str, country: str | None) -
         ],
         ["COUNTRY", "PRODUCT", pl.col("DATE_TEXT").alias("DATE"), pl.col("UNITS_TEXT").alias("UNITS")],
     )
+    # The upload covers its first to its last date, for every product in it.
+    start, end = frame["DATE"].min(), frame["DATE"].max()
     if country is not None:
         frame = frame.filter(pl.col("COUNTRY") == country)
     _enforce_span(frame, ["COUNTRY", "PRODUCT"], "DATE")
     daily = frame.group_by("COUNTRY", "PRODUCT", "DATE").agg(pl.col("UNITS").sum())
-    if frequency == "weekly":
-        per_week = daily.group_by("COUNTRY", "PRODUCT", pl.col("DATE").dt.truncate("1w")).agg(pl.len().alias("N"))
-        if per_week["N"].max() == 1:  # already weekly: one row per product and week
-            return daily.select("COUNTRY", "PRODUCT", pl.col("DATE").dt.truncate("1w").alias("PERIOD"), "UNITS")
-    return to_periods(zero_fill(daily, PANEL_KEYS, "DATE", ["UNITS"]), frequency, value="UNITS")
+    if frequency == "weekly" and is_weekly_rows(daily):  # already weekly: one row per product and week
+        return periods_from_weekly_rows(daily)
+    return periods_from_daily(daily, frequency, start=start, end=end)
 
 
 def _finite_forecast(out: pl.DataFrame) -> pl.DataFrame:
@@ -255,6 +296,42 @@ def _finite_forecast(out: pl.DataFrame) -> pl.DataFrame:
         examples = broken.select("PRODUCT", "STEP", "P10", "P50", "P90").head(3).to_dicts()
         raise HTTPException(422, f"rule 'forecasts are finite numbers': the model gave no finite quantiles for {broken.height} period(s), e.g. {examples}")
     return out
+
+
+def _tcn_choices(out: pl.DataFrame) -> pl.DataFrame:
+    return (
+        out.select("COUNTRY", "PRODUCT")
+        .unique(maintain_order=True)
+        .with_columns(pl.lit("tcn").alias("MODEL"), pl.lit(0).alias("FOLDS"), pl.lit("requested").alias("REASON"))
+    )
+
+
+def _periods_used(calendar: PeriodCalendar) -> PeriodsUsed:
+    return PeriodsUsed(
+        first=None if calendar.first is None else str(calendar.first),
+        last=None if calendar.last is None else str(calendar.last),
+        count=calendar.count,
+        dropped=[DroppedPeriod(period=str(d.period), days_covered=d.days_covered, reason=d.reason) for d in calendar.dropped],
+    )
+
+
+def _series_choices(choices: pl.DataFrame, history: pl.DataFrame) -> list[SeriesChoice]:
+    spans = history.group_by("COUNTRY", "PRODUCT").agg(pl.col("PERIOD").min().alias("FIRST"), pl.len().alias("N"))
+    rows = choices.join(spans, on=["COUNTRY", "PRODUCT"], how="left").sort("COUNTRY", "PRODUCT")
+    scores = [c for c in rows.columns if c.startswith("MAE_")]
+    return [
+        SeriesChoice(
+            country=r["COUNTRY"],
+            product=r["PRODUCT"],
+            model=r["MODEL"],
+            first_period=str(r["FIRST"]),
+            periods=r["N"],
+            backtest_windows=r["FOLDS"],
+            reason=r["REASON"],
+            backtest_mae={c.removeprefix("MAE_"): r[c] for c in scores},
+        )
+        for r in rows.iter_rows(named=True)
+    ]
 
 
 def create_app(
@@ -310,39 +387,72 @@ def create_app(
         responses={
             400: {"description": "unreadable or invalid upload"},
             422: {"description": "invalid metadata, horizon or too little history"},
-            503: {"description": "no model registered for this frequency"},
+            503: {"description": "model=tcn asked for, and no TCN is registered for this frequency"},
         },
     )
     async def predict(
         file: Annotated[UploadFile, File(description="CSV: DATE, PRODUCT, UNITS (optional COUNTRY), or a transaction log")],
         metadata: Annotated[str, Form(description='JSON: {"products": ["..."], "country": null}')],
-        horizon: Annotated[int, Query(ge=1, le=366, description="periods ahead (at most what the model was trained for)")] = 4,
+        horizon: Annotated[int, Query(ge=1, le=366, description="periods ahead (model=tcn: at most what it was trained for)")] = 4,
         frequency: Annotated[Literal["weekly", "daily"], Query(description="period of history and forecast")] = "weekly",
+        model: Annotated[
+            ModelChoice,
+            Query(description="auto: per series, the best of the local models and the registered TCN in a backtest on the upload; or one by name"),
+        ] = "auto",
     ) -> PredictResponse:
         meta = _parse_metadata(metadata)
-        model = loaded.get(frequency)
-        if model is None:
-            raise HTTPException(503, f"no {frequency} model is registered: materialize sku_forecast_models first")
-        if horizon > model.pyfunc.max_horizon:
-            raise HTTPException(422, f"horizon {horizon} is beyond the {model.pyfunc.max_horizon} {frequency} periods the model was trained for")
+        tcn = loaded.get(frequency)
+        if model == "tcn":
+            if tcn is None:
+                raise HTTPException(503, f"no {frequency} model is registered: materialize sku_forecast_models first, or ask for model=auto")
+            if horizon > tcn.pyfunc.max_horizon:
+                raise HTTPException(422, f"horizon {horizon} is beyond the {tcn.pyfunc.max_horizon} {frequency} periods the model was trained for")
         content = await file.read(MAX_UPLOAD_BYTES + 1)
         if len(content) > MAX_UPLOAD_BYTES:
             raise HTTPException(413, f"the upload is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB")
-        history = _history_from_csv(content, frequency, meta.country)
+        history, calendar = _history_from_csv(content, frequency, meta.country)
         known = set(history["PRODUCT"].unique().to_list())
         unknown = [p for p in meta.products if p not in known]
         if unknown:
-            raise HTTPException(422, f"unknown product(s) {unknown[:10]}: not in the uploaded history (it has {sorted(known)[:10]}...)")
+            raise HTTPException(422, f"unknown product(s) {unknown[:10]}: not in the uploaded history's complete periods (it has {sorted(known)[:10]}...)")
         history = history.filter(pl.col("PRODUCT").is_in(meta.products))
         try:
-            out = _finite_forecast(model.pyfunc.forecast(history, horizon))
+            if model == "tcn":
+                assert tcn is not None
+                out = _finite_forecast(tcn.pyfunc.forecast(history, horizon)).with_columns(pl.lit("tcn").alias("MODEL"))
+                result = LocalForecast(out, _tcn_choices(out))
+            else:
+                external = {}
+                if model == "auto" and tcn is not None and horizon <= tcn.pyfunc.max_horizon:
+                    external["tcn"] = External(tcn.pyfunc.forecast, tcn.pyfunc.min_history)
+                result = forecast_local(history, horizon, frequency, model=model, external=external)
+                out = _finite_forecast(result.forecasts)
         except ValueError as err:  # too little history, and the like
             raise HTTPException(422, str(err)) from err
-        rows = [
-            PeriodForecast(country=r["COUNTRY"], product=r["PRODUCT"], period=str(r["PERIOD"]), step=r["STEP"], p10=r["P10"], p50=r["P50"], p90=r["P90"])
-            for r in out.iter_rows(named=True)
-        ]
-        return PredictResponse(model=model.name, model_version=model.version, frequency=frequency, horizon=horizon, forecasts=rows)
+        used_tcn = tcn is not None and "tcn" in set(out["MODEL"].to_list())
+        name = tcn.name if model == "tcn" and tcn is not None else model
+        version = tcn.version if used_tcn and tcn is not None else "fitted per request"
+        return PredictResponse(
+            model=name,
+            model_version=version,
+            frequency=frequency,
+            horizon=horizon,
+            periods=_periods_used(calendar),
+            series=_series_choices(result.choices, history),
+            forecasts=[
+                PeriodForecast(
+                    country=r["COUNTRY"],
+                    product=r["PRODUCT"],
+                    period=str(r["PERIOD"]),
+                    step=r["STEP"],
+                    p10=r["P10"],
+                    p50=r["P50"],
+                    p90=r["P90"],
+                    model=r["MODEL"],
+                )
+                for r in out.iter_rows(named=True)
+            ],
+        )
 
     def _latest(horizon: int) -> tuple[str, pl.DataFrame]:
         try:
