@@ -4,13 +4,14 @@ and the service answers without any registered model (503 only for an explicit m
 
 import datetime as dt
 import json
+import warnings
 
 import numpy as np
 import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
-from demand_assets.forecasting.local import BACKTEST_FOLDS, forecast_local, periods_from_daily, point_forecast
+from demand_assets.forecasting.local import BACKTEST_FOLDS, forecast_local, periods_from_daily, point_forecast, point_forecasts
 from demand_assets.serving.app import create_app
 from resources import DeltaStore
 
@@ -150,3 +151,69 @@ def test_an_explicit_tcn_without_a_registered_one_is_a_503(client):
 def test_history_without_one_complete_week_is_a_422(client):
     response = _post(client, _csv(_daily(4, lambda d: 3)), ["A"])
     assert response.status_code == 422, response.text
+
+
+def _reference_series() -> dict[str, tuple[np.ndarray, int]]:
+    """Name -> (series, season): a random-walk level, a linear trend, a yearly weekly season
+    (deseasonalized by Theta), Poisson counts, and daily series with a day-of-week pattern."""
+    rng = np.random.default_rng(7)
+    t150, t140, t200 = np.arange(150), np.arange(140), np.arange(200)
+    return {
+        "level": (50 + np.cumsum(rng.normal(0, 2, 150)) + rng.normal(0, 5, 150), 52),
+        "trend": (100 + 0.8 * t150 + rng.normal(0, 6, 150), 52),
+        "yearly": (80 + 30 * np.sin(2 * np.pi * t140 / 52) + 0.2 * t140 + rng.normal(0, 5, 140), 52),
+        "counts": (rng.poisson(3, 156).astype(float), 52),
+        "day_of_week": (20 + 8 * (t200 % 7 == 5) + 4 * (t200 % 7 == 6) + np.cumsum(rng.normal(0, 0.3, 200)) + rng.normal(0, 2, 200), 7),
+        "day_of_week_year": (30 + 10 * (np.arange(365) % 7 >= 5) + rng.normal(0, 3, 365), 7),
+    }
+
+
+def test_numpy_ets_and_theta_match_statsmodels():
+    """The numpy fits (a grid of smoothing parameters) against statsmodels' own optimiser on the
+    same models: every point forecast within 1% of the series' mean level for simple smoothing
+    and Theta, 3% for day-of-week seasonal smoothing (statsmodels' local optimum may differ
+    slightly from the grid's best)."""
+    from statsmodels.tsa.forecasting.theta import ThetaModel
+    from statsmodels.tsa.holtwinters import ExponentialSmoothing
+
+    for name, (y, season) in _reference_series().items():
+        frequency = "daily" if season == 7 else "weekly"
+        level = float(np.abs(y).mean())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            theta = ThetaModel(y, period=season, deseasonalize=y.size >= 2 * season).fit().forecast(6)
+            if frequency == "weekly":
+                ets = ExponentialSmoothing(y, initialization_method="estimated").fit().forecast(6)
+                tolerance = 0.01
+            else:
+                ets = ExponentialSmoothing(y, seasonal="add", seasonal_periods=7, initialization_method="heuristic").fit(use_brute=False).forecast(6)
+                tolerance = 0.03
+        ours_ets, ours_theta = point_forecast("ets", y, 6, frequency), point_forecast("theta", y, 6, frequency)
+        assert np.abs(ours_ets - np.clip(ets, 0, None)).max() <= tolerance * level, (name, ours_ets, ets)
+        assert np.abs(ours_theta - np.clip(theta, 0, None)).max() <= 0.01 * level, (name, ours_theta, theta)
+
+
+def test_theta_by_hand_on_a_straight_line():
+    # y = 10 + 2t, t = 0..19: SES started at y0 keeps the last value best with alpha = 1, b0 = 2,
+    # so the forecast is 48 + (2 / 2) * (h - 1 + 1) = 48 + h.
+    y = 10.0 + 2.0 * np.arange(20)
+    assert point_forecast("theta", y, 3, "weekly") == pytest.approx([49.0, 50.0, 51.0])
+
+
+def test_series_fitted_together_get_the_forecasts_they_get_alone():
+    """The batched fits (rows of different lengths in one pass) give each series exactly what it
+    gets on its own: no row's history reaches another's, so a backtest window sees only the
+    periods before its origin."""
+    series = _reference_series()
+    histories = [y[: y.size - cut] for y, _ in series.values() for cut in (0, 5, 17)]
+    for frequency in ("daily", "weekly"):
+        for model in ("ets", "theta"):
+            together = point_forecasts(model, histories, 5, frequency)
+            alone = np.stack([point_forecast(model, y, 5, frequency) for y in histories])
+            np.testing.assert_allclose(together, alone, rtol=1e-9, atol=1e-9)
+
+
+def test_flat_and_very_short_series_fall_back_to_the_mean_of_the_last_4():
+    for model in ("ets", "theta"):
+        assert point_forecast(model, np.full(30, 5.0), 2, "weekly").tolist() == [5.0, 5.0]
+        assert point_forecast(model, np.array([1.0, 3.0]), 2, "daily").tolist() == [2.0, 2.0]
