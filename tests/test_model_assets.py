@@ -271,7 +271,7 @@ def test_sku_models_register_champions_the_service_loads(trained):
         csv = history.select("DATE", "COUNTRY", "PRODUCT", pl.col("PRODUCT_DEMAND").alias("UNITS")).write_csv().encode()
         response = client.post(
             "/predict",
-            params={"horizon": 7, "frequency": "daily"},
+            params={"horizon": 7, "frequency": "daily", "model": "tcn"},
             files={"file": ("h.csv", csv, "text/csv")},
             data={"metadata": '{"products": ["P00001"], "country": "US"}'},
         )
@@ -279,6 +279,16 @@ def test_sku_models_register_champions_the_service_loads(trained):
         body = response.json()
         assert f"{body['model']}@{body['model_version']}" == models["daily"]
         assert len(body["forecasts"]) == 7 and body["forecasts"][0]["period"] == "2024-03-01"
+        # model=auto (the default) has the registered TCN among its candidates.
+        auto = client.post(
+            "/predict",
+            params={"horizon": 7, "frequency": "daily"},
+            files={"file": ("h.csv", csv, "text/csv")},
+            data={"metadata": '{"products": ["P00001"], "country": "US"}'},
+        )
+        assert auto.status_code == 200, auto.text
+        (choice,) = auto.json()["series"]
+        assert "tcn" in choice["backtest_mae"] and choice["backtest_mae"]["tcn"] is not None
 
 
 def test_the_champion_refits_with_the_settings_that_were_backtested(trained):

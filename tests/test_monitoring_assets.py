@@ -57,6 +57,14 @@ def story(tmp_path_factory):
     return resources, instance, chapters
 
 
+def _observations(result, asset: str) -> list:
+    return [
+        e.event_specific_data.asset_observation
+        for e in result.all_events
+        if e.event_type_value == "ASSET_OBSERVATION" and e.asset_key.to_user_string() == asset
+    ]
+
+
 def _metadata(result, asset: str) -> dict:
     (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == asset]
     return {k: v.value for k, v in event.materialization.metadata.items()}
@@ -70,6 +78,12 @@ def test_before_a_champion_exists_drift_checks_are_skipped_not_passed(story):
         assert name not in checks  # no evaluation: Dagster shows the check as skipped
     logs = " ".join(entry.user_message for entry in instance.all_logs(chapters["history"].run_id))
     assert "drift checks skipped: no champion has been chosen yet" in logs
+    # ... and the reason is recorded where the UI shows it, on the asset's observation.
+    (reasons,) = [
+        o.metadata["checks_not_evaluated"].value for o in _observations(chapters["history"], "training_dataset") if "checks_not_evaluated" in o.metadata
+    ]
+    assert set(reasons) == {"feature_drift", "target_drift", "product_mix_drift"}
+    assert all("no champion has been chosen yet" in r for r in reasons.values())
 
 
 def test_first_champion_is_promoted_and_becomes_the_drift_reference(story):
@@ -100,6 +114,7 @@ def test_forecasts_made_before_the_shock_fail_the_accuracy_check(story):
     assert not accuracy.passed
     assert accuracy.metadata["realised_bias"].value > 0.2 and "bias" in accuracy.description
     assert accuracy.metadata["wape_ratio"].value > 1.0
+    assert accuracy.metadata["scored_window"].value == "[2024-04-28, 2024-04-28]" and accuracy.metadata["forecasts_made"].value == "[2024-03-31, 2024-03-31]"
     row = resources["store"].read_all("forecast_accuracy").row(0, named=True)
     assert row["DATE"].isoformat() == "2024-04-28" and row["ORIGIN"].isoformat() == "2024-03-31"  # made 28 days earlier
     assert row["ROWS"] > 0 and row["BIAS"] > 0.2  # demand fell 40%: the old forecast runs far too high
@@ -148,3 +163,5 @@ def test_accuracy_with_no_forecast_to_score_is_skipped_not_passed(story, tmp_pat
     assert "accuracy_drift" not in _checks(result)
     logs = " ".join(entry.user_message for entry in instance.all_logs(result.run_id))
     assert "accuracy_drift skipped: no forecast made 28 days before [2024-04-20, 2024-04-21)" in logs
+    (reasons,) = [o.metadata["checks_not_evaluated"].value for o in _observations(result, "forecast_accuracy")]
+    assert "nothing to score" in reasons["accuracy_drift"]

@@ -8,8 +8,8 @@ import polars as pl
 from contracts import Table
 from demand_assets.domains.forecasts import demand_forecast
 from demand_assets.domains.models import model_backtest
-from demand_assets.domains.partitions import BACKFILL_POLICY, DAILY_DOWNSTREAM, daily_partitions, lookback
-from demand_assets.domains.publishing import partition_dates, publish_window
+from demand_assets.domains.partitions import BACKFILL_POLICY, DAILY_DOWNSTREAM, daily_partitions
+from demand_assets.domains.publishing import partition_dates, publish_window, require_input_days
 from demand_assets.domains.training import training_dataset
 from demand_assets.forecasting.panel import TARGET
 from demand_assets.monitoring.accuracy import pooled_accuracy, score_realised
@@ -30,7 +30,9 @@ ACCURACY_HORIZON = 28  # the forecast made this many days before a day is the on
             automation_condition=DAILY_DOWNSTREAM,
             kinds={"polars", "deltalake"},
             deps=[
-                dg.AssetDep(training_dataset, partition_mapping=lookback(ACCURACY_HORIZON - 1)),
+                # The days scored are checked when the run starts (require_input_days), not
+                # declared as a look-back, so a one-day backfill stays one day.
+                dg.AssetDep(training_dataset),
                 dg.AssetDep(
                     demand_forecast,
                     partition_mapping=dg.TimeWindowPartitionMapping(
@@ -62,6 +64,7 @@ def forecast_accuracy(context: dg.AssetExecutionContext, store: DeltaStore, moni
     Days whose forecast was never made get a row with ROWS = 0."""
     start, end = partition_dates(context)
     h = ACCURACY_HORIZON
+    require_input_days(store, Table.TRAINING_DATASET, h - 1, start, end, asset="forecast_accuracy")
     forecasts = (
         store.read_window(Table.DEMAND_FORECAST, start - dt.timedelta(days=h), end - dt.timedelta(days=h))
         if store.exists(Table.DEMAND_FORECAST)
@@ -88,9 +91,13 @@ def forecast_accuracy(context: dg.AssetExecutionContext, store: DeltaStore, moni
 
     yield from publish_window(context, store, Table.FORECAST_ACCURACY, rows(), [], summarize=keep, describe=describe)
     check = _accuracy_check(pl.concat(written), monitoring)
+    selected = dg.AssetCheckKey(context.asset_key, ACCURACY_DRIFT) in context.selected_asset_check_keys
     if check is None:
-        context.log.info(f"{ACCURACY_DRIFT} skipped: no forecast made {h} days before [{start}, {end}) (or no backtest to compare with), nothing to score")
-    elif dg.AssetCheckKey(context.asset_key, ACCURACY_DRIFT) in context.selected_asset_check_keys:
+        reason = f"no forecast made {h} days before [{start}, {end}) (or no backtest to compare with): nothing to score"
+        context.log.info(f"{ACCURACY_DRIFT} skipped: {reason}")
+        if selected:
+            yield dg.AssetObservation(asset_key=context.asset_key, metadata={"checks_not_evaluated": dg.MetadataValue.json({ACCURACY_DRIFT: reason})})
+    elif selected:
         yield check
 
 
@@ -126,6 +133,10 @@ def _accuracy_check(scores: pl.DataFrame, monitoring: MonitoringSettings) -> dg.
             "realised_bias": pooled.realised_bias,
             "bias_threshold": monitoring.accuracy_bias,
             "scored_days": pooled.scored_days,
+            "scored_window": f"[{scores['DATE'].min()}, {scores['DATE'].max()}]",
+            "forecasts_made": f"[{scored['DATE'].min() - dt.timedelta(days=ACCURACY_HORIZON)}, {scored['DATE'].max() - dt.timedelta(days=ACCURACY_HORIZON)}]"
+            if scored.height
+            else "none",
             "models": ", ".join(sorted(set(scored["MODEL"].drop_nulls().to_list()))),
         },
         description=(

@@ -74,20 +74,25 @@ def _result(name: str, passed: bool, metadata: dict, description: str | None = N
 
 def drift_check_results(
     store: DeltaStore, settings: MonitoringSettings, end: dt.date, selected: Collection[str], log: Callable[[str], None]
-) -> Iterator[dg.AssetCheckResult]:
-    """The drift checks of `selected` (a run may select some of them) for the newest days before `end`."""
-    return (result for result in _drift_results(store, settings, end, log) if result.check_name in selected)
-
-
-def _drift_results(store: DeltaStore, settings: MonitoringSettings, end: dt.date, log: Callable[[str], None]) -> Iterator[dg.AssetCheckResult]:
-    """The three drift checks for the `drift_window_days` days before `end` (exclusive). Before a
-    champion exists there is nothing to compare with: no result, so Dagster shows the checks as
-    skipped (not passed), and the reason is logged."""
+) -> Iterator[dg.AssetCheckResult | dg.AssetObservation]:
+    """The drift checks of `selected` (a run may select some of them) for the newest days before
+    `end`. Before a champion exists there is nothing to compare with: no result, so Dagster shows
+    the checks as skipped (not passed), and the reason is logged and recorded on an observation
+    of training_dataset (`checks_not_evaluated`)."""
     start = end - dt.timedelta(days=settings.drift_window_days)
-    window = {"drift_window": f"[{start}, {end})"}
     if not store.exists(Table.DRIFT_REFERENCE):
-        log(f"drift checks skipped: no champion has been chosen yet, so there is no training window to compare [{start}, {end}) with")
+        reason = f"no champion has been chosen yet, so there is no training window to compare [{start}, {end}) with"
+        log(f"drift checks skipped: {reason}")
+        skipped = [name for name in DRIFT_CHECKS if name in selected]
+        if skipped:
+            yield dg.AssetObservation(asset_key="training_dataset", metadata={"checks_not_evaluated": dg.MetadataValue.json(dict.fromkeys(skipped, reason))})
         return
+    yield from (result for result in _drift_results(store, settings, start, end) if result.check_name in selected)
+
+
+def _drift_results(store: DeltaStore, settings: MonitoringSettings, start: dt.date, end: dt.date) -> Iterator[dg.AssetCheckResult]:
+    """The three drift checks for [start, end) against the champion's training window."""
+    window = {"drift_window": f"[{start}, {end})"}
     reference = store.read_all(Table.DRIFT_REFERENCE)
     current = store.read_window(Table.TRAINING_DATASET, start, end)
     lineage = {

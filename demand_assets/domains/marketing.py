@@ -12,7 +12,7 @@ import polars as pl
 from pydantic import Field
 
 from contracts import ContractContext, Table
-from demand_assets.domains.partitions import BACKFILL_POLICY, DAILY_DOWNSTREAM, daily_partitions, lookback
+from demand_assets.domains.partitions import BACKFILL_POLICY, DAILY_DOWNSTREAM, daily_partitions
 from demand_assets.domains.publishing import (
     blocking_check_spec,
     contract_check,
@@ -21,6 +21,7 @@ from demand_assets.domains.publishing import (
     partition_dates,
     publish_window,
     require_days,
+    require_input_days,
 )
 from demand_assets.domains.raw import channel_response_truth, channel_spend_response, product_demand
 from demand_assets.domains.reads import NO_SPEND, lacks_spend, read_curves, revenue_per_unit
@@ -33,7 +34,6 @@ from resources import DeltaStore, DemandSourceResource, MlflowTracking
 __all__ = ["SPEND_ROI_CONTRACT", "SpendResponseConfig", "spend_response_model", "spend_roi"]
 
 SPEND_ROI_CONTRACT = "spend_roi_contract"
-MAX_CARRY_OVER_DAYS = 21  # the longest adstock lag spend_roi reads history for
 
 
 class SpendResponseConfig(dg.Config):
@@ -154,11 +154,8 @@ def spend_response_model(
     group_name="marketing",
     automation_condition=DAILY_DOWNSTREAM,
     kinds={"deltalake", "pandera"},
-    deps=[
-        dg.AssetDep(channel_spend_response, partition_mapping=lookback(ROI_WINDOW_DAYS + MAX_CARRY_OVER_DAYS)),
-        dg.AssetDep(product_demand, partition_mapping=lookback(ROI_WINDOW_DAYS)),
-        spend_response_model,
-    ],
+    # Same-day mappings; the look-back is checked when the run starts (see training_dataset).
+    deps=[channel_spend_response, product_demand, spend_response_model],
     check_specs=[
         blocking_check_spec(
             SPEND_ROI_CONTRACT,
@@ -178,6 +175,8 @@ def spend_roi(context: dg.AssetExecutionContext, source: DemandSourceResource, s
     curves = read_curves(store)
     max_lag = max(draws[0].max_lag for draws in curves.values())
     history = start - dt.timedelta(days=ROI_WINDOW_DAYS + max_lag)
+    require_input_days(store, Table.CHANNEL_SPEND_RESPONSE, ROI_WINDOW_DAYS + max_lag, start, end, asset="spend_roi")
+    require_input_days(store, Table.PRODUCT_DEMAND, ROI_WINDOW_DAYS, start, end, asset="spend_roi")
     spend = store.read_window(Table.CHANNEL_SPEND_RESPONSE, history, end, columns=["DATE", "COUNTRY", "CHANNEL", "SPEND"])
     require_days(spend, start, end, Table.CHANNEL_SPEND_RESPONSE)
     revenue = revenue_per_unit(store, history, end)

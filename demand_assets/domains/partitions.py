@@ -7,7 +7,7 @@ import os
 
 import dagster as dg
 
-__all__ = ["BACKFILL_POLICY", "DAILY_DOWNSTREAM", "RAW_FRESHNESS", "daily_partitions", "lookback", "partition_start"]
+__all__ = ["BACKFILL_POLICY", "DAILY_DOWNSTREAM", "RAW_FRESHNESS", "daily_partitions", "partition_start"]
 
 
 def partition_start() -> str:
@@ -22,9 +22,12 @@ daily_partitions = dg.DailyPartitionsDefinition(start_date=partition_start())
 BACKFILL_POLICY = dg.BackfillPolicy.single_run()
 
 
-def lookback(days: int) -> dg.TimeWindowPartitionMapping:
-    """Map a window to itself plus `days` earlier days; days before the first partition are fine."""
-    return dg.TimeWindowPartitionMapping(start_offset=-days, allow_nonexistent_upstream_partitions=True)
+# No look-back partition mappings: an asset that reads earlier days (training_dataset's lags,
+# spend_roi's carry-over, forecast_accuracy's scored days) maps each day to the same day of its
+# inputs and checks the earlier days when it runs (publishing.require_input_days). A look-back
+# mapping made Dagster pull every later partition whose look-back a backfilled day falls in
+# into the backfill: a one-day backfill of the raw domains and training_dataset became 29
+# training_dataset partitions, 28 of them marked materialized without rows.
 
 
 # Downstream daily assets follow their inputs on their own (once the automation sensor is on):

@@ -17,6 +17,7 @@ import polars as pl
 
 from contracts import CONTRACTS, ContractContext, ContractError, ContractReport, SourceFormatError, Violation
 from contracts.registry import table_spec
+from demand_assets.domains.partitions import daily_partitions
 from demand_assets.reporting import frame_to_markdown
 from demand_assets.sources import Catalog
 from resources import DeltaStore, WriteSummary
@@ -32,6 +33,7 @@ __all__ = [
     "contract_context",
     "partition_dates",
     "require_days",
+    "require_input_days",
     "publish_window",
 ]
 
@@ -48,6 +50,34 @@ def partition_dates(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date
     """The run's window as [start, end) dates: one day or a whole single-run backfill."""
     window = context.partition_time_window
     return window.start.date(), window.end.date()
+
+
+def require_input_days(store: DeltaStore, table: str, lookback_days: int, start: dt.date, end: dt.date, *, asset: str) -> None:
+    """Fail the run, naming the days, when `table` lacks a day that `asset` reads for [start, end).
+
+    The look-back a run reads is checked here rather than declared as a partition mapping:
+    Dagster pulls every later partition whose look-back a backfilled day falls in into the
+    backfill (a one-day backfill became 29 partitions marked materialized, 28 of them without
+    rows). Every day of the run's own window is required; look-back days only from the table's
+    first stored day and the first partition on (a store's first days have no history: their
+    lags are null)."""
+    if not store.exists(table):
+        raise dg.Failure(
+            description=f"{asset} for [{start}, {end}) reads {table}, which has not been materialized yet: materialize it first", allow_retries=False
+        )
+    first_stored = store.scan(table).select(pl.col("DATE").min()).collect().item()
+    lo = min(start, max(start - dt.timedelta(days=lookback_days), daily_partitions.start.date(), first_stored or start))
+    present = set(store.scan(table).filter((pl.col("DATE") >= lo) & (pl.col("DATE") < end)).select("DATE").unique().collect()["DATE"].to_list())
+    missing = [lo + dt.timedelta(days=i) for i in range((end - lo).days) if lo + dt.timedelta(days=i) not in present]
+    if missing:
+        shown = ", ".join(str(d) for d in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise dg.Failure(
+            description=(
+                f"{asset} for [{start}, {end}) reads {table} from {lo}, and {table} has no rows for {len(missing)} of those days: {shown}. "
+                f"Materialize those days of {table} first; nothing of {asset} was written."
+            ),
+            allow_retries=False,
+        )
 
 
 def require_days(frame: pl.DataFrame, start: dt.date, end: dt.date, table: str) -> None:
@@ -133,6 +163,7 @@ class WindowCheck:
         self._summarize, self._log = summarize, log
         self._series_keys = [k for k in table_spec(table).keys if k != "DATE"] if complete_series else []
         self._days: set[dt.date] = set()
+        self.rows_per_day: dict[dt.date, int] = {}
         self._series_days: list[pl.DataFrame] = []
 
     @property
@@ -173,6 +204,8 @@ class WindowCheck:
 
     def _observe(self, chunk: pl.DataFrame) -> None:
         self._days.update(chunk["DATE"].unique().to_list())
+        for day, n in chunk.group_by("DATE").len().iter_rows():
+            self.rows_per_day[day] = self.rows_per_day.get(day, 0) + n
         if self._series_keys and chunk.height:
             self._series_days.append(
                 chunk.group_by(self._series_keys).agg(
@@ -204,9 +237,11 @@ class WindowCheck:
 
 def check_results(window: WindowCheck, *, asset_key: dg.AssetKey | None = None, written: bool, version: int | None = None) -> Iterator[dg.AssetCheckResult]:
     """The run's result of every check of `window`: passed or failed with its violations."""
+    days = (window.end - window.start).days
     for name, report in window.reports.items():
-        metadata: dict = {"rows_checked": report.n_rows, "written": written}
+        metadata: dict = {"rows_checked": report.n_rows, "days_checked": f"[{window.start}, {window.end}): {days} day(s)", "written": written}
         if not report.passed:
+            # Each broken rule with its column, how many rows break it and the first offenders.
             metadata |= {"offending_rows": report.n_failed_rows, "violations": dg.MetadataValue.md(report.to_markdown())}
         if version is not None:
             metadata["delta_version"] = version
@@ -217,7 +252,7 @@ def materialization(window: WindowCheck, written: WriteSummary, *, asset_key: dg
     """The MaterializeResult of a committed window: rows, schema, Delta version, a preview."""
     preview = window.preview if window.preview is not None else pl.DataFrame()
     metadata: dict = {
-        "dagster/row_count": written.rows,
+        **_row_counts(window, written.rows),
         "dagster/column_schema": _column_schema(preview),
         "delta_version": written.version,
         "table_uri": dg.MetadataValue.path(written.uri),
@@ -226,6 +261,20 @@ def materialization(window: WindowCheck, written: WriteSummary, *, asset_key: dg
         **(extra or {}),
     }
     return dg.MaterializeResult(asset_key=asset_key, metadata=metadata)
+
+
+def _row_counts(window: WindowCheck, rows: int) -> dict:
+    """Dagster copies a range run's metadata onto every partition of the range, so its row count
+    must be true of each day: the rows of that day when every day of the window has the same
+    number, else no `dagster/row_count` and the range of rows per day instead."""
+    days = (window.end - window.start).days
+    counts = [window.rows_per_day.get(window.start + dt.timedelta(days=i), 0) for i in range(days)]
+    out: dict = {"rows_written": rows}
+    if days == 1 or (counts and min(counts) == max(counts)):
+        out["dagster/row_count"] = counts[0] if counts else rows
+    elif counts:
+        out["rows_per_day"] = f"{min(counts):,} to {max(counts):,} (this run's days differ; each day's rows: filter the table by DATE)"
+    return out
 
 
 def charts(context: dg.AssetExecutionContext, window: WindowCheck, describe, version: int, *, asset_key: dg.AssetKey | None = None):

@@ -7,7 +7,7 @@ import polars as pl
 
 from contracts import DOMAIN_COLUMNS_RULE, LAG_INTEGRITY_RULE, ContractReport, Table, check_domain_columns, check_lag_integrity
 from demand_assets.domains.drift import drift_check_results, drift_check_specs
-from demand_assets.domains.partitions import BACKFILL_POLICY, DAILY_DOWNSTREAM, daily_partitions, lookback
+from demand_assets.domains.partitions import BACKFILL_POLICY, DAILY_DOWNSTREAM, daily_partitions
 from demand_assets.domains.publishing import (
     ChunkCheck,
     blocking_check_spec,
@@ -15,6 +15,7 @@ from demand_assets.domains.publishing import (
     contract_context,
     partition_dates,
     publish_window,
+    require_input_days,
 )
 from demand_assets.domains.raw import channel_spend_response, country_demand, product_demand
 from demand_assets.features import (
@@ -55,11 +56,9 @@ def _chunk_days(n_series: int, window_days: int) -> int:
             group_name="features",
             automation_condition=DAILY_DOWNSTREAM,
             kinds={"polars", "deltalake", "pandera"},
-            deps=[
-                dg.AssetDep(product_demand, partition_mapping=lookback(LOOKBACK_DAYS)),
-                dg.AssetDep(country_demand),
-                dg.AssetDep(channel_spend_response, partition_mapping=lookback(CHANNEL_LOOKBACK_DAYS)),
-            ],
+            # Same-day mappings: the look-back days are checked when the run starts
+            # (require_input_days), not declared, so a one-day backfill stays one day.
+            deps=[product_demand, country_demand, channel_spend_response],
         )
     ],
     partitions_def=daily_partitions,
@@ -103,6 +102,11 @@ def training_dataset(context: dg.AssetExecutionContext, source: DemandSourceReso
     ctx = contract_context(catalog, start, end)
     has_country = Domain.COUNTRY_DEMAND in src.provides
     has_channel = Domain.CHANNEL_SPEND_RESPONSE in src.provides
+    require_input_days(store, Table.PRODUCT_DEMAND, LOOKBACK_DAYS, start, end, asset="training_dataset")
+    if has_country:
+        require_input_days(store, Table.COUNTRY_DEMAND, 0, start, end, asset="training_dataset")
+    if has_channel:
+        require_input_days(store, Table.CHANNEL_SPEND_RESPONSE, CHANNEL_LOOKBACK_DAYS, start, end, asset="training_dataset")
     chunk_days = _chunk_days(catalog.n_series, (end - start).days)
     history_of_chunk: dict[str, pl.DataFrame] = {}  # the lag check compares a chunk with its own history
 
