@@ -70,6 +70,11 @@ class ProductDemand(pa.DataFrameModel):
     # that day, and any calendar event (holiday, sporting, cultural, religious).
     SNAP: bool | None = pa.Field(nullable=False)
     IS_EVENT: bool | None = pa.Field(nullable=False)
+    # Declared covariates of a `table` source (demand_assets/sources/table.py): KNOWN_<NAME> is
+    # known in advance (price index, markdown, holiday), OBSERVED_<NAME> only once the day is over
+    # (CPI, temperature). Finite numbers (finite_number is added to every float column).
+    KNOWN: float | None = pa.Field(nullable=False, alias=r"^KNOWN_[A-Z0-9_]+$", regex=True)
+    OBSERVED: float | None = pa.Field(nullable=False, alias=r"^OBSERVED_[A-Z0-9_]+$", regex=True)
 
     class Config:
         strict = True
@@ -144,6 +149,10 @@ class TrainingDataset(pa.DataFrameModel):
     IS_EVENT: bool | None = pa.Field(nullable=False)
     SPEND: float | None = pa.Field(nullable=True, ge=0, alias=r"^SPEND_[A-Z0-9_]+$", regex=True)
     RESPONSE: float | None = pa.Field(nullable=True, ge=0, alias=r"^RESPONSE_[A-Z0-9_]+$", regex=True)
+    # A table source's covariates: known ones on the same day, observed ones only lagged (null
+    # where the look-back reaches before the first stored day).
+    KNOWN: float | None = pa.Field(nullable=True, alias=r"^KNOWN_[A-Z0-9_]+$", regex=True)
+    OBSERVED_LAG: float | None = pa.Field(nullable=True, alias=r"^OBSERVED_[A-Z0-9_]+_LAG_[0-9]+$", regex=True)
 
     class Config:
         strict = True

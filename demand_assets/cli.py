@@ -2,6 +2,7 @@
 
     demand-export-csv --out DIR [--start D] [--end D]   the configured source as a CSV snapshot
     demand-m5-files --out DIR [--small] [--seed N]      M5-format files to try the m5 source on
+    demand-table-example --out DIR [--days N]          example.csv + table.yaml to try the table source on
     demand-settings-docs [--check]                      the settings table of docs/configuration.md
     demand-selection PART                               the assets of a demo step the configured source can fill
 
@@ -16,7 +17,7 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-__all__ = ["export_csv", "m5_files", "selection", "settings_docs"]
+__all__ = ["export_csv", "m5_files", "selection", "settings_docs", "table_example"]
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -51,6 +52,23 @@ def m5_files(argv: list[str] | None = None) -> None:
     shape = M5Shape.small(seed=args.seed) if args.small else M5Shape(seed=args.seed)
     for name, rows in write_m5_files(args.out, shape).items():
         print(f"wrote {rows:>9} rows to {Path(args.out) / name}")
+
+
+def table_example(argv: list[str] | None = None) -> None:
+    """`demand-table-example --out DIR`: write example.csv (a long daily sales table from the
+    synthetic world: store, category, sku, units, price, promo, a known covariate `discount` and
+    an observed one `economic_index`) and table.yaml declaring it, to try DEMAND_SOURCE=table on."""
+    from demand_assets.sources.table import write_table_example
+
+    parser = argparse.ArgumentParser(description=table_example.__doc__)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--start", type=dt.date.fromisoformat, default=dt.date(2024, 1, 1), help="first day (YYYY-MM-DD)")
+    parser.add_argument("--days", type=int, default=120)
+    parser.add_argument("--products", type=int, default=6, help="products per store")
+    args = parser.parse_args(argv)
+    for name, rows in write_table_example(args.out, start=args.start, days=args.days, n_products=args.products).items():
+        print(f"wrote {rows:>9} rows to {Path(args.out) / name}")
+    print(f"run the graph on it: DEMAND_SOURCE=table DEMAND_TABLE_SPEC={Path(args.out).resolve() / 'table.yaml'}")
 
 
 def selection(argv: list[str] | None = None) -> None:

@@ -1,5 +1,5 @@
 """The data source, chosen by configuration: the synthetic generator, CSV snapshots, a retail
-transaction log, or the M5 competition files."""
+transaction log, the M5 competition files, or a declared sales table."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from demand_assets.sources.base import DemandSource
 from demand_assets.sources.csv_snapshot import CsvSnapshotSource
 from demand_assets.sources.m5 import M5Source
 from demand_assets.sources.synthetic import RegimeChange, SyntheticConfig, SyntheticDemandSource
+from demand_assets.sources.table import TableSource
 from demand_assets.sources.transactions import TransactionLogSource
 
 __all__ = ["DemandSourceResource"]
@@ -23,22 +24,28 @@ class DemandSourceResource(dg.ConfigurableResource):
     """Where the raw domains come from. `synthetic` has known ground truth; `csv` reads a daily
     CSV snapshot (demand_spend_country_daily.csv, demand_spend_by_channel_daily.csv,
     demand_by_product_daily.csv); `transactions` a retail transaction log (invoice lines);
-    `m5` the M5 competition files (calendar.csv, sell_prices.csv, sales_train_*.csv). The last
-    two have product demand only: no spend, no macro indicators, stockouts inferred."""
+    `m5` the M5 competition files (calendar.csv, sell_prices.csv, sales_train_*.csv); `table`
+    one long sales table declared in a YAML (`table_spec`). The last three have product demand
+    only: no spend, no macro indicators, stockouts inferred (a table may declare its own)."""
 
-    kind: Literal["synthetic", "csv", "transactions", "m5"] = Field(
+    kind: Literal["synthetic", "csv", "transactions", "m5", "table"] = Field(
         default="synthetic",
-        description="where the raw domains come from: synthetic (generated, with ground truth), csv (a daily CSV snapshot), transactions (a retail transaction log) or m5 (the M5 competition files)",
+        description="where the raw domains come from: synthetic (generated, with ground truth), csv (a daily CSV snapshot), transactions (a retail "
+        "transaction log), m5 (the M5 competition files) or table (your own sales table, declared in a YAML)",
     )
     csv_dir: str | None = Field(default=None, description="folder of the CSV snapshot (kind csv)")
     transactions_file: str | None = Field(default=None, description="the transaction log, a CSV of invoice lines (kind transactions)")
     transactions_market: str = Field(default="ALL", description="the COUNTRY value given to a transaction log's rows")
     m5_dir: str | None = Field(default=None, description="folder holding calendar.csv, sell_prices.csv and sales_train_*.csv (kind m5)")
+    table_spec: str | None = Field(
+        default=None,
+        description="the YAML declaring a sales table: its file, date, keys, target and covariates; the file's path is relative to the YAML (kind table)",
+    )
     stockout_alpha: float | None = Field(
         default=0.001,
         gt=0,
         lt=1,
-        description="for sources without stock data (m5, transactions), a zero run is a probable "
+        description="for sources without stock data (m5, transactions, a table without in_stock), a zero run is a probable "
         "stockout when its probability under the item's sales rate is below this; empty: no inference",
     )
     stockout_max_days: int | None = Field(
@@ -88,6 +95,10 @@ class DemandSourceResource(dg.ConfigurableResource):
             if not self.m5_dir:
                 raise ValueError("DEMAND_SOURCE=m5 needs DEMAND_M5_DIR, the folder holding calendar.csv, sell_prices.csv and sales_train_*.csv")
             return M5Source(self.m5_dir, stockout_alpha=self.stockout_alpha, stockout_max_days=self.stockout_max_days, chunk_rows=self.chunk_rows)
+        if self.kind == "table":
+            if not self.table_spec:
+                raise ValueError("DEMAND_SOURCE=table needs DEMAND_TABLE_SPEC, the YAML declaring the sales table (see docs/sources.md)")
+            return TableSource(self.table_spec, stockout_alpha=self.stockout_alpha, stockout_max_days=self.stockout_max_days)
         if self.kind == "csv":
             if not self.csv_dir:
                 raise ValueError("DEMAND_SOURCE=csv needs DEMAND_CSV_DIR, the folder holding the CSV snapshot")

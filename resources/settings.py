@@ -46,6 +46,7 @@ DEPLOYMENT_SETTINGS: tuple[EnvSetting, ...] = (
     EnvSetting("DEMAND_TRANSACTIONS_FILE", "source", "transactions_file"),
     EnvSetting("DEMAND_TRANSACTIONS_MARKET", "source", "transactions_market"),
     EnvSetting("DEMAND_M5_DIR", "source", "m5_dir"),
+    EnvSetting("DEMAND_TABLE_SPEC", "source", "table_spec"),
     EnvSetting("DEMAND_SEED", "source", "seed", "int"),
     EnvSetting("DEMAND_COUNTRIES", "source", "n_countries", "int"),
     EnvSetting("DEMAND_PRODUCTS", "source", "n_products", "int"),

@@ -3,6 +3,8 @@
 Every feature of a row is something a forecaster knows when the day starts: target lags and
 rolling means end the day before, spend is the day's planned spend, channel response enters
 only lagged (it is an outcome of the day), macro indicators and price/promo are known covariates.
+A table source's declared covariates follow the same rule: KNOWN_<NAME> enters on its own day,
+OBSERVED_<NAME> only as OBSERVED_<NAME>_LAG_k (k in COVARIATE_LAGS), never on the same day.
 A row depends only on the LOOKBACK_DAYS before it, so a day built alone equals the same day
 built inside a year-long backfill.
 """
@@ -18,6 +20,7 @@ from demand_assets.features.calendar import holiday_calendar
 
 __all__ = [
     "CHANNEL_LOOKBACK_DAYS",
+    "COVARIATE_LAGS",
     "DEMAND_LAGS",
     "LOOKBACK_DAYS",
     "RESPONSE_LAGS",
@@ -31,6 +34,8 @@ DEMAND_LAGS: tuple[int, ...] = (1, 7, 14, 28)
 ROLLING_WINDOWS: tuple[int, ...] = (7, 28)
 SPEND_LAGS: tuple[int, ...] = (7,)
 RESPONSE_LAGS: tuple[int, ...] = (1, 7)
+# Observed covariates of a table source (OBSERVED_<NAME>): known only once their day is over.
+COVARIATE_LAGS: tuple[int, ...] = (1, 7)
 # Rolling means end the day before, so a 28-day mean reaches back 28 days, as does lag 28.
 LOOKBACK_DAYS = max(max(DEMAND_LAGS), max(ROLLING_WINDOWS))
 CHANNEL_LOOKBACK_DAYS = max(max(SPEND_LAGS), max(RESPONSE_LAGS))
@@ -110,12 +115,15 @@ def _demand_features(history: pl.DataFrame, first: dt.date, end: dt.date) -> pl.
     dense = grid.join(history, on=["DATE", *SERIES], how="left", maintain_order="left")
     target = pl.col(TARGET)
     day = pl.col("DAY_INDEX")
+    observed = [c for c in history.columns if c.startswith("OBSERVED_")]
     dense = dense.with_columns(
         *(pl.when(day >= k).then(target.shift(k)).alias(f"DEMAND_LAG_{k}") for k in DEMAND_LAGS),
         *(pl.when(day >= w).then(target.cast(pl.Float64).shift(1).rolling_mean(w, min_samples=w)).alias(f"DEMAND_ROLL_MEAN_{w}") for w in ROLLING_WINDOWS),
+        *(pl.when(day >= k).then(pl.col(c).shift(k)).alias(f"{c}_LAG_{k}") for c in observed for k in COVARIATE_LAGS),
     )
-    # Grid rows with no observation (the missing days themselves) are not training rows.
-    return dense.filter(target.is_not_null()).drop("DAY_INDEX")
+    # Grid rows with no observation (the missing days themselves) are not training rows; an
+    # observed covariate's same-day value is not known when the day starts.
+    return dense.filter(target.is_not_null()).drop("DAY_INDEX", *observed)
 
 
 def _channel_features(channel_history: pl.DataFrame, start: dt.date, end: dt.date) -> pl.DataFrame:

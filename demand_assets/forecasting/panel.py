@@ -3,7 +3,10 @@
 At a forecast origin (the last day with a known target) a model knows the target history and,
 for the horizon, only what is planned or calendared: price, promotion, planned spend, calendar.
 Macro indicators are known as of the origin (carried forward). Same-day channel response and
-anything derived from the future target are never features of a future day.
+anything derived from the future target are never features of a future day. A table source's
+known covariates (KNOWN_<NAME>) are planned like price; its observed covariates enter only
+lagged (OBSERVED_<NAME>_LAG_k): a lag that reaches past the origin is carried forward from the
+last value known at the origin.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ __all__ = [
     "QUANTILES",
     "SERIES",
     "TARGET",
+    "covariate_columns",
     "exogenous_columns",
     "future_frame",
     "history_up_to",
@@ -35,10 +39,32 @@ def macro_columns(frame: pl.DataFrame) -> list[str]:
     return [c for c in _MACRO if c in frame.columns]
 
 
+def covariate_columns(frame: pl.DataFrame) -> list[str]:
+    """A table source's declared covariates as features: KNOWN_<NAME> (same day) and
+    OBSERVED_<NAME>_LAG_k (lagged)."""
+    return [c for c in frame.columns if c.startswith("KNOWN_") or (c.startswith("OBSERVED_") and _observed_lag(c) is not None)]
+
+
+def _observed_lag(column: str) -> int | None:
+    head, _, lag = column.rpartition("_LAG_")
+    return int(lag) if column.startswith("OBSERVED_") and head and lag.isdigit() else None
+
+
 def exogenous_columns(frame: pl.DataFrame) -> list[str]:
-    """Covariates known in advance for every future day (plus macro as of the origin)."""
+    """Covariates known in advance for every future day (plus macro as of the origin, and a
+    table source's observed covariates, lagged)."""
     spend = [c for c in frame.columns if c.startswith("SPEND_")]
-    return ["PRICE", "PROMO", *[c for c in _CALENDAR if c in frame.columns], *spend, *macro_columns(frame)]
+    return ["PRICE", "PROMO", *[c for c in _CALENDAR if c in frame.columns], *spend, *macro_columns(frame), *covariate_columns(frame)]
+
+
+def _known_lags_only(rows: pl.DataFrame, origin: dt.date) -> pl.DataFrame:
+    """Observed-covariate lags of future days: the stored value where the lagged day is on or
+    before the origin (it was observed), else the last such value of the series carried forward."""
+    lagged = [c for c in rows.columns if _observed_lag(c) is not None]
+    if not lagged:
+        return rows
+    known = [pl.when(pl.col("DATE") - pl.duration(days=_observed_lag(c)) <= pl.lit(origin)).then(pl.col(c)).otherwise(None).alias(c) for c in lagged]
+    return rows.sort(KEYS).with_columns(known).with_columns(pl.col(c).forward_fill().over(SERIES) for c in lagged)
 
 
 def sorted_by_date(frame: pl.DataFrame) -> pl.DataFrame:
@@ -69,7 +95,7 @@ def future_frame(dataset: pl.DataFrame, origin: dt.date, horizon: int) -> pl.Dat
     if macro:
         as_of = dataset.filter(pl.col("DATE") == origin).select(*SERIES, *macro)
         rows = rows.drop(macro).join(as_of, on=SERIES, how="left")
-    return rows.select(keep).sort(KEYS)
+    return _known_lags_only(rows.select(keep), origin).sort(KEYS)
 
 
 def planned_future(dataset: pl.DataFrame, origin: dt.date, horizon: int) -> pl.DataFrame:
@@ -94,8 +120,13 @@ def planned_future(dataset: pl.DataFrame, origin: dt.date, horizon: int) -> pl.D
     # Same weekday of the last stored week: origin - 6 .. origin map onto every later week.
     base_spend = [c for c in spend_cols if "_LAG_" not in c]
     week = last.filter(pl.col("DATE") > origin - dt.timedelta(days=7)).select(*SERIES, pl.col("DATE").dt.weekday().alias("_DOW"), *base_spend)
+    # A table source's covariates: known ones keep their last value (no plan stored), observed
+    # lags their last value known at the origin (`_known_lags_only` below).
+    covariates = covariate_columns(dataset)
     planned = (
-        missing.join(latest.select(*SERIES, "PRICE", *[c for c in ("CATEGORY",) if c in latest.columns], *macro_columns(dataset)), on=SERIES, how="left")
+        missing.join(
+            latest.select(*SERIES, "PRICE", *[c for c in ("CATEGORY",) if c in latest.columns], *macro_columns(dataset), *covariates), on=SERIES, how="left"
+        )
         .with_columns(pl.lit(False).alias("PROMO"), pl.col("DATE").dt.weekday().alias("_DOW"))
         .join(week, on=[*SERIES, "_DOW"], how="left")
         # With a plan that repeats weekly, spend 7 days earlier is the same weekday's plan.
@@ -112,4 +143,4 @@ def planned_future(dataset: pl.DataFrame, origin: dt.date, horizon: int) -> pl.D
     planned = planned.join(holidays, on=["DATE", "COUNTRY"], how="left")
     # Source calendars beyond the stored days (M5's SNAP and events) are unknown here: null.
     planned = planned.with_columns(pl.lit(None, stored.schema[c]).alias(c) for c in stored.columns if c not in planned.columns)
-    return pl.concat([stored, planned.select(stored.columns)], how="vertical_relaxed").sort(KEYS)
+    return _known_lags_only(pl.concat([stored, planned.select(stored.columns)], how="vertical_relaxed"), origin).sort(KEYS)

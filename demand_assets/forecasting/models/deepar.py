@@ -2,7 +2,9 @@
 
 Static categories: country and product. Dynamic real features known in advance: log price
 relative to the series' median price, promotion, log of the country's planned spend, public
-holiday, and the source's own calendar flags where it has them (M5: SNAP and event days).
+holiday, the source's own calendar flags where it has them (M5: SNAP and event days), and a
+table source's declared covariates, standardised with the training days' mean and deviation:
+known ones (KNOWN_<NAME>) on their day, observed ones lagged (OBSERVED_<NAME>_LAG_k).
 GluonTS adds its own calendar features and an age feature. Forecasts are sample paths,
 summarised to mean and p10/p50/p90.
 
@@ -27,7 +29,7 @@ import pandas as pd
 import polars as pl
 
 from demand_assets.forecasting.models.base import quantile_frame
-from demand_assets.forecasting.panel import KEYS, QUANTILES, SERIES, TARGET
+from demand_assets.forecasting.panel import KEYS, QUANTILES, SERIES, TARGET, covariate_columns
 
 __all__ = ["DeepARConfig", "DeepARForecaster"]
 
@@ -66,6 +68,7 @@ class DeepARForecaster:
         self.vocab: dict[str, dict[str, int]] = {}
         self.median_price: pl.DataFrame | None = None
         self.calendar_flags: list[str] = []
+        self.covariates: dict[str, tuple[float, float]] = {}  # a table source's covariate -> (mean, deviation) on the training days
 
     # ------------------------------------------------------------------ data
     def _dynamic(self, frame: pl.DataFrame) -> pl.DataFrame:
@@ -73,6 +76,8 @@ class DeepARForecaster:
         spend_cols = [c for c in frame.columns if c.startswith("SPEND_") and "_LAG_" not in c]
         spend = pl.sum_horizontal(spend_cols) if spend_cols else pl.lit(0.0)
         flags = [pl.col(c).cast(pl.Float64) if c in frame.columns else pl.lit(0.0).alias(c) for c in self.calendar_flags]
+        covariates = getattr(self, "covariates", {})  # models pickled before covariates have none
+        scaled = [((pl.col(c).cast(pl.Float64) - m) / d).alias(c) if c in frame.columns else pl.lit(0.0).alias(c) for c, (m, d) in covariates.items()]
         return frame.join(self.median_price, on=SERIES, how="left").select(
             *KEYS,
             (pl.col("PRICE") / pl.col("MEDIAN_PRICE")).log().fill_null(0.0).alias("LOG_RELATIVE_PRICE"),
@@ -80,11 +85,12 @@ class DeepARForecaster:
             spend.log1p().alias("LOG_SPEND"),
             pl.col("IS_HOLIDAY").cast(pl.Float64),
             *flags,
+            *scaled,
         )
 
     @property
     def dynamic_features(self) -> list[str]:
-        return [*_BASE_FEATURES, *self.calendar_flags]
+        return [*_BASE_FEATURES, *self.calendar_flags, *getattr(self, "covariates", {})]
 
     def _entries(self, history: pl.DataFrame, covariates: pl.DataFrame, *, end: dt.date) -> list[dict]:
         """One GluonTS entry per series: target up to the history's end, features up to `end`.
@@ -138,6 +144,12 @@ class DeepARForecaster:
         self.vocab = {c: {v: i for i, v in enumerate(sorted(train[c].unique().to_list()))} for c in SERIES}
         self.median_price = train.group_by(SERIES).agg(pl.col("PRICE").median().alias("MEDIAN_PRICE"))
         self.calendar_flags = [c for c in _CALENDAR_FLAGS if c in train.columns]
+        self.covariates = {}
+        for c in covariate_columns(train):
+            values = train[c].cast(pl.Float64).drop_nulls()
+            mean = float(values.mean()) if values.len() else 0.0
+            deviation = float(values.std()) if values.len() > 1 else 0.0
+            self.covariates[c] = (mean, deviation if deviation and np.isfinite(deviation) and deviation > 0 else 1.0)
         return self._entries(train, self._dynamic(train), end=train["DATE"].max())
 
     def fit(self, train: pl.DataFrame) -> DeepARForecaster:
