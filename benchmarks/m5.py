@@ -58,22 +58,39 @@ def _phase(phase: str, work: Path, options: dict) -> dict:
 
     instance = dg.DagsterInstance.ephemeral()
     if phase == "data":
+        from demand_assets.domains.selections import selection
+        from demand_assets.sources import Domain
         from demand_assets.sources.m5 import M5Shape
 
         last = START + dt.timedelta(days=M5Shape().days - 1)
         job = defs.resolve_implicit_global_asset_job_def()
+        # What `make demo` selects for M5 (product_demand and the training dataset); with
+        # --with-placeholders also the two raw domains M5 lacks, which then record "not provided"
+        # for every day (the selection before issue 16's point 4).
+        chosen = selection("data", {Domain.PRODUCT_DEMAND})
+        if options.get("with_placeholders"):
+            chosen += " or key:country_demand or key:channel_spend_response"
+        keys = dg.AssetSelection.from_string(chosen).resolve(defs.resolve_asset_graph())
         result = job.execute_in_process(
             instance=instance,
             raise_on_error=False,
-            asset_selection=[dg.AssetKey(k) for k in ("country_demand", "channel_spend_response", "product_demand", "training_dataset")],
+            asset_selection=sorted(keys),
             tags={"dagster/asset_partition_range_start": START.isoformat(), "dagster/asset_partition_range_end": last.isoformat()},
         )
-        rows = {
-            e.asset_key.to_user_string(): e.materialization.metadata["dagster/row_count"].value
-            for e in result.get_asset_materialization_events()
-            if "dagster/row_count" in e.materialization.metadata
-        }
+        written = [e for e in result.get_asset_materialization_events() if "rows_written" in e.materialization.metadata]
+        rows = {e.asset_key.to_user_string(): e.materialization.metadata["rows_written"].value for e in written}
+        events = instance.get_records_for_run(
+            result.run_id, of_type={dg.DagsterEventType.ASSET_MATERIALIZATION, dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED}, limit=1_000_000
+        ).records
+        failures = [
+            (e.step_failure_data.error.cause or e.step_failure_data.error).message[:2000]
+            for e in result.all_events
+            if e.is_step_failure and e.step_failure_data.error is not None
+        ]
         return {
+            "selection": chosen,
+            "failures": failures,
+            "materialization_events": len(events),
             "success": result.success,
             "seconds": round(time.perf_counter() - t0, 1),
             "peak_rss_gb": _peak_gb(),
@@ -155,6 +172,9 @@ def _timings(instance, run_id: str) -> list[str]:
 
 
 def main() -> None:
+    # The partitions are defined when the Dagster layer is first imported (just below): M5's
+    # days must be partitions by then.
+    os.environ["DEMAND_PARTITION_START"] = START.isoformat()
     from demand_assets.domains.models import ForecastingConfig
 
     defaults = ForecastingConfig()
@@ -165,9 +185,16 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=defaults.n_folds)
     parser.add_argument("--history-days", type=int, default=defaults.history_days)
     parser.add_argument("--lgbm-rounds", type=int, default=0, help="0: the default")
+    parser.add_argument("--with-placeholders", action="store_true", help="data phase: also select the raw domains M5 lacks (the selection before issue 16)")
     parser.add_argument("--child", default=None)
     args = parser.parse_args()
-    options = {"models": args.models, "folds": args.folds, "history_days": args.history_days, "lgbm_rounds": args.lgbm_rounds}
+    options = {
+        "models": args.models,
+        "folds": args.folds,
+        "history_days": args.history_days,
+        "lgbm_rounds": args.lgbm_rounds,
+        "with_placeholders": args.with_placeholders,
+    }
     if args.child:
         print(json.dumps(_phase(args.child, Path(args.work), options), default=str))
         return
@@ -198,12 +225,13 @@ def main() -> None:
                 str(args.history_days),
                 "--lgbm-rounds",
                 str(args.lgbm_rounds),
+                *(["--with-placeholders"] if args.with_placeholders else []),
             ]
             print(f"m5 benchmark: {phase} {model or ''} ...", flush=True)
             done = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parent.parent)
             out = {"error": done.stderr[-3000:]} if done.returncode != 0 else json.loads(done.stdout.strip().splitlines()[-1])
             if model is None:
-                results["phases"][phase] = out
+                results["phases"][f"{phase}_with_placeholders" if phase == "data" and args.with_placeholders else phase] = out
             else:
                 results["phases"][key]["by_model"][model] = out
             print(json.dumps(out, default=str)[:2000], flush=True)
