@@ -54,6 +54,7 @@ selection = $(shell $(BIN)/demand-selection $(1))
 ## business-impact assets built on them.
 demo ui: export DEMAND_PARTITION_START ?= $(DEMO_START)
 demo: setup
+	@$(BIN)/demand-selection data > /dev/null  # a misconfigured source stops here, with its error
 	@mkdir -p $(DEMAND_HOME) && test -f $(PARTITION_START_FILE) || echo $(DEMO_START) > $(PARTITION_START_FILE)
 	@echo "demo window $(DEMO_START)..$(DEMO_END) (source: $${DEMAND_SOURCE:-synthetic})"
 	$(MATERIALIZE) --assets '$(call selection,data)' --partition-range $(DEMO_START)...$(DEMO_END)
