@@ -540,15 +540,22 @@ def _by_series(frame: pl.DataFrame) -> dict[tuple[str, str], np.ndarray]:
     return out
 
 
-def _backtest_external(series: list[_Series], name: str, ext: External, panel: pl.DataFrame, origin: dt.date, horizon: int, cut: int) -> None:
-    history = panel.filter(pl.col("PERIOD") <= origin)
+def _external_forecasts(ext: External, history: pl.DataFrame, horizon: int, min_periods: int) -> dict[tuple[str, str], np.ndarray] | None:
+    """The external model's quantiles per series that have at least `min_periods` periods, or
+    None when none has or the model cannot forecast them (too little history and the like)."""
     lengths = history.group_by(KEYS).agg(pl.len().alias("N"))
-    history = history.join(lengths.filter(pl.col("N") >= max(ext.min_history, MIN_TRAIN)).select(KEYS), on=KEYS)
+    history = history.join(lengths.filter(pl.col("N") >= min_periods).select(KEYS), on=KEYS)
     if history.is_empty():
-        return
+        return None
     try:
-        out = _by_series(ext.forecast(history, horizon))
+        return _by_series(ext.forecast(history, horizon))
     except ValueError:
+        return None
+
+
+def _backtest_external(series: list[_Series], name: str, ext: External, panel: pl.DataFrame, origin: dt.date, horizon: int, cut: int) -> None:
+    out = _external_forecasts(ext, panel.filter(pl.col("PERIOD") <= origin), horizon, max(ext.min_history, MIN_TRAIN))
+    if out is None:
         return
     for s in series:
         q = out.get((s.country, s.product))
@@ -559,13 +566,8 @@ def _backtest_external(series: list[_Series], name: str, ext: External, panel: p
 
 
 def _final_external(series: list[_Series], name: str, ext: External, panel: pl.DataFrame, horizon: int) -> None:
-    lengths = panel.group_by(KEYS).agg(pl.len().alias("N"))
-    history = panel.join(lengths.filter(pl.col("N") >= ext.min_history).select(KEYS), on=KEYS)
-    if history.is_empty():
-        return
-    try:
-        out = _by_series(ext.forecast(history, horizon))
-    except ValueError:
+    out = _external_forecasts(ext, panel, horizon, ext.min_history)
+    if out is None:
         return
     for s in series:
         q = out.get((s.country, s.product))
