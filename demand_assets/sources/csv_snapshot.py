@@ -28,7 +28,7 @@ from contracts.validation import MAX_EXAMPLES
 from demand_assets.sources.base import Catalog, DemandSource, Domain, other_delimiter
 from demand_assets.sources.csv_structure import structure_problem
 
-__all__ = ["CSV_FILES", "CATALOG_FILE", "CsvSnapshotSource", "export_snapshot"]
+__all__ = ["CSV_FILES", "CATALOG_FILE", "CsvSnapshotSource", "csv_as_text", "export_snapshot"]
 
 # The file of each raw domain, from the table registry.
 CSV_FILES: dict[Domain, str] = {Domain(name): spec.csv_file for name, spec in TABLES.items() if spec.csv_file}
@@ -127,13 +127,9 @@ def _violation(rule: str, column: str, rows: pl.DataFrame | None = None, **examp
     return Violation(rule, column, rows.height, tuple(rows.head(MAX_EXAMPLES).to_dicts()))
 
 
-@functools.lru_cache(maxsize=8)
-def _parsed(path: str, table: str, mtime_ns: int, size: int) -> pl.DataFrame:
-    """The file at `path` as the columns of `table` (cached per file version)."""
-    name = Path(path).name
-    if Path(path).is_dir():
-        raise SourceFormatError(table, [_violation("a file, not a folder", "<file>", file=name)])
-    raw = Path(path).read_bytes()
+def csv_as_text(raw: bytes, table: str, name: str) -> pl.DataFrame:
+    """A CSV file's bytes as all-text columns, or SourceFormatError naming the first broken rule
+    of the file itself: not empty, UTF-8 (with the line), comma-separated, well-formed (the line)."""
     if not raw.strip():
         raise SourceFormatError(table, [_violation("file is not empty", "<file>", file=name)])
     try:
@@ -145,13 +141,22 @@ def _parsed(path: str, table: str, mtime_ns: int, size: int) -> pl.DataFrame:
     if sep := other_delimiter(header):
         raise SourceFormatError(table, [_violation("comma-separated", "<header>", file=name, header=header[:120], looks=f"{sep}-separated")])
     try:
-        text = pl.read_csv(io.BytesIO(raw), infer_schema=False)
+        return pl.read_csv(io.BytesIO(raw), infer_schema=False)
     except pl.exceptions.PolarsError as err:
         problem = structure_problem(raw.decode("utf-8"))
         where = {"line": problem[0], "problem": problem[1].split(": ", 1)[-1]} if problem else {"error": str(err).splitlines()[0][:200]}
         raise SourceFormatError(
             table, [_violation("well-formed CSV (same number of fields on every line, quotes closed)", "<file>", file=name, **where)]
         ) from None
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed(path: str, table: str, mtime_ns: int, size: int) -> pl.DataFrame:
+    """The file at `path` as the columns of `table` (cached per file version)."""
+    name = Path(path).name
+    if Path(path).is_dir():
+        raise SourceFormatError(table, [_violation("a file, not a folder", "<file>", file=name)])
+    text = csv_as_text(Path(path).read_bytes(), table, name)
     if text.is_empty():
         raise SourceFormatError(table, [_violation("rows after the header", "<file>", file=name)])
     columns = CONTRACTS[table].model.to_schema().columns

@@ -38,7 +38,8 @@ import polars as pl
 from contracts import SourceFormatError, Table, Violation
 from contracts.validation import MAX_EXAMPLES
 from demand_assets.features.stockouts import MAX_STOCKOUT_DAYS
-from demand_assets.sources.base import Catalog, DemandSource, Domain, iter_date_chunks, other_delimiter
+from demand_assets.sources.base import Catalog, DemandSource, Domain, iter_date_chunks
+from demand_assets.sources.csv_snapshot import csv_as_text
 
 __all__ = [
     "Covariate",
@@ -224,27 +225,7 @@ def _raw_file(path: Path, spec: TableSpec, many: bool) -> pl.DataFrame:
         where = "ROW"
         offset = 1
     else:
-        raw = path.read_bytes()
-        if not raw.strip():
-            raise SourceFormatError(table, [_violation("file is not empty", "<file>", file=name)])
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError as err:
-            line = raw[: err.start].count(b"\n") + 1
-            raise SourceFormatError(table, [_violation("UTF-8 text", "<file>", file=name, line=line)]) from None
-        header = raw.split(b"\n", 1)[0].decode("utf-8").strip()
-        if sep := other_delimiter(header):
-            raise SourceFormatError(table, [_violation("comma-separated", "<header>", file=name, header=header[:120], looks=f"{sep}-separated")])
-        try:
-            frame = pl.read_csv(raw, infer_schema=False)
-        except pl.exceptions.PolarsError as err:
-            from demand_assets.sources.csv_structure import structure_problem
-
-            problem = structure_problem(raw.decode("utf-8"))
-            detail = {"line": problem[0], "problem": problem[1].split(": ", 1)[-1]} if problem else {"error": str(err).splitlines()[0][:200]}
-            raise SourceFormatError(
-                table, [_violation("well-formed CSV (same number of fields on every line, quotes closed)", "<file>", file=name, **detail)]
-            ) from None
+        frame = csv_as_text(path.read_bytes(), table, name)
         where = "LINE"
         offset = 2  # line 1 is the header
     missing = [c for c in wanted if c not in frame.columns]
