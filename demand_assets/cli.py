@@ -5,6 +5,8 @@
     demand-table-example --out DIR [--days N]          example.csv + table.yaml to try the table source on
     demand-settings-docs [--check]                      the settings table of docs/configuration.md
     demand-selection PART                               the assets of a demo step the configured source can fill
+    demand-deploy COMMAND                               the production processes (init, check, code-server, webserver,
+                                                        daemon, mlflow, serve) on DEMAND_POSTGRES_URL
 
 This module, the Dagster layer and the service are the only places that wire the pure packages
 to `resources/`.
@@ -17,9 +19,10 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-__all__ = ["export_csv", "m5_files", "selection", "settings_docs", "table_example"]
+__all__ = ["deploy", "export_csv", "m5_files", "selection", "settings_docs", "table_example"]
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 
 
 def export_csv(argv: list[str] | None = None) -> None:
@@ -57,7 +60,8 @@ def m5_files(argv: list[str] | None = None) -> None:
 def table_example(argv: list[str] | None = None) -> None:
     """`demand-table-example --out DIR`: write example.csv (a long daily sales table from the
     synthetic world: store, category, sku, units, price, promo, a known covariate `discount` and
-    an observed one `economic_index`) and table.yaml declaring it, to try DEMAND_SOURCE=table on."""
+    an observed one `economic_index`; `--frequency weekly`: the same as weekly totals) and
+    table.yaml declaring it, to try DEMAND_SOURCE=table on."""
     from demand_assets.sources.table import write_table_example
 
     parser = argparse.ArgumentParser(description=table_example.__doc__)
@@ -65,8 +69,9 @@ def table_example(argv: list[str] | None = None) -> None:
     parser.add_argument("--start", type=dt.date.fromisoformat, default=dt.date(2024, 1, 1), help="first day (YYYY-MM-DD)")
     parser.add_argument("--days", type=int, default=120)
     parser.add_argument("--products", type=int, default=6, help="products per store")
+    parser.add_argument("--frequency", choices=["daily", "weekly"], default="daily", help="weekly: whole weeks ending on Fridays, dated on the Friday")
     args = parser.parse_args(argv)
-    for name, rows in write_table_example(args.out, start=args.start, days=args.days, n_products=args.products).items():
+    for name, rows in write_table_example(args.out, start=args.start, days=args.days, n_products=args.products, frequency=args.frequency).items():
         print(f"wrote {rows:>9} rows to {Path(args.out) / name}")
     print(f"run the graph on it: DEMAND_SOURCE=table DEMAND_TABLE_SPEC={Path(args.out).resolve() / 'table.yaml'}")
 
@@ -117,3 +122,116 @@ def settings_docs(argv: list[str] | None = None) -> None:
     if stale:
         sys.exit(f"out of date: {', '.join(stale)}: run demand-settings-docs")
     print("generated tables of the docs are up to date")
+
+
+DEPLOY_COMMANDS = ("init", "check", "code-server", "webserver", "daemon", "mlflow", "serve")
+CODE_SERVER_DEFAULTS = {"DEMAND_CODE_SERVER_HOST": "127.0.0.1", "DEMAND_CODE_SERVER_PORT": "4000"}
+
+
+def _deploy_environment() -> dict[str, str]:
+    """The environment of a production process: DEMAND_POSTGRES_URL checked (both databases
+    reachable) and turned into the Dagster instance's and MLflow's URLs; the code server's address
+    defaulted. Exits with a message naming the setting when something is wrong."""
+    import os
+
+    from resources.postgres import PostgresSettingError, check_databases, dagster_postgres_url, mlflow_postgres_uri, postgres_server_url
+
+    env = dict(os.environ)
+    for name, value in CODE_SERVER_DEFAULTS.items():
+        env.setdefault(name, value)
+    if not env.get("DAGSTER_HOME"):
+        sys.exit("DAGSTER_HOME is not set: the folder of the instance's dagster.yaml (`demand-deploy init` writes it)")
+    instance_yaml = Path(env["DAGSTER_HOME"]) / "dagster.yaml"
+    server = postgres_server_url()
+    if server is None:
+        return env  # the embedded SQLite instance and MLflow store under DEMAND_HOME
+    try:
+        check_databases(server)
+    except PostgresSettingError as error:
+        sys.exit(str(error))
+    if not instance_yaml.is_file() or "DEMAND_DAGSTER_PG_URL" not in instance_yaml.read_text():
+        sys.exit(f"DEMAND_POSTGRES_URL is set but {instance_yaml} does not use it (DEMAND_DAGSTER_PG_URL): run `demand-deploy init`")
+    env["DEMAND_DAGSTER_PG_URL"] = dagster_postgres_url(server) or ""
+    env.setdefault("MLFLOW_TRACKING_URI", mlflow_postgres_uri(server) or "")
+    return env
+
+
+def deploy(argv: list[str] | None = None) -> None:
+    """`demand-deploy COMMAND`: the production layout's processes, each on one shared instance.
+
+    init         create the databases demand_dagster and demand_mlflow on DEMAND_POSTGRES_URL's
+                 server if missing, and write $DAGSTER_HOME/dagster.yaml (deploy/dagster-postgres.yaml)
+    check        connect to both databases and say so
+    code-server  the code location's gRPC server (`dagster code-server start`) on
+                 DEMAND_CODE_SERVER_HOST:DEMAND_CODE_SERVER_PORT (default 127.0.0.1:4000)
+    webserver    the Dagster UI and GraphQL API, loading the location from the gRPC server
+    daemon       schedules, sensors, automation, the run queue, run monitoring and retries
+    mlflow       an MLflow tracking server on the same store the assets use
+    serve        the forecast service (uvicorn)
+
+    Options after COMMAND go to the underlying program (e.g. `demand-deploy webserver --port 3000`).
+    Without DEMAND_POSTGRES_URL the same processes run on the embedded SQLite stores."""
+    import os
+    import shutil
+
+    parser = argparse.ArgumentParser(description=deploy.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=DEPLOY_COMMANDS)
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="passed to the underlying program")
+    args = parser.parse_args(argv)
+
+    if args.command == "init":
+        from resources.postgres import PostgresSettingError, create_databases, masked, postgres_server_url
+
+        server = postgres_server_url()
+        if server is None:
+            sys.exit("DEMAND_POSTGRES_URL is not set (postgresql://user:password@host:5432)")
+        try:
+            created = create_databases(server)
+        except PostgresSettingError as error:
+            sys.exit(str(error))
+        home = os.environ.get("DAGSTER_HOME")
+        if not home:
+            sys.exit("DAGSTER_HOME is not set: the folder to write the instance's dagster.yaml into")
+        Path(home).mkdir(parents=True, exist_ok=True)
+        target = Path(home) / "dagster.yaml"
+        if not target.exists():
+            shutil.copyfile(DEPLOY / "dagster-postgres.yaml", target)
+            print(f"wrote {target}")
+        print(f"databases on {masked(server)}: created {', '.join(created) or 'none (both exist)'}")
+        return
+
+    env = _deploy_environment()
+    bin_dir = Path(sys.executable).parent
+    host, port = env["DEMAND_CODE_SERVER_HOST"], env["DEMAND_CODE_SERVER_PORT"]
+    workspace = str(DEPLOY / "workspace-grpc.yaml")
+    if args.command == "check":
+        print("the Dagster instance and MLflow stores are reachable" if "DEMAND_DAGSTER_PG_URL" in env else "embedded stores (DEMAND_POSTGRES_URL is not set)")
+        return
+    if args.command == "code-server":
+        command = [
+            str(bin_dir / "dagster"),
+            "code-server",
+            "start",
+            "-m",
+            "demand_assets.definitions",
+            "--location-name",
+            "demand_assets",
+            "-h",
+            host,
+            "-p",
+            port,
+        ]
+    elif args.command == "webserver":
+        command = [str(bin_dir / "dagster-webserver"), "-w", workspace]
+    elif args.command == "daemon":
+        command = [str(bin_dir / "dagster-daemon"), "run", "-w", workspace]
+    elif args.command == "mlflow":
+        from resources.home import demand_home
+
+        tracking = env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{demand_home() / 'mlflow' / 'mlflow.db'}"
+        artifacts = env.get("DEMAND_MLFLOW_ARTIFACTS") or str(demand_home() / "mlflow" / "artifacts")
+        command = [str(bin_dir / "mlflow"), "server", "--backend-store-uri", tracking, "--artifacts-destination", artifacts]
+    else:
+        command = [str(bin_dir / "uvicorn"), "--factory", "demand_assets.serving.app:create_app_from_env"]
+    sys.stdout.flush()
+    os.execve(command[0], [*command, *args.args], env)

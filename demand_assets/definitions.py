@@ -21,6 +21,7 @@ from demand_assets.domains.raw import channel_response_truth, product_demand_tru
 from demand_assets.domains.sku import sku_forecast_models
 from demand_assets.domains.training import training_dataset
 from resources import resources_from_env
+from resources.settings import executor_setting
 
 RAW_DOMAIN_ASSETS = [raw_domains]  # country_demand, channel_spend_response, product_demand: checked together, committed together
 GROUND_TRUTH_ASSETS = [product_demand_truth, channel_response_truth]
@@ -33,10 +34,29 @@ IMPACT_ASSETS = [forecast_error_cost, instock_value]
 DATA_ASSETS = [*RAW_DOMAIN_ASSETS, *GROUND_TRUTH_ASSETS, *FEATURE_ASSETS]
 ALL_ASSETS = [*DATA_ASSETS, *MODEL_ASSETS, *FORECAST_ASSETS, *MONITORING_ASSETS, *MARKETING_ASSETS, *IMPACT_ASSETS]
 
+
+
+def _executor() -> dg.ExecutorDefinition | None:
+    """DEMAND_EXECUTOR: the same assets run their steps in one process, in local processes, or in
+    one Kubernetes pod each (production; see docs/production.md). Unset: Dagster's default."""
+    setting = executor_setting()
+    if setting is None:
+        return None
+    kind, max_concurrent = setting
+    if kind == "in_process":
+        return dg.in_process_executor
+    if kind == "multiprocess":
+        return dg.multiprocess_executor.configured({"max_concurrent": max_concurrent})
+    from dagster_k8s import k8s_job_executor
+
+    return k8s_job_executor.configured({"max_concurrent": max_concurrent})
+
+
 defs = dg.Definitions(
     assets=ALL_ASSETS,
     jobs=[daily_raw_domains_job, weekly_marketing_job],
     schedules=[daily_raw_domains_schedule, weekly_marketing_schedule],
     sensors=[retraining_sensor],
     resources=resources_from_env(),
+    executor=_executor(),
 )

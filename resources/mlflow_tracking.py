@@ -19,6 +19,7 @@ from pydantic import Field
 
 from demand_assets.forecasting.registry import CHAMPION_ALIAS, DAILY_REGISTERED_MODEL
 from resources.mlflow_artifacts import home_uri
+from resources.postgres import mlflow_postgres_uri
 from resources.settings import demand_home
 
 __all__ = ["MlflowTracking"]
@@ -30,7 +31,8 @@ _PIP_REQUIREMENTS = ["demand-assets", "mlflow", "polars", "pandas", "lightgbm", 
 
 class MlflowTracking(dg.ConfigurableResource):
     tracking_uri: str | None = Field(
-        default=None, description="MLflow tracking store: a database URI or a tracking server (http://...); default SQLite under $DEMAND_HOME/mlflow"
+        default=None,
+        description="MLflow tracking store: a database URI or a tracking server (http://...); default the database demand_mlflow on DEMAND_POSTGRES_URL when set, else SQLite under $DEMAND_HOME/mlflow",
     )
     artifact_location: str | None = Field(
         default=None, description="artifact root for a new experiment; default $DEMAND_HOME/mlflow/artifacts, addressed relative to DEMAND_HOME (demand-home:/)"
@@ -52,6 +54,11 @@ class MlflowTracking(dg.ConfigurableResource):
     def _uri(self) -> str:
         if self.tracking_uri:
             return self.tracking_uri
+        # DEMAND_POSTGRES_URL moves the store to its server's database demand_mlflow; derived at
+        # use, so the password is never part of the resource's config the UI shows.
+        on_postgres = mlflow_postgres_uri()
+        if on_postgres:
+            return on_postgres
         folder = demand_home() / "mlflow"
         folder.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{folder / 'mlflow.db'}"

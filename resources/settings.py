@@ -27,7 +27,16 @@ import dagster as dg
 
 from resources.home import DEFAULT_DEMAND_HOME, demand_home
 
-__all__ = ["DEFAULT_DEMAND_HOME", "DEPLOYMENT_SETTINGS", "EnvSetting", "build_resources", "demand_home", "resources_from_env"]
+__all__ = [
+    "DAILY_SCHEDULE_TIME",
+    "DEFAULT_DEMAND_HOME",
+    "DEPLOYMENT_SETTINGS",
+    "EnvSetting",
+    "build_resources",
+    "daily_schedule_time",
+    "demand_home",
+    "resources_from_env",
+]
 
 
 @dataclass(frozen=True)
@@ -56,9 +65,24 @@ DEPLOYMENT_SETTINGS: tuple[EnvSetting, ...] = (
     EnvSetting("DEMAND_REGIME_CHANGE", "source", "regime_change"),
     EnvSetting("DEMAND_DELTA_URI", "store", "root_uri"),
     EnvSetting("MLFLOW_TRACKING_URI", "mlflow_tracking", "tracking_uri"),
+    EnvSetting("DEMAND_MLFLOW_ARTIFACTS", "mlflow_tracking", "artifact_location"),
     EnvSetting("DEMAND_MLFLOW_UI_URL", "mlflow_tracking", "ui_url"),
     EnvSetting("DEMAND_UNIT_ECONOMICS_CSV", "economics", "overrides_csv"),
 )
+
+
+# Environment variables read when the code location or a `demand-deploy` process starts, not
+# resource fields (a schedule's time, the executor, where processes find each other).
+LOAD_TIME_SETTINGS: dict[str, str] = {
+    "DEMAND_PARTITION_START": "the first daily partition (demand_assets/domains/partitions.py)",
+    "DEMAND_DAILY_SCHEDULE_TIME": "HH:MM UTC of the daily schedule (default 01:00)",
+    "DEMAND_EXECUTOR": "multiprocess, in_process or k8s; unset: Dagster's default",
+    "DEMAND_MAX_CONCURRENT": "steps at once per run for DEMAND_EXECUTOR (default 4)",
+    "DEMAND_POSTGRES_URL": "the PostgreSQL server of the Dagster instance and MLflow (resources/postgres.py)",
+    "DEMAND_DAGSTER_PG_URL": "the instance's database URL, derived from DEMAND_POSTGRES_URL by demand-deploy",
+    "DEMAND_CODE_SERVER_HOST": "where the code server listens / is found (default 127.0.0.1)",
+    "DEMAND_CODE_SERVER_PORT": "its port (default 4000)",
+}
 
 
 def _resource_classes() -> dict[str, type[dg.ConfigurableResource]]:
@@ -111,3 +135,35 @@ def build_resources(*, resolve: bool = False, overrides: Mapping[str, Mapping[st
 def resources_from_env(*, resolve: bool = False) -> dict[str, dg.ConfigurableResource]:
     """`build_resources` without overrides: what `definitions.py`, the CLI and the service use."""
     return build_resources(resolve=resolve)
+
+
+DAILY_SCHEDULE_TIME = "DEMAND_DAILY_SCHEDULE_TIME"
+
+
+def daily_schedule_time() -> tuple[int, int]:
+    """(hour, minute), UTC, at which the daily schedule loads the day that just ended: HH:MM from
+    DEMAND_DAILY_SCHEDULE_TIME, default 01:00. Read when the code location loads, since a schedule
+    is not a resource."""
+    raw = os.environ.get(DAILY_SCHEDULE_TIME, "").strip() or "01:00"
+    hour, _, minute = raw.partition(":")
+    if not (hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60):
+        raise ValueError(f"{DAILY_SCHEDULE_TIME}={raw!r} is not a time of day HH:MM (UTC), e.g. 01:00")
+    return int(hour), int(minute)
+
+
+EXECUTORS = ("multiprocess", "in_process", "k8s")
+
+
+def executor_setting() -> tuple[str, int] | None:
+    """(executor, max concurrent steps) from DEMAND_EXECUTOR and DEMAND_MAX_CONCURRENT, or None
+    for Dagster's default (steps in parallel processes, as many as cores). `k8s` runs each step
+    in its own Kubernetes pod (dagster-k8s's k8s_job_executor; the production image installs it)."""
+    kind = os.environ.get("DEMAND_EXECUTOR", "").strip()
+    if not kind:
+        return None
+    if kind not in EXECUTORS:
+        raise ValueError(f"DEMAND_EXECUTOR={kind!r} is not one of {', '.join(EXECUTORS)}")
+    raw = os.environ.get("DEMAND_MAX_CONCURRENT", "").strip() or "4"
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"DEMAND_MAX_CONCURRENT={raw!r} must be a whole number >= 1")
+    return kind, int(raw)

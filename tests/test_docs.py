@@ -13,7 +13,7 @@ import pytest
 from contracts import Table
 from demand_assets.definitions import defs
 from demand_assets.domains.settings_catalog import END, START, replace_settings_table, settings_markdown
-from resources.settings import DEPLOYMENT_SETTINGS
+from resources.settings import DEPLOYMENT_SETTINGS, LOAD_TIME_SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -59,7 +59,7 @@ def test_assets_tables_settings_and_env_vars_named_in_the_docs_are_real():
     var must be one."""
     assets = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     tables = {t.value for t in Table}
-    envs = {s.env for s in DEPLOYMENT_SETTINGS} | {"DEMAND_HOME", "DEMAND_PARTITION_START", "DAGSTER_HOME"}
+    envs = {s.env for s in DEPLOYMENT_SETTINGS} | set(LOAD_TIME_SETTINGS) | {"DEMAND_HOME", "DAGSTER_HOME"}
     wrong = []
     for page in PAGES:
         text = page.read_text()
@@ -153,3 +153,15 @@ def test_the_readme_is_a_front_page():
     assert 120 <= len(lines) <= 220, len(lines)
     quick_start = (ROOT / "README.md").read_text().split("## Quick start", 1)[1].split("\n## ", 1)[0]
     assert re.findall(r"^make \w+", quick_start, flags=re.M) == ["make demo", "make test"]
+
+
+def test_every_load_time_setting_is_read_somewhere():
+    """LOAD_TIME_SETTINGS (what the docs may name besides the resource fields' variables) lists
+    only variables some code or instance file actually reads."""
+    settings = (ROOT / "resources" / "settings.py").read_text()
+    start = settings.index("LOAD_TIME_SETTINGS: dict[str, str] = {")
+    settings = settings[:start] + settings[settings.index("}\n", start) :]
+    files = [p for p in [*ROOT.glob("demand_assets/**/*.py"), *ROOT.glob("resources/*.py"), *ROOT.glob("deploy/*.yaml")] if p.name != "settings.py"]
+    code = settings + "\n".join(p.read_text() for p in files)
+    unread = [name for name in LOAD_TIME_SETTINGS if f'"{name}"' not in code and f"env: {name}" not in code]
+    assert not unread

@@ -14,6 +14,7 @@ from demand_assets.domains.drift import DRIFT_CHECKS
 from demand_assets.domains.models import champion_model, model_backtest
 from demand_assets.monitoring.retraining import CheckSignal, RetrainingCursor, decide_retraining
 from resources import MonitoringSettings
+from resources.settings import daily_schedule_time
 
 __all__ = [
     "DRIFT_CHECK_KEYS",
@@ -35,8 +36,10 @@ daily_raw_domains_job = dg.define_asset_job(
     description="The newest day of every raw domain (and, for the synthetic source, its ground truth).",
 )
 
-# At 01:00 UTC, the day that just ended. Stopped until turned on in the UI (Automation tab).
-daily_raw_domains_schedule = dg.build_schedule_from_partitioned_job(daily_raw_domains_job, hour_of_day=1, minute_of_hour=0)
+# At 01:00 UTC (DEMAND_DAILY_SCHEDULE_TIME), the day that just ended. Stopped until turned on in
+# the UI (Automation tab).
+_HOUR, _MINUTE = daily_schedule_time()
+daily_raw_domains_schedule = dg.build_schedule_from_partitioned_job(daily_raw_domains_job, hour_of_day=_HOUR, minute_of_hour=_MINUTE)
 
 # Response curves move slowly and a refit costs a bootstrap: weekly, Monday 03:00 UTC (after the
 # daily raw run), refit them and re-plan the budget on the refreshed curves. spend_roi follows the
