@@ -24,7 +24,8 @@ Two halves, both pure (polars and numpy; no Dagster, no resources):
   `BACKTEST_FOLDS` windows, the better naive model on ties (or unless another beats it by
   `AUTO_MARGIN`). P10/P90 are the chosen model's
   point forecast plus the empirical 10% and 90% quantiles of its backtest errors, clipped at 0.
-  An external forecaster (the registered TCN) joins the same backtest through `External`.
+  An external forecaster (the registered TCN) joins the same backtest through `External`, and
+  with uploaded covariates so does `lightgbm`, the global model of `forecasting.covariates`.
 """
 
 from __future__ import annotations
@@ -38,9 +39,12 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
+from demand_assets.forecasting.covariates import COVARIATE_MODELS, Covariates, boosted_forecasts
+
 __all__ = [
     "AUTO_MARGIN",
     "BACKTEST_FOLDS",
+    "COVARIATE_MARGIN",
     "LOCAL_MODELS",
     "NAIVE_MODELS",
     "SEASON_LENGTH",
@@ -71,6 +75,12 @@ MIN_TRAIN = 4
 # a margin of 5-10% cost more than it saved: ETS and Theta are usually better, and six windows
 # separate them well enough; fewer windows (3) made the per-series choice noisy.
 AUTO_MARGIN = 0.0
+# auto takes the global covariate model only when its backtest error is below the best other
+# candidate's by this fraction: one model fitted on all series picks up more of the windows' noise
+# than a local one. Measured on the covariate uploads of benchmarks/predict_real.py (the same
+# data, so tuned in sample): 0 / 0.05 / 0.1 gave auto with covariates -13.6 / -13.6 / -11.1% WAPE
+# against auto without on Walmart, -0.3 / -0.9 / -0.2% on M5 daily, +3.4 / +2.5 / +0.9% on M5 weekly.
+COVARIATE_MARGIN = 0.05
 # ETS and Theta fits read at most this many recent periods (three years weekly, a year daily).
 FIT_WINDOW = {"daily": 365, "weekly": 156}
 Z80 = 1.2816
@@ -438,8 +448,9 @@ class External:
 @dataclass(frozen=True)
 class LocalForecast:
     """`forecasts`: COUNTRY, PRODUCT, PERIOD, STEP, P10, P50, P90, MODEL. `choices`: per series
-    COUNTRY, PRODUCT, MODEL, FOLDS (backtest windows scored), REASON and one MAE_<model> column
-    per candidate (null when it could not be scored)."""
+    COUNTRY, PRODUCT, MODEL, FOLDS (backtest windows scored), REASON, COVARIATES (those the
+    chosen model read) and one MAE_<model> column per candidate (null when it could not be
+    scored)."""
 
     forecasts: pl.DataFrame
     choices: pl.DataFrame
@@ -465,22 +476,32 @@ def forecast_local(
     external: Mapping[str, External] | None = None,
     folds: int = BACKTEST_FOLDS,
     margin: float = AUTO_MARGIN,
+    covariates: Covariates | None = None,
 ) -> LocalForecast:
     """Forecast every series of `panel` (COUNTRY, PRODUCT, PERIOD, UNITS; gap-free periods) for
-    `horizon` periods after its last by `model`: one of `LOCAL_MODELS`, a name in `external`, or
-    "auto", which picks per series from all of them by a rolling-origin backtest."""
+    `horizon` periods after its last by `model`: one of `LOCAL_MODELS`, `lightgbm` (the global
+    model of `forecasting.covariates`, which reads `covariates`), a name in `external`, or
+    "auto", which picks per series from all of them by a rolling-origin backtest (`lightgbm`
+    among them when there are covariates)."""
     external = dict(external or {})
     if horizon < 1:
         raise ValueError("horizon must be at least 1")
-    candidates = [*LOCAL_MODELS, *external] if model == "auto" else [model]
-    unknown = [c for c in candidates if c not in LOCAL_MODELS and c not in external]
-    if unknown:
-        raise ValueError(f"unknown model {unknown[0]!r}; one of {['auto', *LOCAL_MODELS, *external]}")
     series = _series(panel)
     if not series:
         raise ValueError("nothing to forecast: the history has no complete period")
     step = dt.timedelta(days=STEP_DAYS[frequency])
     last_period = max(s.last for s in series)
+    # The global model reads one calendar: it takes part in auto when the upload has covariates
+    # and every series runs to the same last period (always so for an upload, see the calendar).
+    aligned = all(s.last == last_period for s in series)
+    with_covariates = covariates is not None and bool(covariates.names)
+    boosted = [*COVARIATE_MODELS] if aligned and with_covariates else []
+    candidates = [*LOCAL_MODELS, *boosted, *external] if model == "auto" else [model]
+    unknown = [c for c in candidates if c not in LOCAL_MODELS and c not in COVARIATE_MODELS and c not in external]
+    if unknown:
+        raise ValueError(f"unknown model {unknown[0]!r}; one of {['auto', *LOCAL_MODELS, *COVARIATE_MODELS, *external]}")
+    if model in COVARIATE_MODELS and not aligned:
+        raise ValueError(f"{model} needs every series to end at the same period")
     # Every local model is fitted once per (series, window): the backtest windows (k = 1..folds,
     # each from the periods before its origin) and the final forecast (k = 0), all series together.
     tasks = [(s, k) for s in series for k in range(folds + 1) if k == 0 or s.y.size - k * horizon >= MIN_TRAIN]
@@ -494,6 +515,9 @@ def forecast_local(
             else:
                 cut = s.y.size - k * horizon
                 s.errors.setdefault(name, []).append(s.y[cut : cut + horizon] - point)
+    for name in candidates:
+        if name in COVARIATE_MODELS:
+            _backtest_boosted(series, horizon, frequency, covariates or Covariates(panel.select(*KEYS, "PERIOD").clear()), folds)
     for k in range(1, folds + 1):
         for name, ext in external.items():
             if name in candidates:
@@ -510,6 +534,8 @@ def forecast_local(
                 raise ValueError(f"{chosen} gave no forecast for {s.country} x {s.product}")
             q = s.final[chosen]
         else:
+            if chosen not in s.point:
+                raise ValueError(f"{chosen} could not forecast {s.country} x {s.product}: too little history ({s.y.size} periods)")
             q = _quantiles(s.point[chosen], s.errors.get(chosen, []))
         quantiles.append(np.sort(np.clip(q, 0.0, None), axis=1))
         rows["COUNTRY"] += [s.country] * horizon
@@ -518,13 +544,45 @@ def forecast_local(
         rows["STEP"] += list(range(1, horizon + 1))
         rows["MODEL"] += [chosen] * horizon
         scored = {f"MAE_{c}": _mae(s.errors.get(c)) for c in candidates}
-        choices.append({"COUNTRY": s.country, "PRODUCT": s.product, "MODEL": chosen, "FOLDS": len(s.errors.get(chosen, [])), "REASON": reason, **scored})
+        used = list(covariates.names) if covariates is not None and chosen in COVARIATE_MODELS else []
+        choices.append(
+            {
+                "COUNTRY": s.country,
+                "PRODUCT": s.product,
+                "MODEL": chosen,
+                "FOLDS": len(s.errors.get(chosen, [])),
+                "REASON": reason,
+                "COVARIATES": used,
+                **scored,
+            }
+        )
     q = np.concatenate(quantiles)
     forecasts = pl.DataFrame(
         {**{k: rows[k] for k in ("COUNTRY", "PRODUCT", "PERIOD", "STEP")}, "P10": q[:, 0], "P50": q[:, 1], "P90": q[:, 2], "MODEL": rows["MODEL"]},
         schema_overrides={"COUNTRY": pl.String, "PRODUCT": pl.String, "PERIOD": pl.Date, "STEP": pl.Int64, "MODEL": pl.String},
     )
-    return LocalForecast(forecasts, pl.DataFrame(choices, schema_overrides={f"MAE_{c}": pl.Float64 for c in candidates}))
+    schema = {"COVARIATES": pl.List(pl.String), **{f"MAE_{c}": pl.Float64 for c in candidates}}
+    return LocalForecast(forecasts, pl.DataFrame(choices, schema_overrides=schema))
+
+
+def _backtest_boosted(series: list[_Series], horizon: int, frequency: Frequency, covariates: Covariates, folds: int) -> None:
+    """The global model's backtest errors (windows k = 1..folds) and final point forecast
+    (k = 0) per series, from `boosted_forecasts` (two fits: before the earliest window, and on
+    everything)."""
+    name = COVARIATE_MODELS[0]
+    cuts = [k * horizon for k in range(folds + 1)]
+    keys = [(s.country, s.product) for s in series]
+    with np.errstate(all="ignore"):
+        out = boosted_forecasts([s.y for s in series], keys, series[0].last, horizon, frequency, covariates, cuts, MIN_TRAIN)
+    for k, cut in enumerate(cuts):
+        for i, s in enumerate(series):
+            point = out[cut][i]
+            if s.y.size - cut < MIN_TRAIN or not np.isfinite(point).all():
+                continue
+            if k == 0:
+                s.point[name] = point
+            else:
+                s.errors.setdefault(name, []).append(s.y[s.y.size - cut : s.y.size - cut + horizon] - point)
 
 
 def _series(panel: pl.DataFrame) -> list[_Series]:
@@ -593,14 +651,19 @@ def _choose(s: _Series, candidates: list[str], model: str, margin: float) -> tup
     scores = {}
     for c in candidates:
         errors = s.errors.get(c, [])
-        is_external = c not in LOCAL_MODELS
-        if len(errors) == folds and (not is_external or c in s.final):
+        fitted = c in s.point if c in LOCAL_MODELS or c in COVARIATE_MODELS else c in s.final
+        if len(errors) == folds and fitted:
             mae = _mae(errors)
             if mae is not None:
                 scores[c] = mae
     naive = min((c for c in NAIVE_MODELS if c in scores), key=lambda c: scores[c])
     best = min(scores, key=lambda c: scores[c])
     window = f"{folds} backtest window(s)"
+    if best in COVARIATE_MODELS:
+        others = {c: v for c, v in scores.items() if c not in COVARIATE_MODELS}
+        runner_up = min(others, key=lambda c: others[c])
+        if scores[best] >= others[runner_up] * (1.0 - COVARIATE_MARGIN):
+            best = runner_up
     if best == naive or scores[best] >= scores[naive] * (1.0 - margin):
         return naive, f"the better naive model on {window} (no other model lower)"
     return best, f"lowest absolute error on {window} ({scores[best]:.4g} vs {scores[naive]:.4g} for {naive})"

@@ -25,6 +25,7 @@ import json
 import logging
 import os
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import polars as pl
@@ -34,6 +35,7 @@ from pydantic import BaseModel, Field
 
 from contracts import Table
 from contracts.registry import PLAUSIBLE_UPPER_BOUNDS
+from demand_assets.forecasting.covariates import COVARIATE_MODELS
 from demand_assets.forecasting.local import (
     LOCAL_MODELS,
     External,
@@ -45,6 +47,7 @@ from demand_assets.forecasting.local import (
     periods_from_weekly_rows,
 )
 from demand_assets.forecasting.registry import SKU_REGISTERED_MODELS, ForecasterPyfunc
+from demand_assets.serving.covariates import RESERVED_COLUMNS, CovariateError, UploadCovariates, check_known_future, parse_declaration, resolve_covariates
 from demand_assets.serving.guards import BearerToken, BodySizeLimit, ResponseHeaders
 from demand_assets.serving.uploads import UploadError, check_structure, decode_utf8, read_header, read_table
 from demand_assets.sources.transactions import TRANSACTION_COLUMNS, TransactionLogError, daily_product_demand, read_transaction_log
@@ -65,8 +68,8 @@ MAX_PRICE = PLAUSIBLE_UPPER_BOUNDS["PRICE"]
 # Series-days after filling each series' gaps with zeros (a 20 MB daily file has under a million rows).
 MAX_PANEL_DAYS = 5_000_000
 # POST /predict?model=: "auto" (the default) picks per series; the others are asked for by name.
-ModelChoice = Literal["auto", "tcn", "seasonal_naive", "mean_last_4", "ets", "theta"]
-assert set(ModelChoice.__args__) == {"auto", "tcn", *LOCAL_MODELS}  # type: ignore[attr-defined]
+ModelChoice = Literal["auto", "tcn", "seasonal_naive", "mean_last_4", "ets", "theta", "lightgbm"]
+assert set(ModelChoice.__args__) == {"auto", "tcn", *LOCAL_MODELS, *COVARIATE_MODELS}  # type: ignore[attr-defined]
 
 
 class LoadedModel(BaseModel):
@@ -117,6 +120,19 @@ class SeriesChoice(BaseModel):
     backtest_windows: int
     reason: str
     backtest_mae: dict[str, float | None]
+    covariates: list[str] = Field(default_factory=list, description="the covariates the chosen model read for this series")
+
+
+class CovariateUsed(BaseModel):
+    """A further column of the upload: a covariate (known: read at the period forecast;
+    observed: read at the forecast origin) or ignored, and which models read it."""
+
+    column: str
+    kind: Literal["known", "observed"] | None
+    declared: bool
+    reason: str
+    used_by: list[str]
+    chosen_for: int = Field(description="series whose chosen model read it")
 
 
 class PredictResponse(BaseModel):
@@ -125,6 +141,7 @@ class PredictResponse(BaseModel):
     frequency: str
     horizon: int
     periods: PeriodsUsed
+    covariates: list[CovariateUsed]
     series: list[SeriesChoice]
     forecasts: list[PeriodForecast]
 
@@ -205,10 +222,26 @@ def _enforce_span(frame: pl.DataFrame, keys: list[str], date: str) -> None:
         )
 
 
-def _history_from_csv(content: bytes, frequency: str, country: str | None) -> tuple[pl.DataFrame, PeriodCalendar]:
-    """COUNTRY, PRODUCT, PERIOD, UNITS from an upload, with the calendar used: a history (DATE, PRODUCT, UNITS, optional
-    COUNTRY) or a transaction log (invoice lines). Every line is checked (UTF-8, field counts,
-    quotes) before polars reads the file; any broken rule is a 400 that names it."""
+@dataclass(frozen=True)
+class _Declaration:
+    """`known=` and `observed=` as given (None: not given)."""
+
+    known: list[str] | None = None
+    observed: list[str] | None = None
+
+    @property
+    def given(self) -> bool:
+        return self.known is not None or self.observed is not None
+
+
+Upload = tuple[pl.DataFrame, PeriodCalendar, UploadCovariates]
+
+
+def _history_from_csv(content: bytes, frequency: str, country: str | None, declaration: _Declaration = _Declaration()) -> Upload:
+    """COUNTRY, PRODUCT, PERIOD, UNITS from an upload, with the calendar used and its covariates:
+    a history (DATE, PRODUCT, UNITS, optional COUNTRY, further covariate columns) or a
+    transaction log (invoice lines). Every line is checked (UTF-8, field counts, quotes) before
+    polars reads the file; any broken rule is a 400 that names it."""
     if not content.strip():
         raise HTTPException(400, "the uploaded file is empty")
     with _upload_rules():
@@ -216,7 +249,9 @@ def _history_from_csv(content: bytes, frequency: str, country: str | None) -> tu
     if all(c in header for c in TRANSACTION_COLUMNS):
         with _upload_rules():
             check_structure(text)
-        return _history_from_transactions(content, frequency, country)
+        if declaration.known or declaration.observed:
+            raise HTTPException(400, "rule 'covariates come with a DATE, PRODUCT, UNITS upload': a transaction log has no covariate columns")
+        return (*_history_from_transactions(content, frequency, country), UploadCovariates((), None))
     missing = [c for c in ("DATE", "PRODUCT", "UNITS") if c not in header]
     if missing:
         raise HTTPException(
@@ -226,7 +261,7 @@ def _history_from_csv(content: bytes, frequency: str, country: str | None) -> tu
     with _upload_rules():
         check_structure(text)
         raw = read_table(content)
-    return _history_from_rows(raw, frequency, country)
+    return _history_from_rows(raw, frequency, country, declaration)
 
 
 @contextlib.contextmanager
@@ -258,35 +293,56 @@ def _history_from_transactions(content: bytes, frequency: str, country: str | No
     return periods_from_daily(daily.select("COUNTRY", "PRODUCT", "DATE", pl.col("PRODUCT_DEMAND").alias("UNITS")), frequency, start=start, end=end)
 
 
-def _history_from_rows(raw: pl.DataFrame, frequency: str, country: str | None) -> tuple[pl.DataFrame, PeriodCalendar]:
+def _history_from_rows(raw: pl.DataFrame, frequency: str, country: str | None, declaration: _Declaration = _Declaration()) -> Upload:
+    extra = [c for c in raw.columns if c not in RESERVED_COLUMNS]
     frame = raw.select(
+        (pl.int_range(pl.len()) + 2).alias("LINE"),  # the header is line 1
         pl.col("COUNTRY") if "COUNTRY" in raw.columns else pl.lit(country or "ALL").alias("COUNTRY"),
         pl.col("PRODUCT").str.strip_chars(),
         pl.col("DATE").str.strip_chars().str.to_date("%Y-%m-%d", strict=False),
         pl.col("UNITS").str.strip_chars().cast(pl.Float64, strict=False),
         pl.col("DATE").alias("DATE_TEXT"),
         pl.col("UNITS").alias("UNITS_TEXT"),
+        *extra,
     )
+    # A row with an empty UNITS after the last day with units is a future row: it carries the
+    # covariates of a period to forecast. An empty UNITS anywhere before is a broken history row.
+    empty_units = pl.col("UNITS_TEXT").is_null() | (pl.col("UNITS_TEXT").str.strip_chars() == "")
+    history_end = frame.filter(~empty_units & pl.col("DATE").is_not_null())["DATE"].max()
+    future = empty_units & (pl.col("DATE") > history_end) if history_end is not None else pl.lit(False)
+    frame = frame.with_columns(future.fill_null(False).alias("FUTURE"))
+    rows = frame.filter(~pl.col("FUTURE"))
     _enforce(
         frame,
         [
             ("dates are YYYY-MM-DD", "DATE", pl.col("DATE").is_null()),
-            ("units are numbers >= 0", "UNITS", pl.col("UNITS").is_null() | (pl.col("UNITS") < 0)),
-            (f"units are finite numbers at most {MAX_UNITS:g}", "UNITS", ~pl.col("UNITS").is_finite() | (pl.col("UNITS") > MAX_UNITS)),
             ("product given", "PRODUCT", pl.col("PRODUCT").is_null() | (pl.col("PRODUCT") == "")),
             ("country given", "COUNTRY", pl.col("COUNTRY").is_null()),
         ],
         ["COUNTRY", "PRODUCT", pl.col("DATE_TEXT").alias("DATE"), pl.col("UNITS_TEXT").alias("UNITS")],
     )
-    # The upload covers its first to its last date, for every product in it.
-    start, end = frame["DATE"].min(), frame["DATE"].max()
+    _enforce(
+        rows,
+        [
+            ("units are numbers >= 0", "UNITS", pl.col("UNITS").is_null() | (pl.col("UNITS") < 0)),
+            (f"units are finite numbers at most {MAX_UNITS:g}", "UNITS", ~pl.col("UNITS").is_finite() | (pl.col("UNITS") > MAX_UNITS)),
+        ],
+        ["COUNTRY", "PRODUCT", pl.col("DATE_TEXT").alias("DATE"), pl.col("UNITS_TEXT").alias("UNITS")],
+    )
+    # The upload's history covers its first to its last date, for every product in it.
+    start, end = rows["DATE"].min(), rows["DATE"].max()
     if country is not None:
         frame = frame.filter(pl.col("COUNTRY") == country)
-    _enforce_span(frame, ["COUNTRY", "PRODUCT"], "DATE")
-    daily = frame.group_by("COUNTRY", "PRODUCT", "DATE").agg(pl.col("UNITS").sum())
+        rows = rows.filter(pl.col("COUNTRY") == country)
+    try:
+        covariates = resolve_covariates(frame, extra, pl.col("FUTURE"), frequency, declaration.known, declaration.observed)
+    except CovariateError as err:
+        raise HTTPException(err.status, str(err)) from err
+    _enforce_span(rows, ["COUNTRY", "PRODUCT"], "DATE")
+    daily = rows.group_by("COUNTRY", "PRODUCT", "DATE").agg(pl.col("UNITS").sum())
     if frequency == "weekly" and is_weekly_rows(daily):  # already weekly: one row per product and week
-        return periods_from_weekly_rows(daily)
-    return periods_from_daily(daily, frequency, start=start, end=end)
+        return (*periods_from_weekly_rows(daily), covariates)
+    return (*periods_from_daily(daily, frequency, start=start, end=end), covariates)
 
 
 def _finite_forecast(out: pl.DataFrame) -> pl.DataFrame:
@@ -329,8 +385,27 @@ def _series_choices(choices: pl.DataFrame, history: pl.DataFrame) -> list[Series
             backtest_windows=r["FOLDS"],
             reason=r["REASON"],
             backtest_mae={c.removeprefix("MAE_"): r[c] for c in scores},
+            covariates=r.get("COVARIATES") or [],
         )
         for r in rows.iter_rows(named=True)
+    ]
+
+
+def _covariates_used(upload: UploadCovariates, choices: pl.DataFrame, candidates: set[str]) -> list[CovariateUsed]:
+    """Each further column, with the models that read it (lightgbm, when it took part) and the
+    number of series whose chosen model did."""
+    readers = sorted(candidates & set(COVARIATE_MODELS))
+    chosen = choices["COVARIATES"].to_list() if "COVARIATES" in choices.columns else []
+    return [
+        CovariateUsed(
+            column=c.column,
+            kind=c.kind,
+            declared=c.declared,
+            reason=c.reason,
+            used_by=readers if c.kind is not None else [],
+            chosen_for=sum(1 for names in chosen if names and c.column in names),
+        )
+        for c in upload.columns
     ]
 
 
@@ -397,8 +472,22 @@ def create_app(
         frequency: Annotated[Literal["weekly", "daily"], Query(description="period of history and forecast")] = "weekly",
         model: Annotated[
             ModelChoice,
-            Query(description="auto: per series, the best of the local models and the registered TCN in a backtest on the upload; or one by name"),
+            Query(
+                description="auto: per series, the best of the local models, lightgbm (when the upload has covariates) and the registered TCN "
+                "in a backtest on the upload; or one by name"
+            ),
         ] = "auto",
+        known: Annotated[
+            str | None,
+            Query(
+                max_length=4000,
+                description="comma-separated covariate columns known in advance (given on the future rows); with observed=, declares the covariates",
+            ),
+        ] = None,
+        observed: Annotated[
+            str | None,
+            Query(max_length=4000, description="comma-separated covariate columns observed only up to the forecast origin (read lagged)"),
+        ] = None,
     ) -> PredictResponse:
         meta = _parse_metadata(metadata)
         tcn = loaded.get(frequency)
@@ -410,12 +499,20 @@ def create_app(
         content = await file.read(MAX_UPLOAD_BYTES + 1)
         if len(content) > MAX_UPLOAD_BYTES:
             raise HTTPException(413, f"the upload is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB")
-        history, calendar = _history_from_csv(content, frequency, meta.country)
+        declaration = _Declaration(parse_declaration(known), parse_declaration(observed))
+        history, calendar, upload = _history_from_csv(content, frequency, meta.country, declaration)
         known = set(history["PRODUCT"].unique().to_list())
         unknown = [p for p in meta.products if p not in known]
         if unknown:
             raise HTTPException(422, f"unknown product(s) {unknown[:10]}: not in the uploaded history's complete periods (it has {sorted(known)[:10]}...)")
         history = history.filter(pl.col("PRODUCT").is_in(meta.products))
+        covariates = upload.covariates
+        if covariates is not None and calendar.last is not None:
+            try:
+                check_known_future(covariates, calendar.last, horizon, frequency, history)
+            except CovariateError as err:
+                raise HTTPException(err.status, str(err)) from err
+        candidates: set[str] = {model}
         try:
             if model == "tcn":
                 assert tcn is not None
@@ -425,8 +522,9 @@ def create_app(
                 external = {}
                 if model == "auto" and tcn is not None and horizon <= tcn.pyfunc.max_horizon:
                     external["tcn"] = External(tcn.pyfunc.forecast, tcn.pyfunc.min_history)
-                result = forecast_local(history, horizon, frequency, model=model, external=external)
+                result = forecast_local(history, horizon, frequency, model=model, external=external, covariates=covariates)
                 out = _finite_forecast(result.forecasts)
+                candidates = {c.removeprefix("MAE_") for c in result.choices.columns if c.startswith("MAE_")}
         except ValueError as err:  # too little history, and the like
             raise HTTPException(422, str(err)) from err
         used_tcn = tcn is not None and "tcn" in set(out["MODEL"].to_list())
@@ -438,6 +536,7 @@ def create_app(
             frequency=frequency,
             horizon=horizon,
             periods=_periods_used(calendar),
+            covariates=_covariates_used(upload, result.choices, candidates),
             series=_series_choices(result.choices, history),
             forecasts=[
                 PeriodForecast(
