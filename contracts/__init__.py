@@ -4,6 +4,7 @@ A contract is checked before anything is written; a broken one raises `ContractE
 message names the rule, the column and the offending rows.
 """
 
+from contracts.cadence import DAILY, Cadence
 from contracts.cross_table import (
     DOMAIN_COLUMNS_RULE,
     FORECAST_HORIZON_RULE,
@@ -29,10 +30,12 @@ from contracts.validation import ContractContext, ContractError, ContractReport,
 
 __all__ = [
     "CONTRACTS",
+    "DAILY",
     "DOMAIN_COLUMNS_RULE",
     "FORECAST_HORIZON_RULE",
     "LAG_INTEGRITY_RULE",
     "RECONCILIATION_RULE",
+    "Cadence",
     "ChannelResponseTruth",
     "ChannelSpendResponse",
     "ContractContext",

@@ -105,9 +105,12 @@ def check_lag_integrity(
     lags: Sequence[int],
     windows: Sequence[int],
     target: str = TARGET,
+    period_days: int = 1,
 ) -> ContractReport:
     """Every DEMAND_LAG_k equals the target k days earlier; every DEMAND_ROLL_MEAN_w equals the
-    mean of the target over the w days before (null where any of those days is missing).
+    mean of the target over the w days before (null where any of those days is missing). A
+    weekly source (`period_days` 7) has a row every seventh day: its rolling mean is the mean of
+    the w / 7 weeks before, null unless every one of them has a row.
 
     The stored target is laid out as a (series x day) grid, lags are read by index and rolling
     means from prefix sums: a different computation from the feature builder's shifts.
@@ -144,7 +147,8 @@ def check_lag_integrity(
         lo_c, hi_c = np.where(ok, lo, 0), np.where(ok, row_day, 0)
         total = prefix_sum[row_series, hi_c] - prefix_sum[row_series, lo_c]
         count = prefix_count[row_series, hi_c] - prefix_count[row_series, lo_c]
-        expected = np.where(ok & (count == w), total / w, np.nan)
+        periods = w // period_days
+        expected = np.where(ok & (count == periods), total / periods, np.nan)
         violations += _mismatches(training, col, expected, f"rolling_mean_{w}_equals_mean_of_previous_{w}_days", exact=False)
     return ContractReport(LAG_INTEGRITY_RULE, training.height, tuple(violations))
 
@@ -163,15 +167,19 @@ def _mismatches(frame: pl.DataFrame, column: str, expected: np.ndarray, rule: st
     return [Violation(rule, column, bad.height, tuple(bad.head(MAX_EXAMPLES).to_dicts()))]
 
 
-def check_forecast_horizon_complete(forecast: pl.DataFrame, series: pl.DataFrame, horizon: int) -> ContractReport:
-    """Every series in `series` (COUNTRY, PRODUCT) has all `horizon` days for every as-of DATE."""
+def check_forecast_horizon_complete(forecast: pl.DataFrame, series: pl.DataFrame, horizon: int, *, period_days: int = 1) -> ContractReport:
+    """Every series in `series` (COUNTRY, PRODUCT) has all `horizon` days for every as-of DATE;
+    for a weekly source (`period_days` 7) every week day of the horizon: HORIZON_DAY 7, 14, ..."""
     expected = series.select("COUNTRY", "PRODUCT").unique().join(forecast.select("DATE").unique(), how="cross")
     counts = forecast.group_by("DATE", "COUNTRY", "PRODUCT").agg(
         pl.len().alias("DAYS"), pl.col("HORIZON_DAY").min().alias("FIRST"), pl.col("HORIZON_DAY").max().alias("LAST")
     )
     joined = expected.join(counts, on=["DATE", "COUNTRY", "PRODUCT"], how="left").with_columns(pl.col("DAYS").fill_null(0))
-    bad = joined.filter((pl.col("DAYS") != horizon) | (pl.col("FIRST") != 1) | (pl.col("LAST") != horizon)).sort("DATE", "COUNTRY", "PRODUCT")
+    periods = horizon // period_days
+    first, last = period_days, periods * period_days
+    bad = joined.filter((pl.col("DAYS") != periods) | (pl.col("FIRST") != first) | (pl.col("LAST") != last)).sort("DATE", "COUNTRY", "PRODUCT")
     if bad.is_empty():
         return ContractReport(FORECAST_HORIZON_RULE, forecast.height)
-    violation = Violation(f"every_series_has_days_1_to_{horizon}", "HORIZON_DAY", bad.height, tuple(bad.head(MAX_EXAMPLES).to_dicts()))
+    rule = f"every_series_has_days_1_to_{horizon}" if period_days == 1 else f"every_series_has_week_days_{first}_to_{last}"
+    violation = Violation(rule, "HORIZON_DAY", bad.height, tuple(bad.head(MAX_EXAMPLES).to_dicts()))
     return ContractReport(FORECAST_HORIZON_RULE, forecast.height, (violation,))

@@ -120,6 +120,8 @@ class TrainingDataset(pa.DataFrameModel):
     """One row per DATE x COUNTRY x PRODUCT: the target and features known at forecast time.
 
     Lags and rolling means are null where the look-back reaches before the first stored day.
+    Lags and windows are in days: a daily source has lags 1/7/14/28 and means over 7/28 days, a
+    weekly one lags 7/14/28/364 (1, 2, 4, 52 weeks) and means over 28/91 days (4, 13 weeks).
     Spend and macro columns are optional: a source without those domains yields none.
     """
 
@@ -135,8 +137,10 @@ class TrainingDataset(pa.DataFrameModel):
     DEMAND_LAG_7: int | None = pa.Field(nullable=True, ge=0)
     DEMAND_LAG_14: int | None = pa.Field(nullable=True, ge=0)
     DEMAND_LAG_28: int | None = pa.Field(nullable=True, ge=0)
+    DEMAND_LAG_364: int | None = pa.Field(nullable=True, ge=0)  # weekly sources: 52 weeks earlier
     DEMAND_ROLL_MEAN_7: float | None = pa.Field(nullable=True, ge=0)
     DEMAND_ROLL_MEAN_28: float | None = pa.Field(nullable=True, ge=0)
+    DEMAND_ROLL_MEAN_91: float | None = pa.Field(nullable=True, ge=0)  # weekly sources: the 13 weeks before
     DAY_OF_WEEK: int = pa.Field(nullable=False, ge=1, le=7)
     WEEK_OF_YEAR: int = pa.Field(nullable=False, ge=1, le=53)
     MONTH: int = pa.Field(nullable=False, ge=1, le=12)

@@ -8,7 +8,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from contracts import SourceFormatError
+from contracts import Cadence, SourceFormatError
 from demand_assets.definitions import ALL_ASSETS
 from demand_assets.domains.models import ForecastingConfig
 from demand_assets.features.training_dataset import build_training_dataset
@@ -16,7 +16,7 @@ from demand_assets.forecasting.models.deepar import DeepARForecaster
 from demand_assets.forecasting.models.lightgbm_global import LightGBMForecaster
 from demand_assets.forecasting.panel import exogenous_columns, future_frame, planned_future
 from demand_assets.sources import Domain
-from demand_assets.sources.table import TableSource, TableSpec, TableSpecError, WeeklyTableNotSupported, read_table, write_table_example
+from demand_assets.sources.table import TableSource, TableSpec, TableSpecError, read_table, write_table_example
 from resources import DemandSourceResource
 from tests.conftest import materialize_range, small_resources
 
@@ -142,14 +142,14 @@ def test_a_missing_column_is_named_with_its_role(tmp_path):
         read_table(_spec(tmp_path, GOOD.replace(",temp", ",temperature")))
 
 
-def test_weekly_rows_land_on_one_weekday_and_the_graph_refuses_weekly(tmp_path):
+def test_weekly_rows_land_on_one_weekday_and_the_source_is_weekly_on_it(tmp_path):
     weekly = "day,sku,units\n2024-01-01,A,10\n2024-01-08,A,12\n2024-01-15,A,9\n"
     spec = _spec(tmp_path, weekly, frequency="weekly", price=None, covariates={})
     assert read_table(spec)["DATE"].dt.weekday().unique().to_list() == [1]
-    with pytest.raises(SourceFormatError, match=r"weekly rows fall on one weekday \(the week's day: Monday\)"):
+    # The graph runs it (tests/test_weekly_table.py): its rows land on Mondays, the inferred week day.
+    assert TableSource(spec).cadence == Cadence.weekly(1)
+    with pytest.raises(SourceFormatError, match=r"weekly rows fall on one weekday \(the week's day: Monday, the rows' most common weekday\)"):
         read_table(_spec(tmp_path, weekly + "2024-01-23,A,4\n", frequency="weekly", price=None, covariates={}))
-    with pytest.raises(WeeklyTableNotSupported, match="rule 'daily table for the graph'"):
-        TableSource(spec)
 
 
 def test_training_rows_have_known_covariates_same_day_and_observed_ones_lagged(example):

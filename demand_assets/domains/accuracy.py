@@ -9,12 +9,12 @@ from contracts import Table
 from demand_assets.domains.forecasts import demand_forecast
 from demand_assets.domains.models import model_backtest
 from demand_assets.domains.partitions import BACKFILL_POLICY, DAILY_DOWNSTREAM, daily_partitions
-from demand_assets.domains.publishing import partition_dates, publish_window, require_input_days
+from demand_assets.domains.publishing import partition_dates, publish_window, require_input_days, rows_by_design_only, without_rows_by_design
 from demand_assets.domains.training import training_dataset
 from demand_assets.forecasting.panel import TARGET
 from demand_assets.monitoring.accuracy import pooled_accuracy, score_realised
 from demand_assets.reporting import line_chart_markdown
-from resources import DeltaStore, MonitoringSettings
+from resources import DeltaStore, DemandSourceResource, MonitoringSettings
 
 __all__ = ["ACCURACY_DRIFT", "ACCURACY_HORIZON", "forecast_accuracy"]
 
@@ -57,14 +57,19 @@ ACCURACY_HORIZON = 28  # the forecast made this many days before a day is the on
         )
     ],
 )
-def forecast_accuracy(context: dg.AssetExecutionContext, store: DeltaStore, monitoring: MonitoringSettings):
+def forecast_accuracy(context: dg.AssetExecutionContext, source: DemandSourceResource, store: DeltaStore, monitoring: MonitoringSettings):
     """For each day D: the forecast made as of D - 28 (its whole horizon, D - 27 .. D, has now
     happened) scored against the observed demand on in-stock days: WAPE (P50, as in the
     backtest), bias and p10-p90 coverage, beside the backtest WAPE of the model that made it.
-    Days whose forecast was never made get a row with ROWS = 0."""
+    Days whose forecast was never made get a row with ROWS = 0. A weekly source is scored on
+    its week days (the forecast made 4 weeks earlier, its 4 weeks); other days hold no rows."""
     start, end = partition_dates(context)
     h = ACCURACY_HORIZON
-    require_input_days(store, Table.TRAINING_DATASET, h - 1, start, end, asset="forecast_accuracy")
+    cadence = source.open().cadence
+    if rows_by_design_only(cadence, start, end):
+        yield from without_rows_by_design(context, Table.FORECAST_ACCURACY, cadence)
+        return
+    require_input_days(store, Table.TRAINING_DATASET, h - 1, start, end, asset="forecast_accuracy", cadence=cadence)
     forecasts = (
         store.read_window(Table.DEMAND_FORECAST, start - dt.timedelta(days=h), end - dt.timedelta(days=h))
         if store.exists(Table.DEMAND_FORECAST)
@@ -74,7 +79,10 @@ def forecast_accuracy(context: dg.AssetExecutionContext, store: DeltaStore, moni
     backtest = _backtest_wape(store)
 
     def rows():
-        yield score_realised(forecasts, actuals, backtest, start, end, h)
+        scores = score_realised(forecasts, actuals, backtest, start, end, h)
+        # A weekly source's forecasts are made as of week days only: its other days have none
+        # by design, and are no rows rather than rows of ROWS = 0.
+        yield scores.filter(pl.col("DATE").dt.weekday() == cadence.weekday) if cadence.is_weekly else scores
 
     def describe(summary: pl.DataFrame) -> dict:
         scored = summary.filter(pl.col("ROWS") > 0)
@@ -89,7 +97,7 @@ def forecast_accuracy(context: dg.AssetExecutionContext, store: DeltaStore, moni
         written.append(chunk)
         return chunk
 
-    yield from publish_window(context, store, Table.FORECAST_ACCURACY, rows(), [], summarize=keep, describe=describe)
+    yield from publish_window(context, store, Table.FORECAST_ACCURACY, rows(), [], summarize=keep, describe=describe, cadence=cadence)
     check = _accuracy_check(pl.concat(written), monitoring)
     selected = dg.AssetCheckKey(context.asset_key, ACCURACY_DRIFT) in context.selected_asset_check_keys
     if check is None:

@@ -58,6 +58,7 @@ def tune_in_mlflow(
     regime: Regime,
     tags: dict[str, str],
     log: Callable[[str], None],
+    period_days: int = 1,
 ) -> dict:
     """Optuna over LightGBM on the newest fold, every trial logged to one MLflow run."""
     from demand_assets.forecasting.tuning import tune_lightgbm
@@ -68,7 +69,7 @@ def tune_in_mlflow(
             mlflow.log_metric(f"trial_{regime}_wape", wape, step=number)
             log(f"optuna trial {number + 1}/{n_trials}: WAPE {wape:.4f} with {params}")
 
-        best, value = tune_lightgbm(dataset, folds[-1:], n_trials=n_trials, num_boost_round=rounds, regime=regime, on_trial=on_trial)
+        best, value = tune_lightgbm(dataset, folds[-1:], n_trials=n_trials, num_boost_round=rounds, regime=regime, on_trial=on_trial, period_days=period_days)
         mlflow.log_params({f"best_{k}": v for k, v in best.items()})
         mlflow.log_metric(f"best_{regime}_wape", value)
     return best

@@ -22,7 +22,7 @@ from demand_assets.domains.training import training_dataset
 from demand_assets.forecasting.backtest import rolling_origin_folds, run_backtest, wrmsse_by_model
 from demand_assets.forecasting.metrics import Regime
 from demand_assets.forecasting.registry import CHAMPION_ALIAS, ForecasterPyfunc, choose_champion, forecast_request, predict_request
-from demand_assets.forecasting.suite import ALL_MODELS, BASELINE, UNCENSORED_SUFFIX, SuiteSettings, model_factories
+from demand_assets.forecasting.suite import ALL_MODELS, BASELINE, UNCENSORED_SUFFIX, SuiteSettings, line_up, model_factories
 from demand_assets.monitoring.promotion import Incumbent, compare_with_incumbent
 from demand_assets.reporting import figure_to_markdown, forecast_band_figure, frame_to_markdown, metric_comparison_figure
 from resources import DeltaStore, DemandSourceResource, MlflowTracking, MonitoringSettings
@@ -55,9 +55,17 @@ class ForecastingConfig(dg.Config):
     hybrid_windows: int = Field(default=_SUITE.hybrid_windows, ge=1, description="inner windows the hybrid cross-fits DeepAR on for its residual booster")
     optuna_trials: int = Field(default=0, ge=0, description="> 0: tune LightGBM with Optuna on the newest fold first, then backtest with the best")
 
-    def suite(self, lgbm_params: dict | None = None) -> SuiteSettings:
+    def suite(self, lgbm_params: dict | None = None, *, period_days: int = 1, models: tuple[str, ...] | None = None) -> SuiteSettings:
+        """The model settings; `period_days` and `models` (the line-up a weekly source can run) come from the source."""
         shared = {name: getattr(self, name) for name in SuiteSettings.__dataclass_fields__ if name in type(self).model_fields}
-        return SuiteSettings(**shared | {"models": tuple(self.models), "lgbm_params": tuple(sorted((lgbm_params or {}).items()))})
+        return SuiteSettings(
+            **shared
+            | {
+                "models": tuple(self.models) if models is None else models,
+                "lgbm_params": tuple(sorted((lgbm_params or {}).items())),
+                "period_days": period_days,
+            }
+        )
 
 
 @dg.asset(group_name="models", kinds={"lightgbm", "pytorch", "mlflow", "deltalake"}, deps=[training_dataset, product_demand_truth])
@@ -70,10 +78,20 @@ def model_backtest(
     three regimes: all days, in-stock days, and true uncensored demand (synthetic source);
     where the source knows M5's hierarchy (state, store, category, department, item), also
     M5's WRMSSE (on all days). Writes backtest_forecasts, backtest_metrics and the settings it
-    ran with (backtest_settings, which champion_model refits with), and one MLflow run per model."""
+    ran with (backtest_settings, which champion_model refits with), and one MLflow run per model.
+    A weekly source is backtested in whole weeks (28 days: 4 weeks ahead) with the models built
+    for weeks; a model with no weekly form (the hybrid) is left out by name (metadata
+    `left_out_for_weekly`)."""
+    cadence = source.open().cadence
+    p = cadence.period_days
+    models, left_out = line_up(config.models, p)
+    if not models:
+        raise dg.Failure(description=f"no model of {config.models} can forecast a weekly series: {left_out}", allow_retries=False)
+    for name, why in left_out.items():
+        context.log.warning(f"{name} is left out of this weekly source's backtest: {why}")
     dataset, truth, tags = training_window(store, config.history_days)
-    folds = rolling_origin_folds(dataset["DATE"].max(), n_folds=config.n_folds, horizon=config.horizon, step=config.step or None)
-    context.log.info(f"backtesting {config.models} on {dataset.height:,} rows, folds: {[str(f.test_start) for f in folds]}")
+    folds = rolling_origin_folds(dataset["DATE"].max(), n_folds=config.n_folds, horizon=config.horizon, step=config.step or None, period_days=p)
+    context.log.info(f"backtesting {list(models)} ({cadence.frequency}) on {dataset.height:,} rows, folds: {[str(f.test_start) for f in folds]}")
     tuned = {}
     if config.optuna_trials > 0 and "lightgbm" in config.models:
         tuned = tune_in_mlflow(
@@ -85,9 +103,10 @@ def model_backtest(
             regime=config.champion_regime,
             tags=tags,
             log=context.log.info,
+            period_days=p,
         )
-    suite = config.suite(tuned)
-    result = run_backtest(dataset, model_factories(suite), folds, truth=truth, progress=context.log.info)
+    suite = config.suite(tuned, period_days=p, models=models)
+    result = run_backtest(dataset, model_factories(suite), folds, truth=truth, progress=context.log.info, period_days=p)
     hierarchy = source.open().catalog().hierarchy()
     if hierarchy is not None:
         scores = wrmsse_by_model(dataset, result.forecasts, folds, hierarchy).with_columns(pl.lit("all").alias("REGIME"))
@@ -101,7 +120,7 @@ def model_backtest(
         Table.BACKTEST_SETTINGS,
         pl.DataFrame(
             {
-                "MODELS": [json.dumps(config.models)],
+                "MODELS": [json.dumps(list(models))],
                 "N_FOLDS": [config.n_folds],
                 "HORIZON": [config.horizon],
                 "HISTORY_DAYS": [config.history_days],
@@ -119,7 +138,7 @@ def model_backtest(
     last_fold = result.forecasts.filter(pl.col("FOLD") == folds[-1].index)
     top = last_fold.group_by("COUNTRY", "PRODUCT").agg(pl.col("ACTUAL").sum()).sort("ACTUAL", descending=True).head(3)
     series = list(zip(top["COUNTRY"], top["PRODUCT"]))
-    params = {"n_folds": config.n_folds, "horizon": config.horizon, **suite.__dict__, "models": ",".join(config.models)}
+    params = {"n_folds": config.n_folds, "horizon": config.horizon, **suite.__dict__, "models": ",".join(models)}
     run_links = log_backtest_runs(mlflow_tracking, result, folds, series, params, tags)
 
     table = overall.select("MODEL", "REGIME", *[m for m in BACKTEST_METRICS if m in overall.columns]).sort("REGIME", "WAPE")
@@ -137,6 +156,8 @@ def model_backtest(
                 frame_to_markdown(result.timings.group_by("MODEL").agg(pl.col("FIT_SECONDS").mean(), pl.col("PREDICT_SECONDS").mean()).sort("MODEL"))
             ),
             "lightgbm_tuned_params": dg.MetadataValue.json(tuned),
+            "cadence": cadence.describe(),
+            **({"left_out_for_weekly": dg.MetadataValue.json(left_out)} if left_out else {}),
             "folds": dg.MetadataValue.md(
                 "\n".join(f"- fold {f.index}: train to {f.origin}, test {f.test_start} .. {f.test_end - dt.timedelta(days=1)}" for f in folds)
             ),

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import dagster as dg
 import polars as pl
 
-from contracts import CONTRACTS, ContractContext, ContractError, ContractReport, SourceFormatError, Violation
+from contracts import CONTRACTS, DAILY, Cadence, ContractContext, ContractError, ContractReport, SourceFormatError, Violation
 from contracts.registry import table_spec
 from demand_assets.domains.partitions import daily_partitions
 from demand_assets.reporting import frame_to_markdown
@@ -25,6 +25,7 @@ from resources import DeltaStore, WriteSummary
 __all__ = [
     "ChunkCheck",
     "WindowCheck",
+    "cadence_metadata",
     "check_results",
     "blocking_check_spec",
     "not_provided",
@@ -33,6 +34,8 @@ __all__ = [
     "contract_context",
     "partition_dates",
     "require_days",
+    "rows_by_design_only",
+    "without_rows_by_design",
     "require_input_days",
     "publish_window",
 ]
@@ -52,7 +55,7 @@ def partition_dates(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date
     return window.start.date(), window.end.date()
 
 
-def require_input_days(store: DeltaStore, table: str, lookback_days: int, start: dt.date, end: dt.date, *, asset: str) -> None:
+def require_input_days(store: DeltaStore, table: str, lookback_days: int, start: dt.date, end: dt.date, *, asset: str, cadence: Cadence = DAILY) -> None:
     """Fail the run, naming the days, when `table` lacks a day that `asset` reads for [start, end).
 
     The look-back a run reads is checked here rather than declared as a partition mapping:
@@ -60,7 +63,7 @@ def require_input_days(store: DeltaStore, table: str, lookback_days: int, start:
     backfill (a one-day backfill became 29 partitions marked materialized, 28 of them without
     rows). Every day of the run's own window is required; look-back days only from the table's
     first stored day and the first partition on (a store's first days have no history: their
-    lags are null)."""
+    lags are null). A weekly source requires its week days only (`cadence`)."""
     if not store.exists(table):
         raise dg.Failure(
             description=f"{asset} for [{start}, {end}) reads {table}, which has not been materialized yet: materialize it first", allow_retries=False
@@ -68,7 +71,7 @@ def require_input_days(store: DeltaStore, table: str, lookback_days: int, start:
     first_stored = store.scan(table).select(pl.col("DATE").min()).collect().item()
     lo = min(start, max(start - dt.timedelta(days=lookback_days), daily_partitions.start.date(), first_stored or start))
     present = set(store.scan(table).filter((pl.col("DATE") >= lo) & (pl.col("DATE") < end)).select("DATE").unique().collect()["DATE"].to_list())
-    missing = [lo + dt.timedelta(days=i) for i in range((end - lo).days) if lo + dt.timedelta(days=i) not in present]
+    missing = [day for day in cadence.days(lo, end) if day not in present]
     if missing:
         shown = ", ".join(str(d) for d in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise dg.Failure(
@@ -80,9 +83,10 @@ def require_input_days(store: DeltaStore, table: str, lookback_days: int, start:
         )
 
 
-def require_days(frame: pl.DataFrame, start: dt.date, end: dt.date, table: str) -> None:
-    """Fail the run, naming the days, when `frame` (read from `table`) lacks a day of [start, end)."""
-    missing = {start + dt.timedelta(days=i) for i in range((end - start).days)} - set(frame["DATE"].unique().to_list())
+def require_days(frame: pl.DataFrame, start: dt.date, end: dt.date, table: str, cadence: Cadence = DAILY) -> None:
+    """Fail the run, naming the days, when `frame` (read from `table`) lacks a day of [start, end)
+    that carries rows (every day; a weekly source's week days)."""
+    missing = set(cadence.days(start, end)) - set(frame["DATE"].unique().to_list())
     if missing:
         raise dg.Failure(description=f"{table} has no rows for {sorted(missing)[:5]}: materialize it for these days first")
 
@@ -140,7 +144,8 @@ class WindowCheck:
 
     `chunks(source)` yields every chunk that passed and raises ContractError at the first that
     did not (or at the end, when a day of the window, or with `complete_series` a series on
-    a day between its first and last, has no row). A source that cannot read its file (SourceFormatError) breaks the
+    a day between its first and last, has no row; for a weekly `cadence`, a week day, and
+    a row on any other day breaks the contract). A source that cannot read its file (SourceFormatError) breaks the
     table's contract, the first check. The reports, a preview and per-day summaries stay here
     for the run's check results and charts.
     """
@@ -155,8 +160,10 @@ class WindowCheck:
         summarize: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
         complete_series: bool = False,
         log: Callable[[str], None] | None = None,
+        cadence: Cadence = DAILY,
     ) -> None:
         self.table, self.checks, self.start, self.end = table, list(checks), start, end
+        self.cadence = cadence
         self.reports = {c.name: ContractReport(c.name, 0) for c in checks}
         self.summaries: list[pl.DataFrame] = []
         self.preview: pl.DataFrame | None = None
@@ -214,25 +221,31 @@ class WindowCheck:
             )
 
     def _completeness(self) -> list[Violation]:
-        """A day without rows, or a series without a row on some day, is a hole in the table."""
-        n_days = (self.end - self.start).days
-        days = [self.start + dt.timedelta(days=i) for i in range(n_days)]
-        missing = [day for day in days if day not in self._days]
+        """A day without rows, or a series without a row on some day, is a hole in the table.
+        Weekly: a week day without rows, or a series without a row some week; a row on another
+        day is refused (a weekly source's rows land on the week's day only)."""
+        weekly = self.cadence.is_weekly
+        period = "week" if weekly else "day"
+        off = sorted(day for day in self._days if not self.cadence.holds(day))
+        if off:
+            examples = tuple({"DATE": str(d), "weekday": d.strftime("%A"), "rows": self.rows_per_day[d]} for d in off[:5])
+            return [Violation(f"weekly rows fall on the week's day ({self.cadence.describe()})", "DATE", sum(self.rows_per_day[d] for d in off), examples)]
+        missing = [day for day in self.cadence.days(self.start, self.end) if day not in self._days]
         if missing:
-            return [Violation("every day of the window has rows", "DATE", len(missing), tuple({"missing DATE": str(d)} for d in missing[:5]))]
+            return [Violation(f"every {period} of the window has rows", "DATE", len(missing), tuple({"missing DATE": str(d)} for d in missing[:5]))]
         if not self._series_days:
             return []
         # A series may start (a launch) or stop (a delisting) inside the window, but between its
-        # first and last day it has a row every day: a dropped row is a hole, not a zero.
+        # first and last day it has a row every day (every week): a dropped row is a hole, not a zero.
+        missed = f"{period}s missing"
+        p = self.cadence.period_days
         spans = pl.concat(self._series_days).group_by(self._series_keys).agg(pl.col("first").min(), pl.col("last").max(), pl.col("n").sum())
-        spans = spans.with_columns(((pl.col("last") - pl.col("first")).dt.total_days() + 1 - pl.col("n")).alias("days missing"))
-        holes = spans.filter(pl.col("days missing") > 0).sort(self._series_keys)
+        spans = spans.with_columns(((pl.col("last") - pl.col("first")).dt.total_days() // p + 1 - pl.col("n")).alias(missed))
+        holes = spans.filter(pl.col(missed) > 0).sort(self._series_keys)
         if not holes.height:
             return []
-        examples = tuple(
-            holes.head(5).select(*self._series_keys, pl.col("first").alias("first DATE"), pl.col("last").alias("last DATE"), "days missing").to_dicts()
-        )
-        return [Violation("every series has a row on every day between its first and last", "DATE", int(holes["days missing"].sum()), examples)]
+        examples = tuple(holes.head(5).select(*self._series_keys, pl.col("first").alias("first DATE"), pl.col("last").alias("last DATE"), missed).to_dicts())
+        return [Violation(f"every series has a row on every {period} between its first and last", "DATE", int(holes[missed].sum()), examples)]
 
 
 def check_results(window: WindowCheck, *, asset_key: dg.AssetKey | None = None, written: bool, version: int | None = None) -> Iterator[dg.AssetCheckResult]:
@@ -248,10 +261,43 @@ def check_results(window: WindowCheck, *, asset_key: dg.AssetKey | None = None, 
         yield dg.AssetCheckResult(check_name=name, asset_key=asset_key, passed=report.passed, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata)
 
 
+def cadence_metadata(cadence: Cadence, start: dt.date, end: dt.date) -> dict:
+    """For a weekly source, what a day partition holds by design: its week days carry the weeks'
+    rows, every other day none (recorded as such, not filled)."""
+    if not cadence.is_weekly:
+        return {}
+    week_days = cadence.days(start, end)
+    return {
+        "cadence": cadence.describe(),
+        "week_days_in_window": len(week_days),
+        "days_without_rows_by_design": (end - start).days - len(week_days),
+    }
+
+
+def rows_by_design_only(cadence: Cadence, start: dt.date, end: dt.date) -> bool:
+    """Whether [start, end) holds no day that carries rows (a weekly source's other weekdays)."""
+    return not cadence.days(start, end)
+
+
+def without_rows_by_design(
+    context: dg.AssetExecutionContext, table: str, cadence: Cadence, check_names: Sequence[str] = (), *, asset_key: dg.AssetKey | None = None
+) -> Iterator[dg.AssetCheckResult | dg.MaterializeResult]:
+    """The record of a window of a weekly source without a week day: materialized, with no rows
+    by design and saying so; nothing is read or written and no row is invented. Its checks pass
+    with nothing to check."""
+    start, end = partition_dates(context)
+    note = f"{table} [{start}, {end}): the source is {cadence.describe()}; this window has no week day, so it holds no rows and nothing is written"
+    context.log.info(note)
+    yield dg.MaterializeResult(asset_key=asset_key, metadata={"dagster/row_count": 0, "rows_written": 0, **cadence_metadata(cadence, start, end), "note": note})
+    for name in check_names:
+        yield dg.AssetCheckResult(check_name=name, asset_key=asset_key, passed=True, metadata={"rows_checked": 0, "note": note})
+
+
 def materialization(window: WindowCheck, written: WriteSummary, *, asset_key: dg.AssetKey | None = None, extra: Mapping | None = None) -> dg.MaterializeResult:
     """The MaterializeResult of a committed window: rows, schema, Delta version, a preview."""
     preview = window.preview if window.preview is not None else pl.DataFrame()
     metadata: dict = {
+        **cadence_metadata(window.cadence, window.start, window.end),
         **_row_counts(window, written.rows),
         "dagster/column_schema": _column_schema(preview),
         "delta_version": written.version,
@@ -299,14 +345,19 @@ def publish_window(
     summarize: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
     describe: Callable[[pl.DataFrame], dict] | None = None,
     asset_key: dg.AssetKey | None = None,
+    cadence: Cadence = DAILY,
 ) -> Iterator[dg.AssetCheckResult | dg.MaterializeResult | dg.AssetObservation]:
     """Write `chunks` as the run's window of `table`, gated by `checks`, streaming.
 
     `summarize` reduces each chunk to a small per-day frame; `describe` turns the concatenated
     summaries into charts, so a year at M5 scale is described without being held in memory.
+    `cadence`: the days that carry rows (a weekly source's week days).
     """
     start, end = partition_dates(context)
-    window = WindowCheck(table, checks, start, end, summarize=summarize, log=context.log.info)
+    if rows_by_design_only(cadence, start, end):
+        yield from without_rows_by_design(context, table, cadence, [c.name for c in checks], asset_key=asset_key)
+        return
+    window = WindowCheck(table, checks, start, end, summarize=summarize, log=context.log.info, cadence=cadence)
     try:
         written = store.replace_window(table, window.chunks(chunks), start, end)
     except ContractError as err:

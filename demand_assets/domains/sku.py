@@ -16,7 +16,7 @@ from demand_assets.forecasting.models.tcn import TCNForecaster, TCNSettings
 from demand_assets.forecasting.registry import SKU_REGISTERED_MODELS, ForecasterPyfunc
 from demand_assets.forecasting.sku import MeanOfLastForecaster, period_backtest, to_periods
 from demand_assets.reporting import frame_to_markdown
-from resources import DeltaStore, MlflowTracking
+from resources import DeltaStore, DemandSourceResource, MlflowTracking
 
 __all__ = ["SkuModelConfig", "sku_forecast_models"]
 
@@ -52,7 +52,9 @@ def _mean_pinball(row: dict) -> float:
 
 
 @dg.asset(group_name="models", kinds={"pytorch", "mlflow", "deltalake"}, deps=[product_demand])
-def sku_forecast_models(context: dg.AssetExecutionContext, config: SkuModelConfig, store: DeltaStore, mlflow_tracking: MlflowTracking):
+def sku_forecast_models(
+    context: dg.AssetExecutionContext, config: SkuModelConfig, source: DemandSourceResource, store: DeltaStore, mlflow_tracking: MlflowTracking
+):
     """The models behind the forecast service's POST /predict: per frequency (weekly: 8 weeks in,
     4 out, as retail replenishment plans; daily: 56 days in, 28 out), a temporal convolutional network over
     sales history alone with P10/P50/P90, backtested on rolling origins against the mean of the
@@ -61,7 +63,19 @@ def sku_forecast_models(context: dg.AssetExecutionContext, config: SkuModelConfi
     end = store.last_date(Table.PRODUCT_DEMAND) + dt.timedelta(days=1)
     daily = store.read_window(Table.PRODUCT_DEMAND, end - dt.timedelta(days=config.history_days), end, columns=["DATE", "COUNTRY", "PRODUCT", "PRODUCT_DEMAND"])
     tables, metadata = [], {}
-    for frequency in config.frequencies:
+    cadence = source.open().cadence
+    frequencies = config.frequencies
+    if cadence.is_weekly:
+        # A weekly source's rows are its weeks already (one period each); a daily model of them
+        # would need days the source does not have.
+        frequencies = [f for f in config.frequencies if f == "weekly"]
+        if frequencies != config.frequencies:
+            note = f"the source is {cadence.describe()}: the daily per-SKU model is left out"
+            context.log.warning(note)
+            metadata["left_out_for_weekly"] = note
+        if not frequencies:
+            raise dg.Failure(description=f"sku_forecast_models: only a weekly per-SKU model can learn from a weekly source; asked for {config.frequencies}")
+    for frequency in frequencies:
         weekly = frequency == "weekly"
         settings = TCNSettings(
             input_len=config.input_weeks if weekly else config.input_days,
@@ -69,7 +83,8 @@ def sku_forecast_models(context: dg.AssetExecutionContext, config: SkuModelConfi
             epochs=config.weekly_epochs if weekly else config.daily_epochs,
             channels=config.channels,
         )
-        panel = to_periods(daily, frequency)
+        # A weekly source's rows are whole weeks, each dated on its week's day: they are the periods.
+        panel = to_periods(daily, "daily") if cadence.is_weekly else to_periods(daily, frequency)
         factories: dict[str, Callable[[], Forecaster]] = {
             "tcn": functools.partial(TCNForecaster, settings),
             "mean_of_last_4": functools.partial(MeanOfLastForecaster, 4, settings.horizon),

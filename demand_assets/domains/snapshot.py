@@ -22,7 +22,17 @@ import polars as pl
 
 from contracts import ContractContext, ContractError
 from demand_assets.domains.categories import KnownCategories
-from demand_assets.domains.publishing import ChunkCheck, WindowCheck, charts, check_results, contract_check, materialization, not_provided
+from demand_assets.domains.publishing import (
+    ChunkCheck,
+    WindowCheck,
+    charts,
+    check_results,
+    contract_check,
+    materialization,
+    not_provided,
+    rows_by_design_only,
+    without_rows_by_design,
+)
 from demand_assets.sources import DemandSource, Domain
 from resources import DeltaStore, WriteSummary
 from resources.staging import StagedTable
@@ -79,12 +89,17 @@ def publish_snapshot(
         # backfilled without them (see `demand-selection`), the daily run records them once a day.
         if plan not in provided and plan.key in selected:
             yield from not_provided(context, source.name, plan.what, plan.check_names or [plan.contract_check], asset_key=plan.key)
+    if rows_by_design_only(source.cadence, start, end):
+        # A weekly source's day without a week day: recorded, nothing read or written.
+        for plan in provided:
+            yield from without_rows_by_design(context, plan.table, source.cadence, plan.check_names or [plan.contract_check], asset_key=plan.key)
+        return
     windows: dict[str, WindowCheck] = {}
     with store.staging() as area:
         staged: dict[str, StagedTable] = {}
         for plan in provided:
             checks = [contract_check(plan.table, plan.contract_check, ctx), *plan.extra_checks(staged)]
-            window = WindowCheck(plan.table, checks, start, end, summarize=plan.summarize, complete_series=True, log=context.log.info)
+            window = WindowCheck(plan.table, checks, start, end, summarize=plan.summarize, complete_series=True, log=context.log.info, cadence=source.cadence)
             windows[plan.table] = window
             try:
                 staged[plan.table] = area.stage(plan.table, window.chunks(source.read(plan.domain, start, end)))

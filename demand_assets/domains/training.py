@@ -18,13 +18,7 @@ from demand_assets.domains.publishing import (
     require_input_days,
 )
 from demand_assets.domains.raw import channel_spend_response, country_demand, product_demand
-from demand_assets.features import (
-    CHANNEL_LOOKBACK_DAYS,
-    DEMAND_LAGS,
-    LOOKBACK_DAYS,
-    ROLLING_WINDOWS,
-    build_training_dataset,
-)
+from demand_assets.features import CHANNEL_LOOKBACK_DAYS, build_training_dataset, lag_plan
 from demand_assets.features.training_dataset import listed_rows
 from demand_assets.reporting import line_chart_markdown
 from demand_assets.sources import Domain
@@ -75,7 +69,8 @@ def _chunk_days(n_series: int, window_days: int) -> int:
         blocking_check_spec(
             LAG_INTEGRITY_RULE,
             "training_dataset",
-            "Every DEMAND_LAG_k equals PRODUCT_DEMAND k days earlier and every rolling mean equals the mean of the days before, recomputed independently.",
+            "Every DEMAND_LAG_k equals PRODUCT_DEMAND k days earlier and every rolling mean equals the mean of the days (a weekly source: weeks) "
+            "before, recomputed independently.",
         ),
         blocking_check_spec(
             DOMAIN_COLUMNS_RULE,
@@ -90,8 +85,11 @@ def training_dataset(context: dg.AssetExecutionContext, source: DemandSourceReso
     1/7/14/28 and rolling means 7/28 (ending the day before), calendar and holiday features,
     price and promotion, macro covariates, and per-channel spend (same day, planned) with spend
     lag 7 and response lags 1/7. Built from the 28 days before each day, so a day's rows are
-    the same whether it is built alone or inside a backfill. After the write, the newest days
-    are checked for drift against the champion's training window (non-blocking checks)."""
+    the same whether it is built alone or inside a backfill. A weekly source has rows on its
+    week days only, with lags 1/2/4/52 weeks and means over 4/13 weeks (named in days: LAG_7,
+    LAG_14, LAG_28, LAG_364, ROLL_MEAN_28, ROLL_MEAN_91); its other days hold no rows by design.
+    After the write, the newest days are checked for drift against the champion's training
+    window (non-blocking checks)."""
     start, end = partition_dates(context)
     selected = {key.name for key in context.selected_asset_check_keys}
     if not context.selected_asset_keys:  # the drift checks alone, from the UI's "Execute"
@@ -102,7 +100,9 @@ def training_dataset(context: dg.AssetExecutionContext, source: DemandSourceReso
     ctx = contract_context(catalog, start, end)
     has_country = Domain.COUNTRY_DEMAND in src.provides
     has_channel = Domain.CHANNEL_SPEND_RESPONSE in src.provides
-    require_input_days(store, Table.PRODUCT_DEMAND, LOOKBACK_DAYS, start, end, asset="training_dataset")
+    cadence = src.cadence
+    plan = lag_plan(cadence.period_days)
+    require_input_days(store, Table.PRODUCT_DEMAND, plan.lookback_days, start, end, asset="training_dataset", cadence=cadence)
     if has_country:
         require_input_days(store, Table.COUNTRY_DEMAND, 0, start, end, asset="training_dataset")
     if has_channel:
@@ -113,14 +113,16 @@ def training_dataset(context: dg.AssetExecutionContext, source: DemandSourceReso
     def chunks():
         for a, b in iter_date_chunks(start, end, chunk_days):
             # Listing-gap days (LISTED false) are no rows and no lags, for the builder and the lag check alike.
-            history = listed_rows(store.read_window(Table.PRODUCT_DEMAND, a - dt.timedelta(days=LOOKBACK_DAYS), b))
+            history = listed_rows(store.read_window(Table.PRODUCT_DEMAND, a - dt.timedelta(days=plan.lookback_days), b))
             country = store.read_window(Table.COUNTRY_DEMAND, a, b) if has_country else None
             channel = store.read_window(Table.CHANNEL_SPEND_RESPONSE, a - dt.timedelta(days=CHANNEL_LOOKBACK_DAYS), b) if has_channel else None
             history_of_chunk["current"] = history
-            yield build_training_dataset(history, country, channel, catalog.products, a, b)
+            rows = build_training_dataset(history, country, channel, catalog.products, a, b, cadence)
+            if rows.height or not cadence.is_weekly:  # a weekly source's chunk without a week day has nothing to write
+                yield rows
 
     def lag_check(chunk: pl.DataFrame) -> ContractReport:
-        return check_lag_integrity(chunk, history_of_chunk["current"], lags=DEMAND_LAGS, windows=ROLLING_WINDOWS)
+        return check_lag_integrity(chunk, history_of_chunk["current"], lags=plan.lags, windows=plan.windows, period_days=plan.period_days)
 
     def summarize(chunk: pl.DataFrame) -> pl.DataFrame:
         return chunk.group_by("DATE").agg(
@@ -150,5 +152,6 @@ def training_dataset(context: dg.AssetExecutionContext, source: DemandSourceReso
         ],
         summarize=summarize,
         describe=describe,
+        cadence=cadence,
     )
     yield from drift_check_results(store, monitoring, end, selected, context.log.info)

@@ -1,6 +1,6 @@
 """Feature engineering for the training dataset (pure polars, no Dagster)."""
 
-from demand_assets.features.calendar import holiday_calendar
+from demand_assets.features.calendar import holiday_calendar, holiday_flags
 from demand_assets.features.training_dataset import (
     CHANNEL_LOOKBACK_DAYS,
     DEMAND_LAGS,
@@ -8,7 +8,9 @@ from demand_assets.features.training_dataset import (
     RESPONSE_LAGS,
     ROLLING_WINDOWS,
     SPEND_LAGS,
+    LagPlan,
     build_training_dataset,
+    lag_plan,
 )
 
 __all__ = [
@@ -20,4 +22,7 @@ __all__ = [
     "SPEND_LAGS",
     "build_training_dataset",
     "holiday_calendar",
+    "holiday_flags",
+    "lag_plan",
+    "LagPlan",
 ]

@@ -3,7 +3,9 @@
 Fold semantics: folds are the last `n_folds` windows of `horizon` days, `step` days apart,
 ending on the last day of data. Fold k trains on every day up to and including its origin
 (the day before its test window) and is scored on the test window only. Later folds see more
-history; no fold ever trains on a day it is scored on.
+history; no fold ever trains on a day it is scored on. A weekly series (`period_days` 7, its
+last day a week day) has folds of whole weeks: horizon and step are rounded down to multiples of
+7 days (at least one week), so every origin is a week day and 28 days are 4 weeks.
 """
 
 from __future__ import annotations
@@ -38,11 +40,12 @@ class Fold:
         return (self.test_end - self.test_start).days
 
 
-def rolling_origin_folds(last_date: dt.date, *, n_folds: int = 4, horizon: int = 28, step: int | None = None) -> list[Fold]:
+def rolling_origin_folds(last_date: dt.date, *, n_folds: int = 4, horizon: int = 28, step: int | None = None, period_days: int = 1) -> list[Fold]:
     """The last `n_folds` origins, oldest first; the newest test window ends on `last_date`."""
     if n_folds < 1 or horizon < 1:
         raise ValueError("n_folds and horizon must be >= 1")
     step = step or horizon
+    horizon, step = (max(period_days, days // period_days * period_days) for days in (horizon, step))
     folds = []
     for k in range(n_folds):
         test_end = last_date + dt.timedelta(days=1 - (n_folds - 1 - k) * step)
@@ -65,12 +68,14 @@ def run_backtest(
     *,
     truth: pl.DataFrame | None = None,
     progress: Callable[[str], None] | None = None,
+    period_days: int = 1,
 ) -> BacktestResult:
     """Fit a fresh model from each factory at every fold and score its forecasts.
 
     `truth` (DATE, COUNTRY, PRODUCT, TRUE_DEMAND), when the source has it, adds the regime
     scored against uncensored demand. `progress` receives a line per model and fold (an
-    orchestrator's logger, say).
+    orchestrator's logger, say). `period_days` 7 (a weekly series) scales MASE by last week's
+    naive error instead of the same weekday's.
     """
     report = progress or log.info
     dataset = sorted_by_date(dataset)
@@ -95,14 +100,15 @@ def run_backtest(
     forecasts = pl.concat(frames, how="diagonal_relaxed")
     if truth is not None:
         forecasts = forecasts.join(truth.select(*KEYS, "TRUE_DEMAND"), on=KEYS, how="left")
-    scales = _series_scales(dataset, folds)
+    scales = _series_scales(dataset, folds, season=max(1, 7 // period_days))
     return BacktestResult(forecasts, score_forecasts(forecasts, scales), pl.DataFrame(timings))
 
 
 def _series_scales(dataset: pl.DataFrame, folds: Sequence[Fold], season: int = 7) -> pl.DataFrame:
     """MASE scale per series and fold, from that fold's training history only: the in-sample
     mean absolute error of the seasonal naive forecast (`metrics.seasonal_scale`), null for a
-    series with no more than `season` observed days. One group-by per fold over the
+    series with no more than `season` observed days. `season` is in rows: 7 for daily rows (the
+    same weekday), 1 for weekly rows (last week). One group-by per fold over the
     date-sorted panel (groups keep row order, hence date order)."""
     dataset = sorted_by_date(dataset)
     frames = []

@@ -98,20 +98,23 @@ def future_frame(dataset: pl.DataFrame, origin: dt.date, horizon: int) -> pl.Dat
     return _known_lags_only(rows.select(keep), origin).sort(KEYS)
 
 
-def planned_future(dataset: pl.DataFrame, origin: dt.date, horizon: int) -> pl.DataFrame:
+def planned_future(dataset: pl.DataFrame, origin: dt.date, horizon: int, *, period_days: int = 1) -> pl.DataFrame:
     """Like `future_frame`, but complete: days not yet in the dataset get a default plan.
+    A weekly series (`period_days` 7, `origin` one of its week days) gets its week days only.
 
     A stored day keeps its stored covariates (the real plan). A day beyond the stored data gets
     the plan a planner would assume without one: the last known price, no promotion, each
     channel's planned spend repeating the last stored week, the calendar and public holidays
     of the day, and macro indicators as of the origin.
     """
-    from demand_assets.features.calendar import holiday_calendar
+    from demand_assets.features.calendar import holiday_flags
 
     stored = future_frame(dataset, origin, horizon)
     last = dataset.filter(pl.col("DATE") <= origin)
     series = last.select(SERIES).unique().sort(SERIES)
-    days = pl.DataFrame({"DATE": pl.date_range(origin + dt.timedelta(days=1), origin + dt.timedelta(days=horizon), eager=True)})
+    days = pl.DataFrame(
+        {"DATE": pl.date_range(origin + dt.timedelta(days=period_days), origin + dt.timedelta(days=horizon), interval=f"{period_days}d", eager=True)}
+    )
     missing = series.join(days, how="cross").join(stored.select(KEYS), on=KEYS, how="anti")
     if missing.is_empty():
         return stored
@@ -139,7 +142,7 @@ def planned_future(dataset: pl.DataFrame, origin: dt.date, horizon: int) -> pl.D
         )
         .drop("_DOW")
     )
-    holidays = holiday_calendar(series["COUNTRY"].unique().sort().to_list(), days["DATE"].min(), days["DATE"].max() + dt.timedelta(days=1))
+    holidays = holiday_flags(series["COUNTRY"].unique().sort().to_list(), days["DATE"].min(), days["DATE"].max() + dt.timedelta(days=1), period_days)
     planned = planned.join(holidays, on=["DATE", "COUNTRY"], how="left")
     # Source calendars beyond the stored days (M5's SNAP and events) are unknown here: null.
     planned = planned.with_columns(pl.lit(None, stored.schema[c]).alias(c) for c in stored.columns if c not in planned.columns)

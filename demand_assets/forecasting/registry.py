@@ -29,14 +29,17 @@ DAILY_REGISTERED_MODEL = "demand_forecast"
 SKU_REGISTERED_MODELS = {"weekly": "sku_forecast_weekly", "daily": "sku_forecast_daily"}
 
 
-def forecast_request(dataset: pl.DataFrame, origin: dt.date, horizon: int, *, history_days: int | None = None, planned: bool = False) -> pl.DataFrame:
+def forecast_request(
+    dataset: pl.DataFrame, origin: dt.date, horizon: int, *, history_days: int | None = None, planned: bool = False, period_days: int = 1
+) -> pl.DataFrame:
     """A scoring request as of `origin`: the dataset's rows up to the origin (the newest
     `history_days` of them, if given) and the `horizon` days after it with what is known then.
-    `planned` fills days the dataset does not hold yet with the default plan (`planned_future`)."""
+    `planned` fills days the dataset does not hold yet with the default plan (`planned_future`;
+    a weekly series, `period_days` 7, its week days only)."""
     rows = pl.col("DATE") <= origin
     if history_days is not None:
         rows = rows & (pl.col("DATE") >= origin - dt.timedelta(days=history_days))
-    future = planned_future(dataset, origin, horizon) if planned else future_frame(dataset, origin, horizon)
+    future = planned_future(dataset, origin, horizon, period_days=period_days) if planned else future_frame(dataset, origin, horizon)
     return pl.concat([dataset.filter(rows), future], how="diagonal_relaxed")
 
 

@@ -1,4 +1,9 @@
-"""The model line-up of a backtest, built from one settings object."""
+"""The model line-up of a backtest, built from one settings object.
+
+`period_days` is the source's period (1, or 7 for a weekly table): every model is built for it
+(seasonal naive repeats last week, ETS has no season, LightGBM uses week lags, DeepAR steps in
+weeks), and the models that cannot forecast a weekly series (`DAILY_ONLY`) are left out of a
+weekly line-up by name (`line_up`)."""
 
 from __future__ import annotations
 
@@ -7,19 +12,31 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from demand_assets.forecasting.models.base import Forecaster
-from demand_assets.forecasting.models.deepar import DeepARConfig, DeepARForecaster
+from demand_assets.forecasting.models.deepar import WEEKLY_LAGS, DeepARConfig, DeepARForecaster
 from demand_assets.forecasting.models.ets import ETSForecaster
 from demand_assets.forecasting.models.hybrid import DeepARLightGBMHybrid
 from demand_assets.forecasting.models.lightgbm_global import LightGBMForecaster
 from demand_assets.forecasting.models.seasonal_naive import SeasonalNaive
 
-__all__ = ["ALL_MODELS", "BASELINE", "UNCENSORED_SUFFIX", "SuiteSettings", "model_factories"]
+__all__ = ["ALL_MODELS", "BASELINE", "DAILY_ONLY", "UNCENSORED_SUFFIX", "SuiteSettings", "line_up", "model_factories"]
 
 BASELINE = "seasonal_naive"
 ALL_MODELS = (BASELINE, "ets", "lightgbm", "deepar", "hybrid")
 # "<model>_uncensored_training" trains <model> as if stockout days were ordinary demand: the
 # naive-training reference the censoring-aware models are compared with.
 UNCENSORED_SUFFIX = "_uncensored_training"
+# Models with no honest weekly form, and why: a weekly source's backtest leaves them out by name.
+DAILY_ONLY = {
+    "hybrid": "daily only: its stage-2 features are daily constructs (the last 7 and 28 days' means, the same weekday's mean, the last 7 days' residuals)",
+}
+
+
+def line_up(models: tuple[str, ...] | list[str], period_days: int) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The models a source of this period can run, and those left out with the reason."""
+    if period_days == 1:
+        return tuple(models), {}
+    left_out = {m: DAILY_ONLY[m.removesuffix(UNCENSORED_SUFFIX)] for m in models if m.removesuffix(UNCENSORED_SUFFIX) in DAILY_ONLY}
+    return tuple(m for m in models if m not in left_out), left_out
 
 
 @dataclass(frozen=True)
@@ -37,6 +54,7 @@ class SuiteSettings:
     hybrid_windows: int = 3
     seed: int = 0
     lgbm_params: tuple[tuple[str, float], ...] = ()  # tuned overrides, e.g. (("num_leaves", 63),)
+    period_days: int = 1  # the source's period: 1 (daily) or 7 (a weekly table); `horizon` stays in days
 
     def to_json(self) -> str:
         """The settings as JSON, the record a refit reads back (`from_json`)."""
@@ -52,22 +70,30 @@ class SuiteSettings:
 
 def model_factories(s: SuiteSettings) -> dict[str, Callable[[], Forecaster]]:
     """Name -> zero-argument factory of a fresh, unfitted model."""
+    p = s.period_days
+    steps = max(1, s.horizon // p)  # the horizon in periods: 28 days are 4 weeks
     deepar = DeepARConfig(
-        prediction_length=s.horizon,
-        context_length=2 * s.horizon,
+        prediction_length=steps,
+        context_length=2 * steps,
         hidden_size=s.deepar_hidden_size,
         max_epochs=s.deepar_epochs,
         num_batches_per_epoch=s.deepar_batches_per_epoch,
         num_samples=s.deepar_samples,
         seed=s.seed,
+        **({} if p == 1 else {"lags_seq": WEEKLY_LAGS, "period_days": p}),
     )
 
     def builders(aware: bool) -> dict[str, Callable[[], Forecaster]]:
         return {
-            BASELINE: lambda: SeasonalNaive(censoring_aware=False),
-            "ets": lambda: ETSForecaster(history_days=s.ets_history_days, censoring_aware=aware),
+            BASELINE: lambda: SeasonalNaive(censoring_aware=False, period_days=p),
+            "ets": lambda: ETSForecaster(history_days=s.ets_history_days, censoring_aware=aware, period_days=p),
             "lightgbm": lambda: LightGBMForecaster(
-                num_boost_round=s.lgbm_rounds, quantile_max_rows=s.lgbm_quantile_rows, censoring_aware=aware, seed=s.seed, **dict(s.lgbm_params)
+                num_boost_round=s.lgbm_rounds,
+                quantile_max_rows=s.lgbm_quantile_rows,
+                censoring_aware=aware,
+                seed=s.seed,
+                period_days=p,
+                **dict(s.lgbm_params),
             ),
             "deepar": lambda: DeepARForecaster(deepar, censoring_aware=aware),
             "hybrid": lambda: DeepARLightGBMHybrid(
@@ -85,5 +111,7 @@ def model_factories(s: SuiteSettings) -> dict[str, Callable[[], Forecaster]]:
         base = name.removesuffix(UNCENSORED_SUFFIX)
         if base not in aware:
             raise ValueError(f"unknown model {name!r}; choose from {sorted(aware)} (optionally + {UNCENSORED_SUFFIX!r})")
+        if p != 1 and base in DAILY_ONLY:
+            raise ValueError(f"{name} cannot forecast a weekly series ({DAILY_ONLY[base]}); leave it out of a weekly line-up (`line_up`)")
         factories[name] = naive[base] if name.endswith(UNCENSORED_SUFFIX) else aware[base]
     return factories

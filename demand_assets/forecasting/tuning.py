@@ -22,6 +22,7 @@ def tune_lightgbm(
     regime: str = "in_stock",
     seed: int = 0,
     on_trial: Callable[[int, dict, float], None] | None = None,
+    period_days: int = 1,
 ) -> tuple[dict, float]:
     """Best (params, WAPE) after `n_trials` TPE trials; `on_trial(number, params, wape)` is
     called after each (to log it, say)."""
@@ -35,9 +36,10 @@ def tune_lightgbm(
         }
         result = run_backtest(
             dataset,
-            {"lightgbm": lambda: LightGBMForecaster(num_boost_round=num_boost_round, seed=seed, **params)},
+            {"lightgbm": lambda: LightGBMForecaster(num_boost_round=num_boost_round, seed=seed, period_days=period_days, **params)},
             folds,
             progress=lambda _: None,
+            period_days=period_days,
         )
         wape = result.metrics.filter((pl.col("FOLD") == -1) & (pl.col("REGIME") == regime))["WAPE"][0]
         if on_trial is not None:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from contracts.cadence import DAILY, Cadence
+
 __all__ = ["Catalog", "DemandSource", "Domain", "DomainNotProvided", "iter_date_chunks", "other_delimiter"]
 
 
@@ -92,6 +94,11 @@ class DemandSource(abc.ABC):
 
     @abc.abstractmethod
     def catalog(self) -> Catalog: ...
+
+    @property
+    def cadence(self) -> Cadence:
+        """How often a series has a row: daily for every source but a weekly declared table."""
+        return DAILY
 
     def read(self, domain: Domain, start: dt.date, end: dt.date) -> Iterator[pl.DataFrame]:
         """Chunks of `domain` for [start, end), in date order."""

@@ -18,9 +18,11 @@ markdown, holiday: known in advance for future days) lands as KNOWN_<NAME>, one 
 dataset uses known covariates on the same day and observed ones lagged (`COVARIATE_LAGS` of
 `demand_assets.features.training_dataset`).
 
-Frequency: `daily` runs the whole graph. `weekly` is parsed and checked (every row falls on one
-weekday, the week's day) but the graph refuses it (`WeeklyTableNotSupported`): its completeness
-check and lags are daily, and spreading a week's total over its days would invent daily data.
+Frequency: `daily` or `weekly`. A weekly row is the week's total, dated on the day the week
+ends (`week_ending`, a weekday name; without it the rows' most common weekday, stated in the
+error and the metadata); every row must fall on that weekday. The partitions stay days: a week
+lands on its day's partition and the other six days hold no rows by design (`TableSource.cadence`,
+`contracts.cadence`). Nothing is spread over days: that would invent daily sales.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from typing import Any, Literal
 import polars as pl
 
 from contracts import SourceFormatError, Table, Violation
+from contracts.cadence import DAILY, WEEKDAYS, Cadence
 from contracts.validation import MAX_EXAMPLES
 from demand_assets.features.stockouts import MAX_STOCKOUT_DAYS
 from demand_assets.sources.base import Catalog, DemandSource, Domain, iter_date_chunks
@@ -46,7 +49,6 @@ __all__ = [
     "TableSource",
     "TableSpec",
     "TableSpecError",
-    "WeeklyTableNotSupported",
     "covariate_column",
     "read_table",
     "write_table_example",
@@ -60,10 +62,6 @@ _FALSE = {"false", "0", "no", "f", "n"}
 
 class TableSpecError(ValueError):
     """The YAML declaration itself is wrong (a missing key, an unknown kind): nothing was read."""
-
-
-class WeeklyTableNotSupported(TableSpecError):
-    """A weekly table cannot run the daily graph (see the module docstring)."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +89,7 @@ class TableSpec:
     product: tuple[str, ...]
     date_format: str = "%Y-%m-%d"
     frequency: Literal["daily", "weekly"] = "daily"
+    week_ending: int | None = None  # weekly: the ISO weekday each week ends on (its rows' day); None: inferred
     country: str | None = None  # the market column; None: every row is in `market`
     market: str = "ALL"
     price: str | None = None
@@ -122,6 +121,7 @@ class TableSpec:
             "date",
             "date_format",
             "frequency",
+            "week_ending",
             "country",
             "market",
             "product",
@@ -144,6 +144,14 @@ class TableSpec:
         frequency = raw.get("frequency", "daily")
         if frequency not in ("daily", "weekly"):
             raise TableSpecError(f"rule 'frequency is daily or weekly': got {frequency!r}")
+        week_ending = raw.get("week_ending")
+        if week_ending is not None:
+            names = {name.lower(): day for day, name in WEEKDAYS.items()} | {name[:3].lower(): day for day, name in WEEKDAYS.items()}
+            if frequency != "weekly":
+                raise TableSpecError(f"rule 'week_ending only for a weekly table': week_ending is {week_ending!r} but frequency is {frequency}")
+            if str(week_ending).strip().lower() not in names:
+                raise TableSpecError(f"rule 'week_ending is a weekday name': got {week_ending!r}; one of {', '.join(WEEKDAYS.values())}")
+            week_ending = names[str(week_ending).strip().lower()]
         covariates = []
         for name, entry in (raw.get("covariates") or {}).items():
             if not isinstance(name, str) or not _NAME.match(name):
@@ -160,6 +168,7 @@ class TableSpec:
             date=str(raw["date"]),
             date_format=str(raw.get("date_format", "%Y-%m-%d")),
             frequency=frequency,
+            week_ending=week_ending,
             country=raw.get("country"),
             market=str(raw.get("market", "ALL")),
             product=products,
@@ -334,15 +343,13 @@ def read_table(spec: TableSpec) -> pl.DataFrame:
     if duplicated.height:
         shown = duplicated.sort("DATE", "COUNTRY", "PRODUCT").select(*where, "DATE", "COUNTRY", "PRODUCT")
         violations.append(_violation("one row per date and series", spec.date, shown))
-    if spec.frequency == "weekly":
-        weekdays = out["DATE"].dt.weekday()
-        usual = int(weekdays.mode().sort()[0])
+    if spec.frequency == "weekly" and out.height:
+        usual = spec.week_ending or int(out["DATE"].dt.weekday().mode().sort()[0])
         off = out.filter(pl.col("DATE").dt.weekday() != usual)
         if off.height:
-            day = dt.date(2024, 1, usual).strftime("%A")  # 2024-01-01 is a Monday (weekday 1)
-            violations.append(
-                _violation(f"weekly rows fall on one weekday (the week's day: {day})", spec.date, off.select(*where, "DATE", "COUNTRY", "PRODUCT"))
-            )
+            how = "declared week_ending" if spec.week_ending else "the rows' most common weekday"
+            shown = off.select(*where, "DATE", pl.col("DATE").dt.strftime("%A").alias("WEEKDAY"), "COUNTRY", "PRODUCT")
+            violations.append(_violation(f"weekly rows fall on one weekday (the week's day: {WEEKDAYS[usual]}, {how})", spec.date, shown))
     if violations:
         raise SourceFormatError(table, violations)
     return out.drop(where).sort("DATE", "COUNTRY", "PRODUCT")
@@ -362,12 +369,6 @@ class TableSource(DemandSource):
 
     def __init__(self, spec: TableSpec | str | Path, *, stockout_alpha: float | None = 0.001, stockout_max_days: int | None = MAX_STOCKOUT_DAYS) -> None:
         self.spec = spec if isinstance(spec, TableSpec) else TableSpec.from_yaml(spec)
-        if self.spec.frequency == "weekly":
-            raise WeeklyTableNotSupported(
-                "rule 'daily table for the graph': the declaration says frequency weekly; the graph is daily (every series has a row "
-                "every day, lags are days), so a weekly table cannot run it yet; spreading a week's total over its days would "
-                "invent daily sales. Provide daily rows, or read the weekly table with `read_table` outside the graph"
-            )
         self.spec.files  # noqa: B018 - a missing file is named when the source opens
         self.stockout_alpha = stockout_alpha
         self.stockout_max_days = stockout_max_days
@@ -377,11 +378,31 @@ class TableSource(DemandSource):
     def provides(self) -> frozenset[Domain]:
         return frozenset({Domain.PRODUCT_DEMAND})
 
+    @property
+    def cadence(self) -> Cadence:
+        """Daily, or weekly on the declared `week_ending` (else the rows' weekday)."""
+        if self.spec.frequency == "daily":
+            return DAILY
+        if self.spec.week_ending is not None:
+            return Cadence.weekly(self.spec.week_ending)
+        try:
+            rows = self._rows()
+        except SourceFormatError:
+            # The read itself is refused (its violations are what a run reports), so no check
+            # ever gets to the cadence; the weekday cannot be inferred from a table that is not read.
+            return Cadence.weekly(5)
+        return Cadence.weekly(int(rows["DATE"].dt.weekday().mode().sort()[0])) if rows.height else Cadence.weekly(5)
+
     def _rows(self) -> pl.DataFrame:
         """The checked rows with IN_STOCK and LISTED (cached per version of the files)."""
         versions = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in self.spec.files)
         if versions not in self._cache:
-            rows = _with_stock(_read_cached(self.spec, versions), self.spec.in_stock is not None, self.stockout_alpha, self.stockout_max_days)
+            # A weekly row is one period: zero runs are counted in weeks, so the longest stockout
+            # is as many whole weeks as `stockout_max_days` covers (28 days: 4 weeks).
+            max_runs = self.stockout_max_days
+            if self.spec.frequency == "weekly" and max_runs is not None:
+                max_runs = max(1, max_runs // 7)
+            rows = _with_stock(_read_cached(self.spec, versions), self.spec.in_stock is not None, self.stockout_alpha, max_runs)
             self._cache = {versions: rows}
         return self._cache[versions]
 
@@ -423,11 +444,23 @@ def _with_stock(rows: pl.DataFrame, declared: bool, alpha: float | None, max_day
 # --- an example table from the synthetic world -----------------------------------------------
 
 
-def write_table_example(directory: str | Path, *, start: dt.date = dt.date(2024, 1, 1), days: int = 120, n_products: int = 6, seed: int = 7) -> dict[str, int]:
+def write_table_example(
+    directory: str | Path,
+    *,
+    start: dt.date = dt.date(2024, 1, 1),
+    days: int = 120,
+    n_products: int = 6,
+    seed: int = 7,
+    frequency: Literal["daily", "weekly"] = "daily",
+) -> dict[str, int]:
     """Write example.csv and table.yaml: the synthetic world's sales of one small world (2
     countries), as a long table with a store column, category and sku key columns, units, price,
     a promotion flag, a known covariate (`discount`, the price cut against the regular price) and
-    an observed one (`economic_index`, the country's macro index); rows per file."""
+    an observed one (`economic_index`, the country's macro index); rows per file.
+
+    `frequency="weekly"`: the same sales summed over the whole weeks of [start, start + days)
+    that end on a Friday, dated on that Friday (`week_ending: friday`): units summed, price,
+    discount and the index averaged over the week, promo true when any day of it was promoted."""
     from demand_assets.sources.synthetic import SyntheticConfig, SyntheticDemandSource
 
     out = Path(directory)
@@ -453,17 +486,48 @@ def write_table_example(directory: str | Path, *, start: dt.date = dt.date(2024,
         )
         .sort("date", "store", "category", "sku")
     )
+    declaration = EXAMPLE_YAML
+    if frequency == "weekly":
+        table = _weekly_example(table, start, end)
+        declaration = EXAMPLE_YAML.replace(_DAILY_LINE, _WEEKLY_LINE).replace("lagged 1 and 7 days", "lagged 1 and 4 weeks")
     table.write_csv(out / "example.csv")
-    (out / "table.yaml").write_text(EXAMPLE_YAML)
+    (out / "table.yaml").write_text(declaration)
     return {"example.csv": table.height, "table.yaml": 1}
 
 
+def _weekly_example(daily: pl.DataFrame, start: dt.date, end: dt.date) -> pl.DataFrame:
+    """The daily example as whole weeks ending on Fridays (the Walmart convention)."""
+    friday = Cadence.weekly(5)
+    first, last = friday.first_on_or_after(start + dt.timedelta(days=6)), friday.last_on_or_before(end - dt.timedelta(days=1))
+    day = pl.col("date").str.to_date()
+    week_end = day + pl.duration(days=(5 - day.dt.weekday()) % 7)
+    return (
+        daily.with_columns(week_end.alias("week"))
+        .filter(pl.col("week").is_between(first, last))
+        .group_by("week", "store", "category", "sku")
+        .agg(
+            pl.col("units").sum(),
+            pl.col("price").mean().round(2),
+            pl.col("promo").max(),
+            pl.col("discount").mean().round(3),
+            pl.col("economic_index").mean().round(3),
+        )
+        .select(pl.col("week").dt.strftime("%Y-%m-%d").alias("date"), "store", "category", "sku", "units", "price", "promo", "discount", "economic_index")
+        .sort("date", "store", "category", "sku")
+    )
+
+
+_DAILY_LINE = "frequency: daily             # daily or weekly (one row per week, dated on the day the week ends)\n"
+_WEEKLY_LINE = (
+    "frequency: weekly            # one row per series and week, dated on the day the week ends\n"
+    "week_ending: friday          # that day (optional: else the rows' most common weekday)\n"
+)
 EXAMPLE_YAML = """\
 # A long sales table for DEMAND_SOURCE=table (DEMAND_TABLE_SPEC=<this file>).
 path: example.csv            # a .csv or .parquet file, or a folder of them; relative to this file
 date: date                   # the date column
 date_format: "%Y-%m-%d"      # strftime format of text dates (Parquet date columns need none)
-frequency: daily             # daily; weekly is checked but the graph refuses it (see docs/sources.md)
+frequency: daily             # daily or weekly (one row per week, dated on the day the week ends)
 country: store               # the market column; omit it and set `market: ALL` for one market
 product: [category, sku]     # one or more key columns, joined with "/" into PRODUCT
 target: units                # whole units sold, >= 0

@@ -11,6 +11,10 @@ summarised to mean and p10/p50/p90.
 Censoring (sales are capped by stock on stockout days): stockout days enter as NaN targets, which GluonTS turns into its
 `observed_values` mask: they are left out of the loss and imputed in the network's input.
 
+A weekly series (`DeepARConfig.period_days` 7: one row a week, on its week day) is a GluonTS
+series of weekly periods (freq W-<its weekday>, the week ending that day): prediction and
+context lengths and lags are then in weeks (`WEEKLY_LAGS`: up to 52, the same week last year).
+
 Training runs on a GPU when one is present (Lightning's accelerator="auto"), else on the CPU.
 Lightning's checkpoints go to a temporary folder, never to the working directory.
 """
@@ -31,7 +35,7 @@ import polars as pl
 from demand_assets.forecasting.models.base import quantile_frame
 from demand_assets.forecasting.panel import KEYS, QUANTILES, SERIES, TARGET, covariate_columns
 
-__all__ = ["DeepARConfig", "DeepARForecaster"]
+__all__ = ["WEEKLY_LAGS", "DeepARConfig", "DeepARForecaster"]
 
 log = logging.getLogger(__name__)
 _BASE_FEATURES = ["LOG_RELATIVE_PRICE", "PROMO", "LOG_SPEND", "IS_HOLIDAY"]
@@ -39,6 +43,9 @@ _BASE_FEATURES = ["LOG_RELATIVE_PRICE", "PROMO", "LOG_SPEND", "IS_HOLIDAY"]
 _CALENDAR_FLAGS = ["SNAP", "IS_EVENT"]
 # GluonTS 0.16 indexes tensors with a list on every prediction step; torch warns each time.
 warnings.filterwarnings("ignore", message="Using a non-tuple sequence for multidimensional indexing", category=UserWarning)
+# Lags of a weekly series, in weeks: the last month, a quarter, half a year, a year.
+WEEKLY_LAGS = (1, 2, 3, 4, 8, 13, 26, 52)
+_WEEKDAY_CODES = {1: "MON", 2: "TUE", 3: "WED", 4: "THU", 5: "FRI", 6: "SAT", 7: "SUN"}
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,7 @@ class DeepARConfig:
     lags_seq: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 14, 21, 28)
     seed: int = 0
     trainer_kwargs: dict = field(default_factory=dict)
+    period_days: int = 1  # days per step: 1, or 7 for a weekly series (lengths and lags are then weeks)
 
 
 class DeepARForecaster:
@@ -103,15 +111,16 @@ class DeepARForecaster:
         from gluonts.dataset.field_names import FieldName
 
         start = history["DATE"].min()
-        n_days = (end - start).days + 1
-        n_hist = (history["DATE"].max() - start).days + 1
+        p = self.config.period_days
+        n_days = (end - start).days // p + 1  # periods
+        n_hist = (history["DATE"].max() - start).days // p + 1
         series = covariates.select(SERIES).unique(maintain_order=True).with_row_index("_S")
         n = series.height
 
         def dense(frame: pl.DataFrame, columns: list[str], width: int) -> np.ndarray:
             at = (
                 frame.join(series, on=SERIES, how="inner")
-                .select("_S", (pl.col("DATE") - pl.lit(start)).dt.total_days().alias("_D"), *columns)
+                .select("_S", ((pl.col("DATE") - pl.lit(start)).dt.total_days() // p).alias("_D"), *columns)
                 .filter(pl.col("_D").is_between(0, width - 1))
             )
             out = np.full((len(columns), n, width), np.nan, dtype=np.float32)
@@ -129,7 +138,7 @@ class DeepARForecaster:
         for s, country, product in series.iter_rows():
             entries.append(
                 {
-                    FieldName.START: pd.Period(start, freq="D"),
+                    FieldName.START: pd.Period(start, freq=self._freq(start)),
                     FieldName.TARGET: target[s],
                     FieldName.FEAT_STATIC_CAT: np.array([self.vocab["COUNTRY"].get(country, 0), self.vocab["PRODUCT"].get(product, 0)]),
                     FieldName.FEAT_DYNAMIC_REAL: np.ascontiguousarray(feats[:, s, :]),
@@ -137,6 +146,10 @@ class DeepARForecaster:
                 }
             )
         return entries
+
+    def _freq(self, day: dt.date) -> str:
+        """GluonTS's frequency: days, or weeks ending on the series' week day."""
+        return "D" if self.config.period_days == 1 else f"W-{_WEEKDAY_CODES[day.isoweekday()]}"
 
     # ------------------------------------------------------------------- fit
     def _prepare(self, train: pl.DataFrame) -> list[dict]:
@@ -173,7 +186,7 @@ class DeepARForecaster:
             "default_root_dir": self._root,
         } | cfg.trainer_kwargs
         estimator = DeepAREstimator(
-            freq="D",
+            freq=self._freq(train["DATE"].min()),
             prediction_length=cfg.prediction_length,
             context_length=cfg.context_length,
             num_layers=cfg.num_layers,
@@ -205,11 +218,12 @@ class DeepARForecaster:
         import torch
 
         origin: dt.date = history["DATE"].max()
-        horizon = (future["DATE"].max() - origin).days
+        p = self.config.period_days
+        horizon = (future["DATE"].max() - origin).days // p  # periods
         if horizon > self.config.prediction_length:
             raise ValueError(f"horizon {horizon} exceeds the trained prediction_length {self.config.prediction_length}")
         covariates = pl.concat([self._dynamic(history), self._dynamic(future)], how="diagonal_relaxed")
-        end = origin + dt.timedelta(days=self.config.prediction_length)
+        end = origin + dt.timedelta(days=self.config.prediction_length * p)
         entries = self._entries(history, covariates, end=end)
         torch.manual_seed(self.config.seed)
         forecasts = list(self.predictor.predict(entries))
@@ -219,7 +233,7 @@ class DeepARForecaster:
 
     def predict(self, history: pl.DataFrame, future: pl.DataFrame) -> pl.DataFrame:
         keys, samples = self.predict_samples(history, future)
-        return summarise_samples(keys, samples, history["DATE"].max(), future)
+        return summarise_samples(keys, samples, history["DATE"].max(), future, period_days=self.config.period_days)
 
 
 def _forward_fill(values: np.ndarray) -> np.ndarray:
@@ -231,10 +245,10 @@ def _forward_fill(values: np.ndarray) -> np.ndarray:
     return np.nan_to_num(filled, nan=0.0)
 
 
-def summarise_samples(keys: pl.DataFrame, samples: np.ndarray, origin: dt.date, future: pl.DataFrame) -> pl.DataFrame:
-    """Sample paths to one row per series-day with MEAN and p10/p50/p90."""
+def summarise_samples(keys: pl.DataFrame, samples: np.ndarray, origin: dt.date, future: pl.DataFrame, *, period_days: int = 1) -> pl.DataFrame:
+    """Sample paths to one row per series-period with MEAN and p10/p50/p90."""
     n_series, _, horizon = samples.shape
-    dates = [origin + dt.timedelta(days=h) for h in range(1, horizon + 1)]
+    dates = [origin + dt.timedelta(days=h * period_days) for h in range(1, horizon + 1)]
     q10, q50, q90 = np.quantile(samples, list(QUANTILES), axis=1)
     frame = pl.DataFrame(
         {

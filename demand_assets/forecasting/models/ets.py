@@ -1,5 +1,9 @@
 """Per-series ETS (statsmodels): additive error, no trend, additive weekly seasonality.
 
+A weekly series (`period_days` 7, one row a week) is fitted on its weeks with no seasonality:
+its season is the year (52 weeks), which needs more than the two years of history a weekly
+table usually has to estimate and is left to the models with a 52-week lag (LightGBM).
+
 A classical local baseline: one small state-space model per series, with analytic 80%
 prediction intervals as p10/p90. Counts are modelled as reals and clipped at zero. When
 censoring-aware, stockout days are imputed with the series' recent in-stock mean of the same
@@ -33,6 +37,7 @@ log = logging.getLogger(__name__)
 
 class ETSForecaster:
     name = "ets"
+    period_days = 1  # models pickled before weekly sources were daily
 
     def __init__(
         self,
@@ -42,8 +47,10 @@ class ETSForecaster:
         maxiter: int = 200,
         n_jobs: int | None = None,
         min_series_per_job: int = 500,
+        period_days: int = 1,
     ) -> None:
         self.history_days = history_days
+        self.period_days = period_days  # days per row: 1, or 7 for a weekly series
         self.censoring_aware = censoring_aware
         self.maxiter = maxiter
         self.n_jobs = n_jobs  # worker processes; None: one per CPU
@@ -62,12 +69,12 @@ class ETSForecaster:
             imputed = pl.when(pl.col("IN_STOCK")).then(y).otherwise(in_stock_mean.forward_fill().over(same_weekday))
             y = imputed.fill_null(y)
         values = recent.select(*KEYS, y.alias("Y"))
-        # ETS needs every day: days a source has no row for (M5: weeks an item is not listed)
+        # ETS needs every period: days a source has no row for (M5: weeks an item is not listed)
         # take the same weekday's last value, else the series' mean.
         grid = (
             values.group_by(SERIES)
             .agg(pl.col("DATE").min().alias("_FIRST"))
-            .with_columns(pl.date_ranges("_FIRST", pl.lit(origin)).alias("DATE"))
+            .with_columns(pl.date_ranges("_FIRST", pl.lit(origin), interval=f"{self.period_days}d").alias("DATE"))
             .explode("DATE")
             .drop("_FIRST")
         )
@@ -81,8 +88,9 @@ class ETSForecaster:
     def predict(self, history: pl.DataFrame, future: pl.DataFrame) -> pl.DataFrame:
         origin: dt.date = history["DATE"].max()
         values = self._series_values(history)
-        horizon = (future["DATE"].max() - origin).days
-        index = pd.date_range(origin + dt.timedelta(days=1), periods=horizon, freq="D")
+        p = self.period_days
+        horizon = (future["DATE"].max() - origin).days // p  # periods
+        index = pd.date_range(origin + dt.timedelta(days=p), periods=horizon, freq=f"{p}D")
         grouped = values.group_by(SERIES, maintain_order=True).agg(pl.col("DATE").min().alias("START"), pl.col("Y"))
         tasks = [(start, np.asarray(y, dtype=np.float64)) for start, y in zip(grouped["START"].to_list(), grouped["Y"].to_list())]
         results = self._forecast_all(tasks, horizon)
@@ -104,14 +112,14 @@ class ETSForecaster:
         """Every series' fit and forecast, over `n_jobs` worker processes on large panels."""
         jobs = min(self.n_jobs or os.cpu_count() or 1, max(1, len(tasks) // max(self.min_series_per_job, 1)))
         if jobs <= 1:
-            return _forecast_chunk(tasks, horizon, self.maxiter)
+            return _forecast_chunk(tasks, horizon, self.maxiter, self.period_days)
         size = -(-len(tasks) // (jobs * 8))  # ~8 chunks a process, for balance and progress lines
         chunks = [tasks[i : i + size] for i in range(0, len(tasks), size)]
         results: list = [None] * len(chunks)
         done = 0
         # spawn, not fork: the parent may hold torch/LightGBM thread pools that a fork would copy.
         with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(_forecast_chunk, chunk, horizon, self.maxiter): i for i, chunk in enumerate(chunks)}
+            futures = {pool.submit(_forecast_chunk, chunk, horizon, self.maxiter, self.period_days): i for i, chunk in enumerate(chunks)}
             for future in as_completed(futures):
                 results[futures[future]] = future.result()
                 done += len(chunks[futures[future]])
@@ -119,18 +127,24 @@ class ETSForecaster:
         return [r for chunk in results for r in chunk]
 
 
-def _forecast_chunk(tasks: list[tuple[dt.date, np.ndarray]], horizon: int, maxiter: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    return [_forecast(pd.Series(y, index=pd.date_range(start, periods=len(y), freq="D")), horizon, maxiter) for start, y in tasks]
+def _forecast_chunk(
+    tasks: list[tuple[dt.date, np.ndarray]], horizon: int, maxiter: int, period_days: int = 1
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    freq = f"{period_days}D"
+    return [_forecast(pd.Series(y, index=pd.date_range(start, periods=len(y), freq=freq)), horizon, maxiter, period_days) for start, y in tasks]
 
 
-def _forecast(y: pd.Series, horizon: int, maxiter: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    if len(y) < 21 or np.nanstd(y.to_numpy()) == 0:
-        # Too short or constant to fit: flat forecast at the recent mean, no spread.
-        level = float(np.nanmean(y.to_numpy()[-28:])) if len(y) else 0.0
+def _forecast(y: pd.Series, horizon: int, maxiter: int, period_days: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    weekly = period_days == 7
+    # Daily: three weeks for the weekly season; weekly (no season): eight weeks.
+    if len(y) < (8 if weekly else 21) or np.nanstd(y.to_numpy()) == 0:
+        # Too short or constant to fit: flat forecast at the recent mean (4 weeks), no spread.
+        level = float(np.nanmean(y.to_numpy()[-(4 if weekly else 28) :])) if len(y) else 0.0
         flat = np.full(horizon, level)
         return flat, flat, flat
+    season = {"seasonal": None} if weekly else {"seasonal": "add", "seasonal_periods": 7}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence chatter on intermittent series
-        fit = ETSModel(y, error="add", trend=None, seasonal="add", seasonal_periods=7).fit(disp=False, maxiter=maxiter)
+        fit = ETSModel(y, error="add", trend=None, **season).fit(disp=False, maxiter=maxiter)
         frame = fit.get_prediction(start=len(y), end=len(y) + horizon - 1).summary_frame(alpha=0.2)
     return frame["mean"].to_numpy(), frame["pi_lower"].to_numpy(), frame["pi_upper"].to_numpy()

@@ -15,6 +15,10 @@ benchmarks/training_time.py).
 
 Censoring (sales are capped by stock on stockout days): stockout days get zero sample weight, so the model learns demand from
 in-stock days rather than learning that stockouts sell nothing.
+
+A weekly series (`period_days` 7: one row a week, on its week day) uses the weekly lag plan
+(`demand_assets.features.training_dataset.lag_plan`): lags of 1, 2, 4 and 52 weeks and means
+over 4 and 13 weeks, still named and indexed in days, and is forecast week by week.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 
-from demand_assets.features.training_dataset import DEMAND_LAGS, ROLLING_WINDOWS
+from demand_assets.features.training_dataset import LagPlan, lag_plan
 from demand_assets.forecasting.models.base import quantile_frame
 from demand_assets.forecasting.models.boosting import booster_params, category_vocab, encode, train_boosters
 from demand_assets.forecasting.panel import KEYS, SERIES, TARGET, exogenous_columns
@@ -34,11 +38,11 @@ from demand_assets.forecasting.panel import KEYS, SERIES, TARGET, exogenous_colu
 __all__ = ["LightGBMForecaster"]
 
 log = logging.getLogger(__name__)
-_HISTORY_DAYS = max(max(DEMAND_LAGS), max(ROLLING_WINDOWS))
 
 
 class LightGBMForecaster:
     name = "lightgbm"
+    period_days = 1  # models pickled before weekly sources were daily
 
     def __init__(
         self,
@@ -53,7 +57,9 @@ class LightGBMForecaster:
         quantile_max_rows: int | None = 500_000,
         seed: int = 0,
         num_threads: int = 0,
+        period_days: int = 1,
     ) -> None:
+        self.period_days = period_days  # days per row: 1, or 7 for a weekly series
         self.num_boost_round = num_boost_round
         self.quantile_max_rows = quantile_max_rows
         self.seed = seed
@@ -72,8 +78,12 @@ class LightGBMForecaster:
         self.vocab: dict[str, dict[str, int]] = {}
 
     # ------------------------------------------------------------------ features
+    @property
+    def lags(self) -> LagPlan:
+        return lag_plan(self.period_days)
+
     def _target_features(self) -> list[str]:
-        return [*(f"DEMAND_LAG_{k}" for k in DEMAND_LAGS), *(f"DEMAND_ROLL_MEAN_{w}" for w in ROLLING_WINDOWS)]
+        return self.lags.columns
 
     def _matrix(self, frame: pl.DataFrame) -> np.ndarray:
         return encode(frame, self.features, self.vocab)
@@ -103,8 +113,11 @@ class LightGBMForecaster:
         origin: dt.date = history["DATE"].max()
         series = future.select(SERIES).unique().sort(SERIES)
         horizon = (future["DATE"].max() - origin).days
-        # Target matrix: the last _HISTORY_DAYS observed days, then the horizon to fill in.
-        first = origin - dt.timedelta(days=_HISTORY_DAYS - 1)
+        plan, p = self.lags, self.period_days
+        history_days = plan.lookback_days
+        # Target matrix, one column a day: the last `history_days` days, then the horizon to
+        # fill in (a weekly series has values on its week days only, read every p-th column).
+        first = origin - dt.timedelta(days=history_days - 1)
         days = pl.DataFrame({"DATE": pl.date_range(first, origin, eager=True)})
         past = (
             series.join(days, how="cross")
@@ -112,7 +125,7 @@ class LightGBMForecaster:
             .sort(*SERIES, "DATE")[TARGET]
             .cast(pl.Float64)
             .to_numpy()
-            .reshape(series.height, _HISTORY_DAYS)
+            .reshape(series.height, history_days)
         )
         y = np.concatenate([past, np.full((series.height, horizon), np.nan)], axis=1)
         future_sorted = future.join(series.with_row_index("_S"), on=SERIES).sort("DATE", "_S")
@@ -123,11 +136,11 @@ class LightGBMForecaster:
             if rows.height == 0:
                 continue
             idx = rows["_S"].to_numpy()
-            today = _HISTORY_DAYS + h - 1
-            target_feats = {f"DEMAND_LAG_{k}": y[idx, today - k] for k in DEMAND_LAGS}
-            for w in ROLLING_WINDOWS:
-                window = y[idx, today - w : today]
-                # Same rule as the training dataset: null unless every day of the window is known.
+            today = history_days + h - 1
+            target_feats = {f"DEMAND_LAG_{k}": y[idx, today - k] for k in plan.lags}
+            for w in plan.windows:
+                window = y[idx, today - w : today : p]  # the w / p periods before today
+                # Same rule as the training dataset: null unless every period of the window is known.
                 target_feats[f"DEMAND_ROLL_MEAN_{w}"] = np.where(np.isnan(window).any(axis=1), np.nan, window.mean(axis=1))
             x = self._matrix(rows.with_columns(pl.Series(k, v) for k, v in target_feats.items()))
             preds = {name: model.predict(x) for name, model in self.models.items()}

@@ -1,4 +1,5 @@
 """Weekly seasonal naive: each future day repeats the same weekday of the last observed week.
+For a weekly series (`period_days` 7: one row a week) that is last week's value.
 
 Quantiles come from the series' own in-sample seasonal-naive errors (the last `error_weeks`
 weeks), so the interval is as wide as this baseline has recently been wrong.
@@ -20,8 +21,11 @@ __all__ = ["SeasonalNaive"]
 class SeasonalNaive:
     name = "seasonal_naive"
 
-    def __init__(self, season: int = 7, error_weeks: int = 8, censoring_aware: bool = False) -> None:
-        self.season = season
+    period_days = 1  # models pickled before weekly sources were daily
+
+    def __init__(self, season: int = 7, error_weeks: int = 8, censoring_aware: bool = False, period_days: int = 1) -> None:
+        self.season = season  # days
+        self.period_days = period_days  # days per row: 1, or 7 for a weekly series
         self.error_weeks = error_weeks
         # Censoring-aware: a stockout day's sales are not repeated; the last in-stock value of
         # that weekday is.
@@ -41,7 +45,8 @@ class SeasonalNaive:
         recent = recent.sort(KEYS).with_columns(value.alias("Y"))
         if self.censoring_aware:
             recent = recent.with_columns(pl.col("Y").forward_fill().over([*SERIES, pl.col("DATE").dt.weekday()]))
-        recent = recent.with_columns((pl.col("Y") - pl.col("Y").shift(m).over(SERIES)).alias("ERR"))
+        # The in-sample error of this forecast: a row against the row one season (in rows) before.
+        recent = recent.with_columns((pl.col("Y") - pl.col("Y").shift(max(1, m // self.period_days)).over(SERIES)).alias("ERR"))
         errors = recent.group_by(SERIES).agg(pl.col("ERR").drop_nulls().quantile(0.1).alias("E10"), pl.col("ERR").drop_nulls().quantile(0.9).alias("E90"))
         last_week = recent.filter(pl.col("DATE") > origin - dt.timedelta(days=m)).select(*SERIES, pl.col("DATE").dt.weekday().alias("DOW"), "Y")
         out = (
