@@ -35,7 +35,6 @@ DATA_ASSETS = [*RAW_DOMAIN_ASSETS, *GROUND_TRUTH_ASSETS, *FEATURE_ASSETS]
 ALL_ASSETS = [*DATA_ASSETS, *MODEL_ASSETS, *FORECAST_ASSETS, *MONITORING_ASSETS, *MARKETING_ASSETS, *IMPACT_ASSETS]
 
 
-
 def _executor() -> dg.ExecutorDefinition | None:
     """DEMAND_EXECUTOR: the same assets run their steps in one process, in local processes, or in
     one Kubernetes pod each (production; see docs/production.md). Unset: Dagster's default."""

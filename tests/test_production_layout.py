@@ -3,7 +3,8 @@ code location's gRPC server, the webserver and the daemon, each started with `de
 exactly as deploy/compose.yaml starts them, sharing the instance of deploy/dagster-postgres.yaml.
 
 A run is launched through the webserver's GraphQL API, the daemon runs a schedule tick and a
-sensor tick that request runs, and everything stops on SIGTERM with no process left behind.
+sensor tick that request runs, a run whose worker is killed is marked failed and retried, and
+everything stops on SIGTERM with no process left behind.
 """
 
 from __future__ import annotations
@@ -71,8 +72,8 @@ class Layout:
         self.web_port = _free_port()
         now = dt.datetime.now(dt.UTC)
         # The schedule fires a little after everything is up (its time is read when the code
-        # location loads).
-        self.schedule_at = (now + dt.timedelta(minutes=2)).replace(second=0, microsecond=0)
+        # location loads): 2 to 3 minutes from now.
+        self.schedule_at = (now + dt.timedelta(minutes=3)).replace(second=0, microsecond=0)
         self.today = now.date()
         self.env = dict(
             os.environ,
@@ -172,6 +173,12 @@ def _run_the_layout(layout: Layout, postgres: PostgresServer) -> None:
 
 
 def _launch_tick_and_sense(layout: Layout, instance: dg.DagsterInstance) -> None:
+    # The daemon's scheduler: the daily schedule, turned on first (its time must not pass
+    # before), loads yesterday at its time (checked below).
+    started = layout.graphql(START_SCHEDULE, {"selector": {**LOCATION, "scheduleName": "daily_raw_domains_schedule"}})
+    assert started["startSchedule"]["__typename"] == "ScheduleStateResult", started
+    assert dt.datetime.now(dt.UTC) < layout.schedule_at, "the processes took too long to start: the schedule's time has passed"
+
     # 1. A run launched through the webserver's GraphQL API: the data assets for 38 days, as one
     #    single-run backfill; queued, dequeued by the daemon, executed by the code server.
     client = DagsterGraphQLClient("127.0.0.1", port_number=layout.web_port)
@@ -194,14 +201,11 @@ def _launch_tick_and_sense(layout: Layout, instance: dg.DagsterInstance) -> None
     assert len(instance.get_materialized_partitions(dg.AssetKey("training_dataset"))) == (end - start).days + 1
     print(f"GraphQL run: submitted to finished {time.monotonic() - submitted:.1f} s")
 
-    # 2. The daemon's scheduler: the daily schedule, turned on, loads yesterday at its time.
-    started = layout.graphql(START_SCHEDULE, {"selector": {**LOCATION, "scheduleName": "daily_raw_domains_schedule"}})
-    assert started["startSchedule"]["__typename"] == "ScheduleStateResult", started
-    # 3. The daemon's sensor loop: the retraining sensor, turned on, asks for the first training.
+    # 2. The daemon's sensor loop: the retraining sensor, turned on, asks for the first training.
     started = layout.graphql(START_SENSOR, {"selector": {**LOCATION, "sensorName": "retraining_sensor"}})
     assert started["startSensor"]["__typename"] == "Sensor", started
 
-    yesterday = str(layout.today - dt.timedelta(days=1))
+    yesterday = str(layout.schedule_at.date() - dt.timedelta(days=1))  # the day that ended before the tick
     wait_for = (layout.schedule_at - dt.datetime.now(dt.UTC)).total_seconds() + 150
     scheduled = _wait(
         "the schedule's run",
@@ -225,6 +229,70 @@ def _launch_tick_and_sense(layout: Layout, instance: dg.DagsterInstance) -> None
     if not instance.get_run_by_id(retraining[0].run_id).is_finished:
         DagsterGraphQLClient("127.0.0.1", port_number=layout.web_port).terminate_run(retraining[0].run_id)
         _wait("the retraining run to stop", lambda: instance.get_run_by_id(retraining[0].run_id).is_finished, 120)
+
+    # 3. A run whose worker process dies (kill -9, as the OOM killer would) is marked failed, not
+    #    left running, and the daemon retries it (run_retries); the retry completes.
+    client = DagsterGraphQLClient("127.0.0.1", port_number=layout.web_port)
+    doomed = client.submit_job_execution(
+        "__ASSET_JOB",
+        repository_location_name="demand_assets",
+        asset_selection=DATA,
+        tags={"dagster/asset_partition_range_start": str(start), "dagster/asset_partition_range_end": str(end)},
+    )
+    _wait("the run to start", lambda: instance.get_run_by_id(doomed).status == dg.DagsterRunStatus.STARTED, 180, every=0.5)
+    worker = _wait("its worker process", lambda: _run_worker(layout), 60, every=0.5)
+    _kill_tree(worker)
+    failed = _wait("the run to be marked failed", lambda: (r := instance.get_run_by_id(doomed)).is_finished and r, 120)
+    assert failed.status == dg.DagsterRunStatus.FAILURE
+    retry = _wait(
+        "the daemon's retry",
+        lambda: instance.get_runs(filters=dg.RunsFilter(tags={"dagster/parent_run_id": doomed})),
+        180,
+        every=2,
+    )[0]
+    assert retry.tags["dagster/retry_number"] == "1"
+    done = _wait("the retry to finish", lambda: (r := instance.get_run_by_id(retry.run_id)).is_finished and r, 300, every=2)
+    assert done.status == dg.DagsterRunStatus.SUCCESS
+
+
+def _process_table() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line) of every process."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                table[int(entry.name)] = (ppid, (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+            except (OSError, IndexError, ValueError):
+                continue
+    return table
+
+
+def _descendants(pid: int, table: dict[int, tuple[int, str]]) -> list[int]:
+    children = [p for p, (parent, _) in table.items() if parent == pid]
+    return [*children, *(d for c in children for d in _descendants(c, table))]
+
+
+def _run_worker(layout: Layout) -> int | None:
+    """The newest run worker of the code server: a child of its gRPC process (`dagster api
+    grpc`) started by multiprocessing (spawn_main; not its resource tracker)."""
+    table = _process_table()
+    server = layout.processes["code-server"].pid
+    grpc = [p for p in _descendants(server, table) if "api grpc" in table[p][1]]
+    workers = [p for g in grpc for p, (parent, command) in table.items() if parent == g and "spawn_main" in command]
+    return max(workers, key=_start_time) if workers else None
+
+
+def _start_time(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+
+
+def _kill_tree(pid: int) -> None:
+    for victim in [pid, *_descendants(pid, _process_table())]:
+        try:
+            os.kill(victim, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def _pings(client) -> bool:

@@ -48,10 +48,15 @@ class SpendResponseConfig(dg.Config):
     seed: int = Field(default=0, ge=0, description="seed of the bootstrap")
 
 
+# The curve fit's bootstrap is heavy: its step runs in this concurrency pool (limit 1 by default).
+CURVE_FITS_POOL = "curve_fits"
+
+
 @dg.asset(
     group_name="marketing",
     kinds={"scipy", "mlflow", "deltalake"},
     deps=[channel_spend_response, product_demand, channel_response_truth],
+    pool=CURVE_FITS_POOL,
 )
 def spend_response_model(
     context: dg.AssetExecutionContext, config: SpendResponseConfig, source: DemandSourceResource, store: DeltaStore, mlflow_tracking: MlflowTracking

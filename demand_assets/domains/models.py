@@ -68,7 +68,18 @@ class ForecastingConfig(dg.Config):
         )
 
 
-@dg.asset(group_name="models", kinds={"lightgbm", "pytorch", "mlflow", "deltalake"}, deps=[training_dataset, product_demand_truth])
+# Training is the heavy work: steps that train models (the backtest, the champion's refit, the
+# per-SKU models) share this concurrency pool, so at most its limit run at once across all runs
+# (1 by default, deploy/dagster.yaml; raise it with `dagster instance concurrency set`).
+MODEL_TRAINING_POOL = "model_training"
+
+
+@dg.asset(
+    group_name="models",
+    kinds={"lightgbm", "pytorch", "mlflow", "deltalake"},
+    deps=[training_dataset, product_demand_truth],
+    pool=MODEL_TRAINING_POOL,
+)
 def model_backtest(
     context: dg.AssetExecutionContext, config: ForecastingConfig, source: DemandSourceResource, store: DeltaStore, mlflow_tracking: MlflowTracking
 ):
@@ -177,7 +188,7 @@ def _incumbent(tracking: MlflowTracking) -> Incumbent | None:
     return Incumbent(tags.get("model", "unknown"), version, dt.date.fromisoformat(tags["trained_until"]))
 
 
-@dg.asset(group_name="models", kinds={"mlflow", "deltalake"}, deps=[model_backtest, training_dataset, product_demand_truth])
+@dg.asset(group_name="models", kinds={"mlflow", "deltalake"}, deps=[model_backtest, training_dataset, product_demand_truth], pool=MODEL_TRAINING_POOL)
 def champion_model(context: dg.AssetExecutionContext, store: DeltaStore, mlflow_tracking: MlflowTracking, monitoring: MonitoringSettings):
     """Every backtested model, refitted with the settings it was backtested with (from
     backtest_settings) on the newest training window, logged as an MLflow pyfunc and registered

@@ -10,6 +10,7 @@ import polars as pl
 from pydantic import Field, field_validator
 
 from contracts import Table
+from demand_assets.domains.models import MODEL_TRAINING_POOL
 from demand_assets.domains.raw import product_demand
 from demand_assets.forecasting.models.base import Forecaster
 from demand_assets.forecasting.models.tcn import TCNForecaster, TCNSettings
@@ -51,7 +52,7 @@ def _mean_pinball(row: dict) -> float:
     return (row["PINBALL_P10"] + row["PINBALL_P50"] + row["PINBALL_P90"]) / 3
 
 
-@dg.asset(group_name="models", kinds={"pytorch", "mlflow", "deltalake"}, deps=[product_demand])
+@dg.asset(group_name="models", kinds={"pytorch", "mlflow", "deltalake"}, deps=[product_demand], pool=MODEL_TRAINING_POOL)
 def sku_forecast_models(
     context: dg.AssetExecutionContext, config: SkuModelConfig, source: DemandSourceResource, store: DeltaStore, mlflow_tracking: MlflowTracking
 ):
