@@ -142,3 +142,23 @@ def test_the_production_instance_file_loads_as_dagster_config():
         os.environ.setdefault("DEMAND_DAGSTER_PG_URL", "postgresql+psycopg2://u:p@127.0.0.1:1/demand_dagster")
         validated, _ = dagster_instance_config(home)
     assert validated["concurrency"]["pools"]["default_limit"] == 1
+
+
+def test_heavy_steps_run_in_the_pools_the_production_page_names():
+    import dagster as dg
+
+    from demand_assets.definitions import defs
+
+    def pool(asset: str) -> str | None:
+        return defs.get_assets_def(dg.AssetKey(asset)).node_def.pool
+
+    expected = {
+        "raw_domain_writes": ["country_demand", "product_demand"],
+        "model_training": ["model_backtest", "champion_model", "sku_forecast_models"],
+        "curve_fits": ["spend_response_model"],
+    }
+    page = (ROOT / "docs" / "production.md").read_text()
+    for name, assets in expected.items():
+        assert f"`{name}`" in page
+        assert {pool(a) for a in assets} == {name}
+    assert pool("training_dataset") is None and pool("demand_forecast") is None
