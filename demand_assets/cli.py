@@ -156,6 +156,25 @@ def _deploy_environment() -> dict[str, str]:
     return env
 
 
+def _create_schemas() -> None:
+    """Create (or migrate) the Dagster instance's and MLflow's tables once, here, so that the
+    processes started next do not race to create them (two first starts at once collide in
+    MLflow's alembic migrations)."""
+    import os
+
+    import dagster as dg
+    from mlflow import MlflowClient
+
+    from resources.postgres import dagster_postgres_url, mlflow_postgres_uri
+
+    os.environ["DEMAND_DAGSTER_PG_URL"] = dagster_postgres_url() or ""
+    with dg.DagsterInstance.get() as instance:
+        instance.get_runs(limit=1)
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or mlflow_postgres_uri() or ""
+    MlflowClient(uri, uri).search_experiments(max_results=1)
+    print("the Dagster instance's and MLflow's tables are in place")
+
+
 def deploy(argv: list[str] | None = None) -> None:
     """`demand-deploy COMMAND`: the production layout's processes, each on one shared instance.
 
@@ -167,7 +186,7 @@ def deploy(argv: list[str] | None = None) -> None:
     webserver    the Dagster UI and GraphQL API, loading the location from the gRPC server
     daemon       schedules, sensors, automation, the run queue, run monitoring and retries
     mlflow       an MLflow tracking server on the same store the assets use
-    serve        the forecast service (uvicorn)
+    serve        the forecast service (`python -m demand_assets.serving`, --port)
 
     Options after COMMAND go to the underlying program (e.g. `demand-deploy webserver --port 3000`).
     Without DEMAND_POSTGRES_URL the same processes run on the embedded SQLite stores."""
@@ -198,6 +217,7 @@ def deploy(argv: list[str] | None = None) -> None:
             shutil.copyfile(DEPLOY / "dagster-postgres.yaml", target)
             print(f"wrote {target}")
         print(f"databases on {masked(server)}: created {', '.join(created) or 'none (both exist)'}")
+        _create_schemas()
         return
 
     env = _deploy_environment()
@@ -232,6 +252,8 @@ def deploy(argv: list[str] | None = None) -> None:
         artifacts = env.get("DEMAND_MLFLOW_ARTIFACTS") or str(demand_home() / "mlflow" / "artifacts")
         command = [str(bin_dir / "mlflow"), "server", "--backend-store-uri", tracking, "--artifacts-destination", artifacts]
     else:
-        command = [str(bin_dir / "uvicorn"), "--factory", "demand_assets.serving.app:create_app_from_env"]
+        # The service's own entrypoint: it listens beyond loopback only with DEMAND_SERVICE_TOKEN
+        # (or DEMAND_SERVICE_ALLOW_PUBLIC=1), as the forecast service's image does.
+        command = [sys.executable, "-m", "demand_assets.serving"]
     sys.stdout.flush()
     os.execve(command[0], [*command, *args.args], env)

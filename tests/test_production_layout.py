@@ -146,10 +146,13 @@ def test_code_server_webserver_and_daemon_on_postgres_launch_tick_and_stop_clean
             _run_the_layout(layout, postgres)
         finally:
             codes = layout.stop_all()
-        assert codes == {"daemon": 0, "webserver": 0, "code-server": 0}, codes
+        # uvicorn (the forecast service) shuts down gracefully, then re-raises SIGTERM, so its
+        # status is "terminated by SIGTERM"; every other process exits 0.
+        assert codes == {"serve": -signal.SIGTERM, "mlflow": 0, "daemon": 0, "webserver": 0, "code-server": 0}, codes
+        assert "Application shutdown complete" in layout.log("serve")
         # Nothing left running: no server, no run worker.
         _wait("every process to exit", lambda: not _marked_processes(layout.marker), 30)
-        for name in ("code-server", "webserver", "daemon"):
+        for name in ("code-server", "webserver", "daemon", "mlflow", "serve"):
             assert postgres.password not in layout.log(name)
 
 
@@ -161,7 +164,16 @@ def _run_the_layout(layout: Layout, postgres: PostgresServer) -> None:
     _wait("the code server", lambda: _pings(DagsterGrpcClient(port=port, host="127.0.0.1")), 180)
     layout.start("webserver", "-h", "127.0.0.1", "-p", str(layout.web_port))
     layout.start("daemon")
+    mlflow_port, service_port = _free_port(), _free_port()
+    layout.start("mlflow", "--host", "127.0.0.1", "--port", str(mlflow_port))
+    layout.start("serve", "--port", str(service_port))
     _wait("the webserver", lambda: _http_ok(f"http://127.0.0.1:{layout.web_port}/server_info"), 180)
+    # The image's other entrypoints: MLflow's server on the same Postgres store, and the forecast
+    # service (no token: it listens on loopback only).
+    _wait("the MLflow server", lambda: _http_ok(f"http://127.0.0.1:{mlflow_port}/health"), 180)
+    with urllib.request.urlopen(f"http://127.0.0.1:{mlflow_port}/api/2.0/mlflow/experiments/search?max_results=5", timeout=30) as response:
+        assert "experiments" in json.loads(response.read())
+    _wait("the forecast service", lambda: _http_ok(f"http://127.0.0.1:{service_port}/health"), 180)
 
     os.environ["DAGSTER_HOME"] = layout.env["DAGSTER_HOME"]  # this process reads the same instance
     os.environ["DEMAND_DAGSTER_PG_URL"] = dagster_postgres_url(postgres.url) or ""
