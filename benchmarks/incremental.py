@@ -33,7 +33,7 @@ import dagster as dg
 
 from demand_assets.definitions import ALL_ASSETS
 from demand_assets.domains.models import ForecastingConfig
-from resources import ContractSettings, DeltaStore, DemandSourceResource, MlflowTracking, MonitoringSettings
+from resources import ComputeResource, ContractSettings, DeltaStore, DemandSourceResource, MlflowTracking, MonitoringSettings
 
 RESULTS = Path(__file__).parent / "results" / "incremental.json"
 MODELS = ForecastingConfig(models=["seasonal_naive", "lightgbm"], n_folds=2, horizon=28, history_days=365)
@@ -45,6 +45,7 @@ def _resources(home: Path) -> dict:
         "store": DeltaStore(root_uri=str(home / "delta")),
         "contract_settings": ContractSettings(),
         "monitoring": MonitoringSettings(),
+        "compute": ComputeResource(),
         "mlflow_tracking": MlflowTracking(tracking_uri=f"sqlite:///{home / 'mlflow.db'}", artifact_location=(home / "artifacts").as_uri()),
     }
 

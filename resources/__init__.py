@@ -1,4 +1,4 @@
-"""Typed Dagster resources: where data comes from, where tables live, contract settings.
+"""Typed Dagster resources: where data comes from, where tables live, where per-series work runs, settings.
 
 The names are imported on first use (PEP 562), so that importing one light module of this
 package, such as the MLflow artifact plugin MLflow loads while it initialises
@@ -11,6 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from resources.compute import ComputeResource
     from resources.contract_settings import ContractSettings
     from resources.data_source import DemandSourceResource
     from resources.delta_store import DeltaStore, MissingTableError, WriteSummary
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from resources.settings import DEPLOYMENT_SETTINGS, build_resources, demand_home, resources_from_env
 
 _WHERE = {
+    "ComputeResource": "compute",
     "ContractSettings": "contract_settings",
     "DemandSourceResource": "data_source",
     "DeltaStore": "delta_store",
@@ -36,6 +38,7 @@ _WHERE = {
 
 __all__ = [
     "DEPLOYMENT_SETTINGS",
+    "ComputeResource",
     "ContractSettings",
     "DeltaStore",
     "DemandSourceResource",

@@ -68,6 +68,8 @@ DEPLOYMENT_SETTINGS: tuple[EnvSetting, ...] = (
     EnvSetting("DEMAND_MLFLOW_ARTIFACTS", "mlflow_tracking", "artifact_location"),
     EnvSetting("DEMAND_MLFLOW_UI_URL", "mlflow_tracking", "ui_url"),
     EnvSetting("DEMAND_UNIT_ECONOMICS_CSV", "economics", "overrides_csv"),
+    EnvSetting("DEMAND_COMPUTE", "compute", "backend", "choice"),
+    EnvSetting("DEMAND_DASK_ADDRESS", "compute", "dask_address"),
 )
 
 
@@ -86,6 +88,7 @@ LOAD_TIME_SETTINGS: dict[str, str] = {
 
 
 def _resource_classes() -> dict[str, type[dg.ConfigurableResource]]:
+    from resources.compute import ComputeResource
     from resources.contract_settings import ContractSettings
     from resources.data_source import DemandSourceResource
     from resources.delta_store import DeltaStore
@@ -100,6 +103,7 @@ def _resource_classes() -> dict[str, type[dg.ConfigurableResource]]:
         "contract_settings": ContractSettings,
         "economics": EconomicsSettings,
         "monitoring": MonitoringSettings,
+        "compute": ComputeResource,
     }
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from demand_assets.definitions import ALL_ASSETS, DATA_ASSETS
 from demand_assets.sources.synthetic import SyntheticConfig, SyntheticDemandSource
-from resources import ContractSettings, DeltaStore, DemandSourceResource, EconomicsSettings, MlflowTracking, MonitoringSettings
+from resources import ComputeResource, ContractSettings, DeltaStore, DemandSourceResource, EconomicsSettings, MlflowTracking, MonitoringSettings
 
 SMALL = {"seed": 11, "n_countries": 2, "n_products": 12, "n_channels": 3}
 
@@ -33,6 +33,7 @@ def small_resources(delta_root, source: DemandSourceResource | None = None, tole
         "contract_settings": ContractSettings(reconcile_tolerance=tolerance),
         "monitoring": MonitoringSettings(),
         "economics": EconomicsSettings(),
+        "compute": ComputeResource(),
         "mlflow_tracking": MlflowTracking(tracking_uri=f"sqlite:///{mlflow_dir}.db", artifact_location=(mlflow_dir / "artifacts").as_uri()),
     }
 

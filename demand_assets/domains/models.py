@@ -25,7 +25,7 @@ from demand_assets.forecasting.registry import CHAMPION_ALIAS, ForecasterPyfunc,
 from demand_assets.forecasting.suite import ALL_MODELS, BASELINE, UNCENSORED_SUFFIX, SuiteSettings, line_up, model_factories
 from demand_assets.monitoring.promotion import Incumbent, compare_with_incumbent
 from demand_assets.reporting import figure_to_markdown, forecast_band_figure, frame_to_markdown, metric_comparison_figure
-from resources import DeltaStore, DemandSourceResource, MlflowTracking, MonitoringSettings
+from resources import ComputeResource, DeltaStore, DemandSourceResource, MlflowTracking, MonitoringSettings
 
 __all__ = ["ForecastingConfig", "champion_model", "model_backtest"]
 
@@ -81,7 +81,12 @@ MODEL_TRAINING_POOL = "model_training"
     pool=MODEL_TRAINING_POOL,
 )
 def model_backtest(
-    context: dg.AssetExecutionContext, config: ForecastingConfig, source: DemandSourceResource, store: DeltaStore, mlflow_tracking: MlflowTracking
+    context: dg.AssetExecutionContext,
+    config: ForecastingConfig,
+    source: DemandSourceResource,
+    store: DeltaStore,
+    mlflow_tracking: MlflowTracking,
+    compute: ComputeResource,
 ):
     """Rolling-origin backtest of every model (seasonal naive, ETS, LightGBM, DeepAR, the
     DeepAR-to-LightGBM hybrid, and LightGBM trained as if stockouts were demand) over the newest
@@ -92,7 +97,8 @@ def model_backtest(
     ran with (backtest_settings, which champion_model refits with), and one MLflow run per model.
     A weekly source is backtested in whole weeks (28 days: 4 weeks ahead) with the models built
     for weeks; a model with no weekly form (the hybrid) is left out by name (metadata
-    `left_out_for_weekly`)."""
+    `left_out_for_weekly`). Per-series fits (ETS) run where the `compute` resource says: in
+    process, a local process pool or a Dask cluster."""
     cadence = source.open().cadence
     p = cadence.period_days
     models, left_out = line_up(config.models, p)
@@ -117,7 +123,8 @@ def model_backtest(
             period_days=p,
         )
     suite = config.suite(tuned, period_days=p, models=models)
-    result = run_backtest(dataset, model_factories(suite), folds, truth=truth, progress=context.log.info, period_days=p)
+    with compute.executor(progress=context.log.info) as executor:
+        result = run_backtest(dataset, model_factories(suite, executor), folds, truth=truth, progress=context.log.info, period_days=p)
     hierarchy = source.open().catalog().hierarchy()
     if hierarchy is not None:
         scores = wrmsse_by_model(dataset, result.forecasts, folds, hierarchy).with_columns(pl.lit("all").alias("REGIME"))

@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from demand_assets.forecasting.compute import Executor
 from demand_assets.forecasting.models.base import Forecaster
 from demand_assets.forecasting.models.deepar import WEEKLY_LAGS, DeepARConfig, DeepARForecaster
 from demand_assets.forecasting.models.ets import ETSForecaster
@@ -68,8 +69,9 @@ class SuiteSettings:
         return cls(**values)
 
 
-def model_factories(s: SuiteSettings) -> dict[str, Callable[[], Forecaster]]:
-    """Name -> zero-argument factory of a fresh, unfitted model."""
+def model_factories(s: SuiteSettings, executor: Executor | None = None) -> dict[str, Callable[[], Forecaster]]:
+    """Name -> zero-argument factory of a fresh, unfitted model. `executor` is where the
+    per-series models (ETS) fit their series; None: the model's own default (a local pool)."""
     p = s.period_days
     steps = max(1, s.horizon // p)  # the horizon in periods: 28 days are 4 weeks
     deepar = DeepARConfig(
@@ -86,7 +88,7 @@ def model_factories(s: SuiteSettings) -> dict[str, Callable[[], Forecaster]]:
     def builders(aware: bool) -> dict[str, Callable[[], Forecaster]]:
         return {
             BASELINE: lambda: SeasonalNaive(censoring_aware=False, period_days=p),
-            "ets": lambda: ETSForecaster(history_days=s.ets_history_days, censoring_aware=aware, period_days=p),
+            "ets": lambda: ETSForecaster(history_days=s.ets_history_days, censoring_aware=aware, period_days=p, executor=executor),
             "lightgbm": lambda: LightGBMForecaster(
                 num_boost_round=s.lgbm_rounds,
                 quantile_max_rows=s.lgbm_quantile_rows,

@@ -9,35 +9,34 @@ prediction intervals as p10/p90. Counts are modelled as reals and clipped at zer
 censoring-aware, stockout days are imputed with the series' recent in-stock mean of the same
 weekday before fitting (ETS has no missing-value mask).
 
-Fits are independent per series, so large panels (M5: 30,490 series, ~0.06 s a fit) spread
-them over worker processes, one per CPU by default; small panels stay in-process.
+Fits are independent per series, so they go through an executor
+(`demand_assets.forecasting.compute`): in process, a local process pool or a Dask cluster, with
+the same forecasts on each. Without one (a model loaded from MLflow, a notebook) large panels
+(M5: 30,490 series, ~0.06 s a fit) spread over worker processes, one per CPU; small panels, under
+`min_series_per_job` series a worker, stay in-process.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import logging
-import multiprocessing
-import os
 import warnings
-from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import numpy as np
 import pandas as pd
 import polars as pl
 from statsmodels.tsa.exponential_smoothing.ets import ETSModel
 
+from demand_assets.forecasting.compute import Executor, ProcessPool
 from demand_assets.forecasting.models.base import quantile_frame
 from demand_assets.forecasting.panel import KEYS, SERIES, TARGET
 
 __all__ = ["ETSForecaster"]
 
-log = logging.getLogger(__name__)
-
 
 class ETSForecaster:
     name = "ets"
     period_days = 1  # models pickled before weekly sources were daily
+    executor: Executor | None = None  # models pickled before the compute resource had none
 
     def __init__(
         self,
@@ -48,6 +47,7 @@ class ETSForecaster:
         n_jobs: int | None = None,
         min_series_per_job: int = 500,
         period_days: int = 1,
+        executor: Executor | None = None,
     ) -> None:
         self.history_days = history_days
         self.period_days = period_days  # days per row: 1, or 7 for a weekly series
@@ -55,6 +55,11 @@ class ETSForecaster:
         self.maxiter = maxiter
         self.n_jobs = n_jobs  # worker processes; None: one per CPU
         self.min_series_per_job = min_series_per_job  # below this many series per process, stay serial
+        self.executor = executor  # where the per-series fits run; None: a local pool of n_jobs processes
+
+    def __getstate__(self) -> dict:
+        # A registered model must not carry the step's executor (a Dask client does not pickle).
+        return {**self.__dict__, "executor": None}
 
     def fit(self, train: pl.DataFrame) -> ETSForecaster:
         return self  # local models are fitted per series at predict time, on the history given
@@ -92,7 +97,12 @@ class ETSForecaster:
         horizon = (future["DATE"].max() - origin).days // p  # periods
         index = pd.date_range(origin + dt.timedelta(days=p), periods=horizon, freq=f"{p}D")
         grouped = values.group_by(SERIES, maintain_order=True).agg(pl.col("DATE").min().alias("START"), pl.col("Y"))
-        tasks = [(start, np.asarray(y, dtype=np.float64)) for start, y in zip(grouped["START"].to_list(), grouped["Y"].to_list())]
+        tasks = [
+            (f"series {country}/{product}", start, np.asarray(y, dtype=np.float64))
+            for country, product, start, y in zip(
+                grouped["COUNTRY"].to_list(), grouped["PRODUCT"].to_list(), grouped["START"].to_list(), grouped["Y"].to_list()
+            )
+        ]
         results = self._forecast_all(tasks, horizon)
         n = grouped.height
         bands = np.asarray(results, dtype=np.float64).reshape(n, 3, horizon)  # series x (mean, lo, hi) x day
@@ -108,30 +118,22 @@ class ETSForecaster:
         point = out["MEAN"].to_numpy()
         return quantile_frame(out, point, out["LO"].to_numpy(), point, out["HI"].to_numpy())
 
-    def _forecast_all(self, tasks: list[tuple[dt.date, np.ndarray]], horizon: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Every series' fit and forecast, over `n_jobs` worker processes on large panels."""
-        jobs = min(self.n_jobs or os.cpu_count() or 1, max(1, len(tasks) // max(self.min_series_per_job, 1)))
-        if jobs <= 1:
-            return _forecast_chunk(tasks, horizon, self.maxiter, self.period_days)
-        size = -(-len(tasks) // (jobs * 8))  # ~8 chunks a process, for balance and progress lines
-        chunks = [tasks[i : i + size] for i in range(0, len(tasks), size)]
-        results: list = [None] * len(chunks)
-        done = 0
-        # spawn, not fork: the parent may hold torch/LightGBM thread pools that a fork would copy.
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(_forecast_chunk, chunk, horizon, self.maxiter, self.period_days): i for i, chunk in enumerate(chunks)}
-            for future in as_completed(futures):
-                results[futures[future]] = future.result()
-                done += len(chunks[futures[future]])
-                log.info("ets: %d/%d series fitted (%d processes)", done, len(tasks), jobs)
-        return [r for chunk in results for r in chunk]
+    def _forecast_all(self, tasks: list[tuple[str, dt.date, np.ndarray]], horizon: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Every series' fit and forecast, on the executor (default: `n_jobs` local processes)."""
+        executor = self.executor or ProcessPool(max_workers=self.n_jobs)
+        return executor.map(
+            _forecast_series,
+            [(start, y) for _, start, y in tasks],
+            args=(horizon, self.maxiter, self.period_days),
+            labels=[label for label, _, _ in tasks],
+            what="ets series",
+            min_per_worker=self.min_series_per_job,
+        )
 
 
-def _forecast_chunk(
-    tasks: list[tuple[dt.date, np.ndarray]], horizon: int, maxiter: int, period_days: int = 1
-) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    freq = f"{period_days}D"
-    return [_forecast(pd.Series(y, index=pd.date_range(start, periods=len(y), freq=freq)), horizon, maxiter, period_days) for start, y in tasks]
+def _forecast_series(task: tuple[dt.date, np.ndarray], horizon: int, maxiter: int, period_days: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    start, y = task
+    return _forecast(pd.Series(y, index=pd.date_range(start, periods=len(y), freq=f"{period_days}D")), horizon, maxiter, period_days)
 
 
 def _forecast(y: pd.Series, horizon: int, maxiter: int, period_days: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,0 +1,142 @@
+"""The compute resource: per-series work gives the same results in process, on a local process
+pool and on a real Dask cluster (a `distributed.LocalCluster` of 2 worker processes); a failing
+series is named; a wrong scheduler address fails fast, naming the setting."""
+
+import datetime as dt
+import logging
+import time
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from contracts import Table
+from demand_assets.definitions import ALL_ASSETS
+from demand_assets.domains.models import ForecastingConfig
+from demand_assets.forecasting.compute import DaskExecutor, InProcess, ItemFailed, ProcessPool
+from demand_assets.forecasting.models.ets import ETSForecaster
+from demand_assets.forecasting.panel import future_frame
+from resources import ComputeResource, DeltaStore, resources_from_env
+from tests.conftest import materialize_range, small_resources
+from tests.forecasting_panel import small_panel
+
+ORIGIN = dt.date(2024, 1, 31)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    import distributed  # a dependency: a missing one fails here, it is never skipped
+
+    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None, silence_logs=logging.WARNING) as local:
+        yield local
+
+
+@pytest.fixture(scope="module")
+def panel():
+    dataset, _ = small_panel(n_countries=3, n_products=10)  # 30 series
+    train = dataset.filter(pl.col("DATE") <= ORIGIN)
+    return train, future_frame(dataset, ORIGIN, 14)
+
+
+def _square_unless_seven(item: int, offset: int) -> int:
+    if item == 7:
+        raise ValueError("seven is not allowed")
+    return item * item + offset
+
+
+def test_ets_forecasts_are_identical_in_process_on_a_process_pool_and_on_a_dask_cluster(cluster, panel):
+    """Bitwise identical: each series is fitted by the same code on the same values wherever it
+    runs, and the results come back in the series' order (no float tolerance needed)."""
+    train, future = panel
+    assert train.select("COUNTRY", "PRODUCT").n_unique() == 30
+
+    def forecast(executor) -> pl.DataFrame:
+        return ETSForecaster(history_days=120, min_series_per_job=1, executor=executor).predict(train, future)
+
+    reference = forecast(InProcess())
+    lines: list[str] = []
+    with ComputeResource(backend="dask", dask_address=cluster.scheduler_address).executor(progress=lines.append) as dask:
+        assert dask.workers() == 2
+        on_dask = forecast(dask)
+    on_pool = forecast(ProcessPool(max_workers=2))
+    assert on_pool.equals(reference)
+    assert on_dask.equals(reference)
+    assert lines and lines[-1].startswith("ets series: 30/30 done") and f"dask at {cluster.scheduler_address}, 2 worker threads" in lines[-1]
+
+
+def test_results_keep_the_input_order_and_progress_is_reported_per_batch(cluster):
+    items = list(range(8, 108))
+    expected = [i * i + 1 for i in items]
+    # (the process pool's order is covered by the ETS comparison above; each pool costs a spawn)
+    for executor in (InProcess(), DaskExecutor(cluster.scheduler_address)):
+        lines: list[str] = []
+        with executor:
+            assert executor.map(_square_unless_seven, items, args=(1,), what="squares", progress=lines.append) == expected
+        done = [int(line.split(": ")[1].split("/")[0]) for line in lines]
+        assert len(done) >= 8 and done == sorted(done) and done[-1] == 100  # about eight batches a worker, each reported
+
+
+def test_a_failing_item_names_its_series_on_every_backend(cluster):
+    items = list(range(12))
+    labels = [f"series DE/P{i}" for i in items]
+    for executor in (InProcess(), ProcessPool(max_workers=2), DaskExecutor(cluster.scheduler_address)):
+        with executor, pytest.raises(ItemFailed, match=r"series DE/P7 failed: ValueError: seven is not allowed"):
+            executor.map(_square_unless_seven, items, args=(0,), labels=labels)
+
+
+def test_a_wrong_dask_address_fails_fast_naming_the_setting():
+    compute = ComputeResource(backend="dask", dask_address="tcp://127.0.0.1:9", connect_timeout_s=2)
+    started = time.perf_counter()
+    with pytest.raises(ConnectionError, match=r"DEMAND_DASK_ADDRESS='tcp://127.0.0.1:9' within 2s"):
+        with compute.executor() as executor:
+            executor.map(_square_unless_seven, [1, 2], args=(0,))
+    assert time.perf_counter() - started < 15
+    with pytest.raises(ValueError, match="DEMAND_COMPUTE=dask\\) needs DEMAND_DASK_ADDRESS"):
+        ComputeResource(backend="dask").executor()
+
+
+def test_the_backend_and_the_address_come_from_the_environment(monkeypatch):
+    assert resources_from_env(resolve=True)["compute"].backend == "processes"  # the default: a local pool
+    monkeypatch.setenv("DEMAND_COMPUTE", "dask")
+    monkeypatch.setenv("DEMAND_DASK_ADDRESS", "tcp://dask-scheduler:8786")
+    compute = resources_from_env(resolve=True)["compute"]
+    assert isinstance(compute, ComputeResource)
+    assert (compute.backend, compute.dask_address) == ("dask", "tcp://dask-scheduler:8786")
+    monkeypatch.setenv("DEMAND_COMPUTE", "spark")
+    with pytest.raises(ValueError, match="DEMAND_COMPUTE='spark' is not one of in_process, processes, dask"):
+        resources_from_env()
+
+
+def test_a_pickled_model_leaves_the_steps_executor_behind():
+    """A registered model is pickled into MLflow; the step's Dask client must not go with it."""
+    import pickle
+
+    model = ETSForecaster(executor=DaskExecutor("tcp://127.0.0.1:9"))
+    restored = pickle.loads(pickle.dumps(model))
+    assert restored.executor is None and model.executor is not None
+
+
+@pytest.mark.slow  # materializes four months of the small world, then two backtests (about 20 s)
+def test_model_backtest_sends_its_ets_fits_where_the_compute_resource_says(cluster, tmp_path):
+    """The asset end to end: the same stored backtest forecasts in process and on the cluster,
+    and the step's log shows the fits ran on Dask."""
+    resources = small_resources(tmp_path / "delta")
+    assert materialize_range(resources, "2023-11-01", "2024-02-29").success
+    config = ForecastingConfig(models=["ets"], n_folds=1, horizon=14, history_days=100, ets_history_days=90)
+
+    def backtest(compute: ComputeResource) -> tuple[pl.DataFrame, list[str]]:
+        instance = dg.DagsterInstance.ephemeral()
+        result = dg.materialize(
+            ALL_ASSETS,
+            resources=resources | {"compute": compute},
+            selection=["model_backtest"],
+            run_config=dg.RunConfig(ops={"model_backtest": config}),
+            instance=instance,
+        )
+        messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
+        return DeltaStore(root_uri=str(tmp_path / "delta")).read_all(Table.BACKTEST_FORECASTS), messages
+
+    reference, _ = backtest(ComputeResource(backend="in_process"))
+    on_dask, messages = backtest(ComputeResource(backend="dask", dask_address=cluster.scheduler_address))
+    assert reference.height > 0 and on_dask.equals(reference)
+    assert any(m.startswith("ets series: 24/24 done") and "dask at" in m for m in messages)
