@@ -251,6 +251,8 @@ def deploy(argv: list[str] | None = None) -> None:
         tracking = env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{demand_home() / 'mlflow' / 'mlflow.db'}"
         artifacts = env.get("DEMAND_MLFLOW_ARTIFACTS") or str(demand_home() / "mlflow" / "artifacts")
         command = [str(bin_dir / "mlflow"), "server", "--backend-store-uri", tracking, "--artifacts-destination", artifacts]
+        # MLflow's own job runner (15 huey workers, for GenAI scorer jobs) serves nothing here.
+        env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     else:
         # The service's own entrypoint: it listens beyond loopback only with DEMAND_SERVICE_TOKEN
         # (or DEMAND_SERVICE_ALLOW_PUBLIC=1), as the forecast service's image does.

@@ -65,3 +65,12 @@ def materialized_store(tmp_path_factory):
     result = materialize_range(small_resources(root), "2024-01-01", "2024-02-29")
     assert result.success, "the small graph should materialize cleanly"
     return DeltaStore(root_uri=str(root))
+
+
+# The longest tests (real server processes, waits on the clock) go first, so that pytest-xdist
+# starts them early and the other worker fills the time, instead of one of them ending the run.
+LONG_FIRST = ("test_production_layout.py", "test_keeps_current.py", "test_postgres.py", "test_backfills.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: 0 if item.path.name in LONG_FIRST else 1)

@@ -72,8 +72,8 @@ class Layout:
         self.web_port = _free_port()
         now = dt.datetime.now(dt.UTC)
         # The schedule fires a little after everything is up (its time is read when the code
-        # location loads): 2 to 3 minutes from now.
-        self.schedule_at = (now + dt.timedelta(minutes=3)).replace(second=0, microsecond=0)
+        # location loads): 100 to 160 s from now.
+        self.schedule_at = (now + dt.timedelta(seconds=160)).replace(second=0, microsecond=0)
         self.today = now.date()
         self.env = dict(
             os.environ,
@@ -165,7 +165,7 @@ def _run_the_layout(layout: Layout, postgres: PostgresServer) -> None:
     layout.start("webserver", "-h", "127.0.0.1", "-p", str(layout.web_port))
     layout.start("daemon")
     mlflow_port, service_port = _free_port(), _free_port()
-    layout.start("mlflow", "--host", "127.0.0.1", "--port", str(mlflow_port))
+    layout.start("mlflow", "--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", "1")
     layout.start("serve", "--port", str(service_port))
     _wait("the webserver", lambda: _http_ok(f"http://127.0.0.1:{layout.web_port}/server_info"), 180)
     # The image's other entrypoints: MLflow's server on the same Postgres store, and the forecast
@@ -249,7 +249,7 @@ def _launch_tick_and_sense(layout: Layout, instance: dg.DagsterInstance) -> None
         "__ASSET_JOB",
         repository_location_name="demand_assets",
         asset_selection=DATA,
-        tags={"dagster/asset_partition_range_start": str(start), "dagster/asset_partition_range_end": str(end)},
+        tags={"dagster/asset_partition_range_start": str(end - dt.timedelta(days=6)), "dagster/asset_partition_range_end": str(end)},
     )
     _wait("the run to start", lambda: instance.get_run_by_id(doomed).status == dg.DagsterRunStatus.STARTED, 180, every=0.5)
     worker = _wait("its worker process", lambda: _run_worker(layout), 60, every=0.5)
