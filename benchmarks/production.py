@@ -107,6 +107,15 @@ def _launches(work: Path, server, n: int) -> dict:
     return figures
 
 
+def _instance(work: Path, name: str, config: str) -> dg.DagsterInstance:
+    """A fresh store (DEMAND_HOME) and a Dagster instance from deploy/<config>, under `work`."""
+    os.environ["DEMAND_HOME"] = str(work / f"{name}_home")
+    home = work / f"{name}_dagster"
+    home.mkdir()
+    shutil.copyfile(ROOT / "deploy" / config, home / "dagster.yaml")
+    return dg.DagsterInstance.from_config(str(home))
+
+
 def main(argv: list[str] | None = None) -> None:
     from resources.postgres import create_databases, dagster_postgres_url
     from tests.postgres_server import PostgresServer
@@ -120,21 +129,13 @@ def main(argv: list[str] | None = None) -> None:
     results: dict = {"machine": f"{os.cpu_count()} cores", "date": str(dt.date.today())}
     with tempfile.TemporaryDirectory() as tmp, PostgresServer() as server:
         work = Path(tmp)
-        os.environ["DEMAND_HOME"] = str(work / "sqlite_home")
-        sqlite_home = work / "sqlite_dagster"
-        sqlite_home.mkdir()
-        shutil.copyfile(ROOT / "deploy" / "dagster.yaml", sqlite_home / "dagster.yaml")
-        with dg.DagsterInstance.from_config(str(sqlite_home)) as instance:
+        with _instance(work, "sqlite", "dagster.yaml") as instance:
             results["backfill_sqlite"] = _backfill(instance, args.days)
             print("sqlite", results["backfill_sqlite"], flush=True)
         create_databases(server.url)
         os.environ["DEMAND_POSTGRES_URL"] = server.url
         os.environ["DEMAND_DAGSTER_PG_URL"] = dagster_postgres_url(server.url) or ""
-        os.environ["DEMAND_HOME"] = str(work / "pg_home")
-        pg_home = work / "pg_dagster"
-        pg_home.mkdir()
-        shutil.copyfile(ROOT / "deploy" / "dagster-postgres.yaml", pg_home / "dagster.yaml")
-        with dg.DagsterInstance.from_config(str(pg_home)) as instance:
+        with _instance(work, "pg", "dagster-postgres.yaml") as instance:
             results["backfill_postgres"] = _backfill(instance, args.days)
             print("postgres", results["backfill_postgres"], flush=True)
             results["sensor_tick_postgres"] = _sensor_ticks(instance)

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["PostgresServer", "postgres_binaries"]
+__all__ = ["PostgresServer", "free_port", "postgres_binaries"]
 
 USER = "demand"
 
@@ -31,7 +31,8 @@ def postgres_binaries() -> Path | None:
     return Path(versions[-1]).parent if versions else None
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -46,7 +47,7 @@ class PostgresServer:
             raise RuntimeError("PostgreSQL is not installed: no initdb on PATH or in /usr/lib/postgresql/*/bin (apt-get install postgresql-15)")
         self.bin = binaries
         self.password = password
-        self.port = _free_port()
+        self.port = free_port()
         # Not under pytest's tmp_path: that is private to root, and the server may run as postgres.
         self.folder = Path(tempfile.mkdtemp(prefix="demand-pg-"))
         self.data = self.folder / "data"

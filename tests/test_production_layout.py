@@ -13,7 +13,6 @@ import datetime as dt
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ import pytest
 from dagster_graphql import DagsterGraphQLClient
 
 from resources.postgres import create_databases, dagster_postgres_url
-from tests.postgres_server import PostgresServer
+from tests.postgres_server import PostgresServer, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -34,12 +33,6 @@ ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = str(Path(sys.executable).parent / "demand-deploy")
 LOCATION = {"repositoryLocationName": "demand_assets", "repositoryName": "__repository__"}
 DATA = ["country_demand", "channel_spend_response", "product_demand", "training_dataset"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait(what: str, condition, seconds: float, every: float = 1.0):
@@ -69,7 +62,7 @@ def _marked_processes(marker: str) -> list[int]:
 class Layout:
     def __init__(self, tmp_path: Path, postgres: PostgresServer) -> None:
         self.marker = f"DEMAND_LAYOUT_TEST={uuid.uuid4().hex}"
-        self.web_port = _free_port()
+        self.web_port = free_port()
         now = dt.datetime.now(dt.UTC)
         # The schedule fires a little after everything is up (its time is read when the code
         # location loads): 100 to 160 s from now.
@@ -81,7 +74,7 @@ class Layout:
             DAGSTER_HOME=str(tmp_path / "dagster"),
             DEMAND_HOME=str(tmp_path / "home"),
             DEMAND_CODE_SERVER_HOST="127.0.0.1",
-            DEMAND_CODE_SERVER_PORT=str(_free_port()),
+            DEMAND_CODE_SERVER_PORT=str(free_port()),
             DEMAND_DAILY_SCHEDULE_TIME=self.schedule_at.strftime("%H:%M"),
             DEMAND_PARTITION_START=str(self.today - dt.timedelta(days=40)),
             DEMAND_COUNTRIES="2",
@@ -164,7 +157,7 @@ def _run_the_layout(layout: Layout, postgres: PostgresServer) -> None:
     _wait("the code server", lambda: _pings(DagsterGrpcClient(port=port, host="127.0.0.1")), 180)
     layout.start("webserver", "-h", "127.0.0.1", "-p", str(layout.web_port))
     layout.start("daemon")
-    mlflow_port, service_port = _free_port(), _free_port()
+    mlflow_port, service_port = free_port(), free_port()
     layout.start("mlflow", "--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", "1")
     layout.start("serve", "--port", str(service_port))
     _wait("the webserver", lambda: _http_ok(f"http://127.0.0.1:{layout.web_port}/server_info"), 180)
