@@ -170,9 +170,28 @@ def _create_schemas() -> None:
     os.environ["DEMAND_DAGSTER_PG_URL"] = dagster_postgres_url() or ""
     with dg.DagsterInstance.get() as instance:
         instance.get_runs(limit=1)
+        print(f"concurrency pools at their default limit: {', '.join(initialize_pools(instance)) or 'none'}")
     uri = os.environ.get("MLFLOW_TRACKING_URI") or mlflow_postgres_uri() or ""
     MlflowClient(uri, uri).search_experiments(max_results=1)
     print("the Dagster instance's and MLflow's tables are in place")
+
+
+def initialize_pools(instance) -> list[str]:
+    """Create the rows of every concurrency pool the assets declare, at the instance's default
+    limit, once, before any run. Dagster creates a pool's rows on its first claim, and on Postgres
+    two runs that make that first claim at the same moment collide: the loser's transaction aborts
+    (InFailedSqlTransaction) and its step fails. A pool already set (`dagster instance concurrency
+    set`) keeps its limit."""
+    import dagster as dg
+
+    from demand_assets.definitions import ALL_ASSETS
+
+    pools = sorted({pool for asset in ALL_ASSETS if isinstance(asset, dg.AssetsDefinition) for pool in asset.node_def.pools})
+    known = {limit.name for limit in instance.event_log_storage.get_pool_limits()}
+    for pool in pools:
+        if pool not in known:
+            instance.event_log_storage.initialize_concurrency_limit_to_default(pool)
+    return pools
 
 
 def deploy(argv: list[str] | None = None) -> None:

@@ -2,8 +2,8 @@
 code location's gRPC server, the webserver and the daemon, each started with `demand-deploy`
 exactly as deploy/compose.yaml starts them, sharing the instance of deploy/dagster-postgres.yaml.
 
-A run is launched through the webserver's GraphQL API, the daemon runs a schedule tick and a
-sensor tick that request runs, a run whose worker is killed is marked failed and retried, and
+A run is launched through the webserver's GraphQL API, a run whose worker is killed is marked
+failed and retried, the daemon runs a schedule tick and a sensor tick that request runs, and
 everything stops on SIGTERM with no process left behind.
 """
 
@@ -178,6 +178,11 @@ def _run_the_layout(layout: Layout, postgres: PostgresServer) -> None:
 
 
 def _launch_tick_and_sense(layout: Layout, instance: dg.DagsterInstance) -> None:
+    began = time.monotonic()
+
+    def lap(what: str) -> None:
+        print(f"{time.monotonic() - began:6.1f} s  {what}", flush=True)
+
     # The daemon's scheduler: the daily schedule, turned on first (its time must not pass
     # before), loads yesterday at its time (checked below).
     started = layout.graphql(START_SCHEDULE, {"selector": {**LOCATION, "scheduleName": "daily_raw_domains_schedule"}})
@@ -188,7 +193,6 @@ def _launch_tick_and_sense(layout: Layout, instance: dg.DagsterInstance) -> None
     #    single-run backfill; queued, dequeued by the daemon, executed by the code server.
     client = DagsterGraphQLClient("127.0.0.1", port_number=layout.web_port)
     start, end = layout.today - dt.timedelta(days=40), layout.today - dt.timedelta(days=3)
-    submitted = time.monotonic()
     run_id = client.submit_job_execution(
         "__ASSET_JOB",
         repository_location_name="demand_assets",
@@ -204,40 +208,11 @@ def _launch_tick_and_sense(layout: Layout, instance: dg.DagsterInstance) -> None
     record = instance.get_run_record_by_id(run_id)
     assert record.start_time is not None and record.start_time - record.create_timestamp.timestamp() < 120
     assert len(instance.get_materialized_partitions(dg.AssetKey("training_dataset"))) == (end - start).days + 1
-    print(f"GraphQL run: submitted to finished {time.monotonic() - submitted:.1f} s")
+    lap("the GraphQL run finished")
 
-    # 2. The daemon's sensor loop: the retraining sensor, turned on, asks for the first training.
-    started = layout.graphql(START_SENSOR, {"selector": {**LOCATION, "sensorName": "retraining_sensor"}})
-    assert started["startSensor"]["__typename"] == "Sensor", started
-
-    yesterday = str(layout.schedule_at.date() - dt.timedelta(days=1))  # the day that ended before the tick
-    wait_for = (layout.schedule_at - dt.datetime.now(dt.UTC)).total_seconds() + 150
-    scheduled = _wait(
-        "the schedule's run",
-        lambda: instance.get_runs(filters=dg.RunsFilter(tags={"dagster/schedule_name": "daily_raw_domains_schedule"})),
-        max(wait_for, 60),
-        every=3,
-    )
-    assert scheduled[0].tags["dagster/partition"] == yesterday
-    finished = _wait("the scheduled run to finish", lambda: (r := instance.get_run_by_id(scheduled[0].run_id)).is_finished and r, 300, every=2)
-    assert finished.status == dg.DagsterRunStatus.SUCCESS
-    assert yesterday in instance.get_materialized_partitions(dg.AssetKey("product_demand"))
-
-    retraining = _wait(
-        "the retraining sensor's run",
-        lambda: instance.get_runs(filters=dg.RunsFilter(tags={"dagster/sensor_name": "retraining_sensor"})),
-        180,
-        every=3,
-    )
-    assert retraining[0].tags["demand/retrain_trigger"] == "initial"
-    # Training the default line-up is not this test's business: cancel it through GraphQL.
-    if not instance.get_run_by_id(retraining[0].run_id).is_finished:
-        DagsterGraphQLClient("127.0.0.1", port_number=layout.web_port).terminate_run(retraining[0].run_id)
-        _wait("the retraining run to stop", lambda: instance.get_run_by_id(retraining[0].run_id).is_finished, 120)
-
-    # 3. A run whose worker process dies (kill -9, as the OOM killer would) is marked failed, not
-    #    left running, and the daemon retries it (run_retries); the retry completes.
-    client = DagsterGraphQLClient("127.0.0.1", port_number=layout.web_port)
+    # 2. While the schedule's minute approaches: a run whose worker process dies (kill -9, as the
+    #    OOM killer would) is marked failed, not left running, and the daemon retries it
+    #    (run_retries); the retry completes.
     doomed = client.submit_job_execution(
         "__ASSET_JOB",
         repository_location_name="demand_assets",
@@ -249,6 +224,7 @@ def _launch_tick_and_sense(layout: Layout, instance: dg.DagsterInstance) -> None
     _kill_tree(worker)
     failed = _wait("the run to be marked failed", lambda: (r := instance.get_run_by_id(doomed)).is_finished and r, 120)
     assert failed.status == dg.DagsterRunStatus.FAILURE
+    lap("the killed run was marked failed")
     retry = _wait(
         "the daemon's retry",
         lambda: instance.get_runs(filters=dg.RunsFilter(tags={"dagster/parent_run_id": doomed})),
@@ -258,6 +234,38 @@ def _launch_tick_and_sense(layout: Layout, instance: dg.DagsterInstance) -> None
     assert retry.tags["dagster/retry_number"] == "1"
     done = _wait("the retry to finish", lambda: (r := instance.get_run_by_id(retry.run_id)).is_finished and r, 300, every=2)
     assert done.status == dg.DagsterRunStatus.SUCCESS
+    lap("the retry succeeded")
+
+    # 3. The schedule's tick, at its time: yesterday's raw domains.
+    yesterday = str(layout.schedule_at.date() - dt.timedelta(days=1))  # the day that ended before the tick
+    wait_for = (layout.schedule_at - dt.datetime.now(dt.UTC)).total_seconds() + 150
+    scheduled = _wait(
+        "the schedule's run",
+        lambda: instance.get_runs(filters=dg.RunsFilter(tags={"dagster/schedule_name": "daily_raw_domains_schedule"})),
+        max(wait_for, 60),
+        every=2,
+    )
+    assert scheduled[0].tags["dagster/partition"] == yesterday
+    finished = _wait("the scheduled run to finish", lambda: (r := instance.get_run_by_id(scheduled[0].run_id)).is_finished and r, 300, every=2)
+    assert finished.status == dg.DagsterRunStatus.SUCCESS
+    assert yesterday in instance.get_materialized_partitions(dg.AssetKey("product_demand"))
+    lap("the schedule's run succeeded")
+
+    # 4. The daemon's sensor loop: the retraining sensor, turned on, asks for the first training.
+    started = layout.graphql(START_SENSOR, {"selector": {**LOCATION, "sensorName": "retraining_sensor"}})
+    assert started["startSensor"]["__typename"] == "Sensor", started
+    retraining = _wait(
+        "the retraining sensor's run",
+        lambda: instance.get_runs(filters=dg.RunsFilter(tags={"dagster/sensor_name": "retraining_sensor"})),
+        180,
+        every=1,
+    )
+    assert retraining[0].tags["demand/retrain_trigger"] == "initial"
+    # Training the default line-up is not this test's business: cancel it through GraphQL.
+    if not instance.get_run_by_id(retraining[0].run_id).is_finished:
+        client.terminate_run(retraining[0].run_id)
+        _wait("the retraining run to stop", lambda: instance.get_run_by_id(retraining[0].run_id).is_finished, 120)
+    lap("the sensor's run was requested and cancelled")
 
 
 def _process_table() -> dict[int, tuple[int, str]]:
