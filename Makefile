@@ -33,9 +33,12 @@ $(BIN)/.bench-installed: $(BIN)/.installed
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	touch $@
 
-$(DAGSTER_HOME)/dagster.yaml: deploy/dagster.yaml
+# The embedded instance, and its concurrency pools (model_training: DEMAND_TRAINING_SLOTS backtest
+# units and refits at once; rerun `demand-deploy pools` after changing it).
+$(DAGSTER_HOME)/dagster.yaml: deploy/dagster.yaml | $(BIN)/.installed
 	mkdir -p $(DAGSTER_HOME)
 	cp deploy/dagster.yaml $@
+	$(BIN)/demand-deploy pools
 
 setup: $(BIN)/.installed $(DAGSTER_HOME)/dagster.yaml
 

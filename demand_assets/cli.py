@@ -124,7 +124,7 @@ def settings_docs(argv: list[str] | None = None) -> None:
     print("generated tables of the docs are up to date")
 
 
-DEPLOY_COMMANDS = ("init", "check", "code-server", "webserver", "daemon", "mlflow", "serve")
+DEPLOY_COMMANDS = ("init", "pools", "check", "code-server", "webserver", "daemon", "mlflow", "serve")
 CODE_SERVER_DEFAULTS = {"DEMAND_CODE_SERVER_HOST": "127.0.0.1", "DEMAND_CODE_SERVER_PORT": "4000"}
 
 
@@ -170,28 +170,38 @@ def _create_schemas() -> None:
     os.environ["DEMAND_DAGSTER_PG_URL"] = dagster_postgres_url() or ""
     with dg.DagsterInstance.get() as instance:
         instance.get_runs(limit=1)
-        print(f"concurrency pools at their default limit: {', '.join(initialize_pools(instance)) or 'none'}")
+        _print_pools(initialize_pools(instance))
     uri = os.environ.get("MLFLOW_TRACKING_URI") or mlflow_postgres_uri() or ""
     MlflowClient(uri, uri).search_experiments(max_results=1)
     print("the Dagster instance's and MLflow's tables are in place")
 
 
-def initialize_pools(instance) -> list[str]:
-    """Create the rows of every concurrency pool the assets declare, at the instance's default
-    limit, once, before any run. Dagster creates a pool's rows on its first claim, and on Postgres
-    two runs that make that first claim at the same moment collide: the loser's transaction aborts
-    (InFailedSqlTransaction) and its step fails. A pool already set (`dagster instance concurrency
-    set`) keeps its limit."""
+def initialize_pools(instance) -> dict[str, int]:
+    """Create the rows of every concurrency pool the assets declare, once, before any run: the
+    model_training pool at DEMAND_TRAINING_SLOTS, the others at the instance's default limit (a
+    limit already set with `dagster instance concurrency set` is kept). Dagster would create a pool
+    on its first claim, and on Postgres two runs that make that first claim at the same moment
+    collide: the loser's transaction aborts (InFailedSqlTransaction) and its step fails. Returns
+    pool -> limit."""
     import dagster as dg
 
     from demand_assets.definitions import ALL_ASSETS
+    from demand_assets.domains.backtest import MODEL_TRAINING_POOL
+    from resources.settings import training_slots
 
     pools = sorted({pool for asset in ALL_ASSETS if isinstance(asset, dg.AssetsDefinition) for pool in asset.node_def.pools})
-    known = {limit.name for limit in instance.event_log_storage.get_pool_limits()}
+    storage = instance.event_log_storage
+    known = {limit.name: limit for limit in storage.get_pool_limits()}
     for pool in pools:
-        if pool not in known:
-            instance.event_log_storage.initialize_concurrency_limit_to_default(pool)
-    return pools
+        if pool == MODEL_TRAINING_POOL:
+            storage.set_concurrency_slots(pool, training_slots())
+        elif pool not in known:
+            storage.initialize_concurrency_limit_to_default(pool)
+    return {limit.name: limit.limit for limit in storage.get_pool_limits() if limit.name in pools}
+
+
+def _print_pools(limits: dict[str, int]) -> None:
+    print("concurrency pools: " + ", ".join(f"{pool} {limit}" for pool, limit in limits.items()))
 
 
 def deploy(argv: list[str] | None = None) -> None:
@@ -199,6 +209,7 @@ def deploy(argv: list[str] | None = None) -> None:
 
     init         create the databases demand_dagster and demand_mlflow on DEMAND_POSTGRES_URL's
                  server if missing, and write $DAGSTER_HOME/dagster.yaml (deploy/dagster-postgres.yaml)
+    pools        set the concurrency pools' limits on the instance (model_training: DEMAND_TRAINING_SLOTS)
     check        connect to both databases and say so
     code-server  the code location's gRPC server (`dagster code-server start`) on
                  DEMAND_CODE_SERVER_HOST:DEMAND_CODE_SERVER_PORT (default 127.0.0.1:4000)
@@ -243,6 +254,13 @@ def deploy(argv: list[str] | None = None) -> None:
     bin_dir = Path(sys.executable).parent
     host, port = env["DEMAND_CODE_SERVER_HOST"], env["DEMAND_CODE_SERVER_PORT"]
     workspace = str(DEPLOY / "workspace-grpc.yaml")
+    if args.command == "pools":
+        import dagster as dg
+
+        os.environ.update({k: v for k, v in env.items() if k == "DEMAND_DAGSTER_PG_URL"})
+        with dg.DagsterInstance.get() as instance:
+            _print_pools(initialize_pools(instance))
+        return
     if args.command == "check":
         print("the Dagster instance and MLflow stores are reachable" if "DEMAND_DAGSTER_PG_URL" in env else "embedded stores (DEMAND_POSTGRES_URL is not set)")
         return

@@ -23,7 +23,21 @@ from demand_assets.forecasting.metrics import REGIMES, bias, interval_coverage, 
 from demand_assets.forecasting.models.base import Forecaster
 from demand_assets.forecasting.panel import KEYS, SERIES, TARGET, future_frame, history_up_to, sorted_by_date
 
-__all__ = ["Fold", "BacktestResult", "rolling_origin_folds", "run_backtest", "score_forecasts", "wrmsse_by_model"]
+__all__ = [
+    "Fold",
+    "BacktestResult",
+    "SHARD_BY",
+    "Unit",
+    "backtest_unit",
+    "plan_units",
+    "rolling_origin_folds",
+    "run_backtest",
+    "score_backtest",
+    "score_forecasts",
+    "shard_filter",
+    "shard_labels",
+    "wrmsse_by_model",
+]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +75,79 @@ class BacktestResult:
     timings: pl.DataFrame  # MODEL, FOLD, FIT_SECONDS, PREDICT_SECONDS
 
 
+# How the series are split into shards (units of work): by COUNTRY (a store, for M5), or into
+# `n` buckets of a stable hash of the series key.
+SHARD_BY = ("country", "series_hash")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One unit of a backtest: one model, one fold, and one shard of the series (-1: all)."""
+
+    model: str
+    fold: int
+    shard: int = -1
+
+    @property
+    def key(self) -> str:
+        """A name Dagster accepts as a mapping key (letters, digits, underscores)."""
+        return f"{self.model}__fold{self.fold}" + (f"__shard{self.shard}" if self.shard >= 0 else "")
+
+
+def plan_units(models: Sequence[str], folds: Sequence[Fold], n_shards: int, sharded: Callable[[str], bool]) -> list[Unit]:
+    """Every (model, fold) and, for the models `sharded` says are split by series, every shard;
+    the slowest-to-fit models first would be the executor's business, so the order is simply
+    model, fold, shard."""
+    return [Unit(model, fold.index, shard) for model in models for fold in folds for shard in (range(n_shards) if sharded(model) and n_shards > 1 else [-1])]
+
+
+def shard_labels(series: pl.DataFrame, shard_by: str, n_shards: int) -> list[str]:
+    """The shards of a panel (its COUNTRY, PRODUCT pairs): one per country, sorted, or
+    `n_shards` hash buckets (named 0..n-1)."""
+    if shard_by == "country":
+        return sorted(series["COUNTRY"].unique().to_list())
+    if shard_by == "series_hash":
+        return [str(i) for i in range(n_shards)]
+    raise ValueError(f"shard_by must be one of {SHARD_BY}, not {shard_by!r}")
+
+
+def shard_filter(shard_by: str, labels: Sequence[str], shard: int) -> pl.Expr:
+    """The rows of shard number `shard` (-1: every row), as a filter a Delta scan pushes down."""
+    if shard < 0:
+        return pl.lit(True)
+    if shard_by == "country":
+        return pl.col("COUNTRY") == labels[shard]
+    key = pl.concat_str([pl.col("COUNTRY").cast(pl.String), pl.col("PRODUCT").cast(pl.String)], separator="\x1f")
+    return (key.hash(seed=0) % len(labels)) == shard
+
+
+def backtest_unit(
+    dataset: pl.DataFrame,
+    name: str,
+    factory: Callable[[], Forecaster],
+    fold: Fold,
+    *,
+    progress: Callable[[str], None] | None = None,
+    n_folds: int | None = None,
+) -> tuple[pl.DataFrame, dict]:
+    """Fit a fresh model on the fold's history of `dataset` (a whole panel or one shard of it)
+    and forecast its test window: the forecasts joined with the actuals, and the timing row."""
+    dataset = sorted_by_date(dataset)
+    # Zero-copy slices of the date-sorted panel: at M5 size a filtered copy is gigabytes.
+    train = history_up_to(dataset, fold.origin)
+    future = future_frame(dataset, fold.origin, fold.horizon)
+    actual = dataset.select(*KEYS, pl.col(TARGET).alias("ACTUAL"), "IN_STOCK").filter(pl.col("DATE").is_between(fold.test_start, fold.test_end, closed="left"))
+    model = factory()
+    t0 = time.perf_counter()
+    model.fit(train)
+    t1 = time.perf_counter()
+    forecast = model.predict(train, future)
+    t2 = time.perf_counter()
+    (progress or log.info)(f"backtest {name} fold {fold.index + 1}/{n_folds or '?'} (origin {fold.origin}): fit {t1 - t0:.1f}s, predict {t2 - t1:.1f}s")
+    frame = forecast.join(actual, on=KEYS, how="inner").with_columns(pl.lit(name).alias("MODEL"), pl.lit(fold.index).alias("FOLD"))
+    return frame, {"MODEL": name, "FOLD": fold.index, "FIT_SECONDS": t1 - t0, "PREDICT_SECONDS": t2 - t1}
+
+
 def run_backtest(
     dataset: pl.DataFrame,
     models: dict[str, Callable[[], Forecaster]],
@@ -70,38 +157,41 @@ def run_backtest(
     progress: Callable[[str], None] | None = None,
     period_days: int = 1,
 ) -> BacktestResult:
-    """Fit a fresh model from each factory at every fold and score its forecasts.
+    """Fit a fresh model from each factory at every fold and score its forecasts, in this
+    process (the model_backtest asset runs the same units as steps of their own).
 
     `truth` (DATE, COUNTRY, PRODUCT, TRUE_DEMAND), when the source has it, adds the regime
     scored against uncensored demand. `progress` receives a line per model and fold (an
     orchestrator's logger, say). `period_days` 7 (a weekly series) scales MASE by last week's
     naive error instead of the same weekday's.
     """
-    report = progress or log.info
     dataset = sorted_by_date(dataset)
     frames, timings = [], []
     for fold in folds:
-        # Zero-copy slices of the date-sorted panel: at M5 size a filtered copy is gigabytes.
-        train = history_up_to(dataset, fold.origin)
-        future = future_frame(dataset, fold.origin, fold.horizon)
-        actual = dataset.select(*KEYS, pl.col(TARGET).alias("ACTUAL"), "IN_STOCK").filter(
-            pl.col("DATE").is_between(fold.test_start, fold.test_end, closed="left")
-        )
         for name, factory in models.items():
-            model = factory()
-            t0 = time.perf_counter()
-            model.fit(train)
-            t1 = time.perf_counter()
-            forecast = model.predict(train, future)
-            t2 = time.perf_counter()
-            report(f"backtest {name} fold {fold.index + 1}/{len(folds)} (origin {fold.origin}): fit {t1 - t0:.1f}s, predict {t2 - t1:.1f}s")
-            timings.append({"MODEL": name, "FOLD": fold.index, "FIT_SECONDS": t1 - t0, "PREDICT_SECONDS": t2 - t1})
-            frames.append(forecast.join(actual, on=KEYS, how="inner").with_columns(pl.lit(name).alias("MODEL"), pl.lit(fold.index).alias("FOLD")))
-    forecasts = pl.concat(frames, how="diagonal_relaxed")
+            frame, timing = backtest_unit(dataset, name, factory, fold, progress=progress, n_folds=len(folds))
+            frames.append(frame)
+            timings.append(timing)
+    return score_backtest(dataset, frames, timings, folds, truth=truth, period_days=period_days)
+
+
+def score_backtest(
+    dataset: pl.DataFrame,
+    frames: Sequence[pl.DataFrame],
+    timings: Sequence[dict],
+    folds: Sequence[Fold],
+    *,
+    truth: pl.DataFrame | None = None,
+    period_days: int = 1,
+) -> BacktestResult:
+    """Score the units' forecasts together: one table of forecasts (sorted, so the order units
+    finished in does not matter), metrics per model and fold in every regime."""
+    forecasts = pl.concat(frames, how="diagonal_relaxed").sort("MODEL", "FOLD", *KEYS)
     if truth is not None:
         forecasts = forecasts.join(truth.select(*KEYS, "TRUE_DEMAND"), on=KEYS, how="left")
     scales = _series_scales(dataset, folds, season=max(1, 7 // period_days))
-    return BacktestResult(forecasts, score_forecasts(forecasts, scales), pl.DataFrame(timings))
+    timing = pl.DataFrame(list(timings)).group_by("MODEL", "FOLD", maintain_order=True).agg(pl.col("FIT_SECONDS").sum(), pl.col("PREDICT_SECONDS").sum())
+    return BacktestResult(forecasts, score_forecasts(forecasts, scales), timing.sort("MODEL", "FOLD"))
 
 
 def _series_scales(dataset: pl.DataFrame, folds: Sequence[Fold], season: int = 7) -> pl.DataFrame:

@@ -19,7 +19,7 @@ from demand_assets.forecasting.models.hybrid import DeepARLightGBMHybrid
 from demand_assets.forecasting.models.lightgbm_global import LightGBMForecaster
 from demand_assets.forecasting.models.seasonal_naive import SeasonalNaive
 
-__all__ = ["ALL_MODELS", "BASELINE", "DAILY_ONLY", "UNCENSORED_SUFFIX", "SuiteSettings", "line_up", "model_factories"]
+__all__ = ["ALL_MODELS", "BASELINE", "DAILY_ONLY", "PER_SERIES", "UNCENSORED_SUFFIX", "SuiteSettings", "fits_per_series", "line_up", "model_factories"]
 
 BASELINE = "seasonal_naive"
 ALL_MODELS = (BASELINE, "ets", "lightgbm", "deepar", "hybrid")
@@ -30,6 +30,15 @@ UNCENSORED_SUFFIX = "_uncensored_training"
 DAILY_ONLY = {
     "hybrid": "daily only: its stage-2 features are daily constructs (the last 7 and 28 days' means, the same weekday's mean, the last 7 days' residuals)",
 }
+
+# Models fitted series by series: their forecasts for a series depend on that series alone, so
+# the backtest splits them into shards of series (identical results); the global models
+# (LightGBM, DeepAR, the hybrid) learn across series and train on all of them.
+PER_SERIES = frozenset({BASELINE, "ets"})
+
+
+def fits_per_series(name: str) -> bool:
+    return name.removesuffix(UNCENSORED_SUFFIX) in PER_SERIES
 
 
 def line_up(models: tuple[str, ...] | list[str], period_days: int) -> tuple[tuple[str, ...], dict[str, str]]:
