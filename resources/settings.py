@@ -70,6 +70,7 @@ DEPLOYMENT_SETTINGS: tuple[EnvSetting, ...] = (
     EnvSetting("DEMAND_UNIT_ECONOMICS_CSV", "economics", "overrides_csv"),
     EnvSetting("DEMAND_COMPUTE", "compute", "backend", "choice"),
     EnvSetting("DEMAND_DASK_ADDRESS", "compute", "dask_address"),
+    EnvSetting("DEMAND_STEP_OUTPUTS_URI", "io_manager", "base_dir"),
 )
 
 
@@ -88,7 +89,7 @@ LOAD_TIME_SETTINGS: dict[str, str] = {
 }
 
 
-def _resource_classes() -> dict[str, type[dg.ConfigurableResource]]:
+def _resource_classes() -> dict[str, type[dg.ConfigurableResource] | type[dg.ConfigurableIOManagerFactory]]:
     from resources.compute import ComputeResource
     from resources.contract_settings import ContractSettings
     from resources.data_source import DemandSourceResource
@@ -105,10 +106,14 @@ def _resource_classes() -> dict[str, type[dg.ConfigurableResource]]:
         "economics": EconomicsSettings,
         "monitoring": MonitoringSettings,
         "compute": ComputeResource,
+        # What one step hands the next inside a graph-backed asset (the backtest's and the
+        # refit's plan and units): pickles under DEMAND_STEP_OUTPUTS_URI (default: the instance's
+        # storage folder). On Kubernetes, where each step is a pod, a URI all pods share.
+        "io_manager": dg.FilesystemIOManager,
     }
 
 
-def _from_env(setting: EnvSetting, resolve: bool, classes: Mapping[str, type[dg.ConfigurableResource]]) -> Any:
+def _from_env(setting: EnvSetting, resolve: bool, classes: Mapping[str, type[dg.ConfigurableResource] | type[dg.ConfigurableIOManagerFactory]]) -> Any:
     raw = os.environ.get(setting.env, "").strip()
     if setting.kind == "choice":
         allowed = get_args(classes[setting.resource].model_fields[setting.field].annotation)
@@ -123,7 +128,7 @@ def _from_env(setting: EnvSetting, resolve: bool, classes: Mapping[str, type[dg.
     return raw if resolve else dg.EnvVar(setting.env)
 
 
-def build_resources(*, resolve: bool = False, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, dg.ConfigurableResource]:
+def build_resources(*, resolve: bool = False, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """The resources of the code location: each field at its default, deployment settings from
     the environment variables that are set, and `overrides` (resource -> field -> value) for a
     deployment that wants other defaults for its knobs."""
@@ -137,7 +142,7 @@ def build_resources(*, resolve: bool = False, overrides: Mapping[str, Mapping[st
     return {name: cls(**values[name]) for name, cls in classes.items()}
 
 
-def resources_from_env(*, resolve: bool = False) -> dict[str, dg.ConfigurableResource]:
+def resources_from_env(*, resolve: bool = False) -> dict[str, Any]:
     """`build_resources` without overrides: what `definitions.py`, the CLI and the service use."""
     return build_resources(resolve=resolve)
 

@@ -1,0 +1,222 @@
+"""The backtest fanned out (issue 19, point 4): serial vs units on 2 processes vs per-series fits
+on a 2-worker Dask LocalCluster, on an M5-shaped panel (project-generated M5-format files, M5's
+10 stores and 7 departments, `--scale` of M5's items; 1.0 is M5's 30,490 series).
+
+Modes, each `model_backtest` on the same stored training dataset, each in its own `dg launch`
+(a fresh process tree; wall time, CPU core-seconds and peak RSS of the tree's largest process
+from the kernel's accounting of the waited-for children):
+  serial     DEMAND_EXECUTOR=in_process, DEMAND_COMPUTE=in_process: one process does everything
+  fanout     DEMAND_EXECUTOR=multiprocess with 2 concurrent steps, DEMAND_TRAINING_SLOTS=2,
+             DEMAND_COMPUTE=in_process: every unit (model x fold x shard) in a process of its own
+  dask       DEMAND_EXECUTOR=in_process, DEMAND_COMPUTE=dask on a LocalCluster of 2 worker
+             processes: the units in one process, the per-series fits (ETS) on the cluster
+The metrics must be identical across the three. Unit durations (from the fanout run's events)
+and the per-unit overhead feed the projection for 8, 32 and 128 workers (docs/scaling.md).
+
+    .venv/bin/python -m benchmarks.fanout --work /tmp/fanout --scale 0.1 --models seasonal_naive ets lightgbm --folds 2
+
+Writes benchmarks/results/fanout.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results" / "fanout.json"
+ROOT = Path(__file__).resolve().parent.parent
+START = dt.date(2011, 1, 29)
+
+
+def _shape(scale: float):
+    from demand_assets.sources.m5 import M5Shape
+
+    full = M5Shape()
+    return M5Shape(departments=tuple((name, max(1, round(items * scale))) for name, items in full.departments))
+
+
+def _env(work: Path, **extra: str) -> dict[str, str]:
+    home = work / "home"
+    return dict(
+        os.environ,
+        DEMAND_HOME=str(home),
+        DAGSTER_HOME=str(home / "dagster"),
+        DEMAND_SOURCE="m5",
+        DEMAND_M5_DIR=str(work / "m5_files"),
+        DEMAND_PARTITION_START=START.isoformat(),
+        **extra,
+    )
+
+
+# Runs a command and prints its process tree's CPU seconds and the peak RSS of its largest
+# process, from the kernel's accounting of the waited-for descendants of this fresh wrapper.
+_MEASURE = (
+    "import json, resource, subprocess, sys\n"
+    "code = subprocess.run(sys.argv[1:]).returncode\n"
+    "u = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+    "print(json.dumps({'returncode': code, 'cpu_seconds': u.ru_utime + u.ru_stime, 'peak_rss_gb': u.ru_maxrss / 1024**2}))\n"
+)
+
+
+def _launch(work: Path, assets: str, env: dict[str, str], config: Path | None = None, partition_range: str | None = None) -> dict:
+    command = [str(Path(sys.executable).parent / "dg"), "launch", "--assets", assets]
+    if config is not None:
+        command += ["-c", str(config)]
+    if partition_range is not None:
+        command += ["--partition-range", partition_range]
+    began = time.perf_counter()
+    log = work / f"launch_{int(time.time())}.log"
+    with open(log, "w") as stderr:
+        done = subprocess.run([sys.executable, "-c", _MEASURE, *command], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    seconds = time.perf_counter() - began
+    usage = json.loads(done.stdout.strip().splitlines()[-1])
+    if usage["returncode"] != 0:
+        raise RuntimeError(f"{' '.join(command)} failed, see {log}:\n{log.read_text()[-5000:]}")
+    return {"seconds": round(seconds, 1), "cpu_seconds": round(usage["cpu_seconds"], 1), "peak_rss_gb": round(usage["peak_rss_gb"], 3)}
+
+
+def _prepare(work: Path, scale: float) -> dict:
+    from demand_assets.sources.m5 import write_m5_files
+
+    shape = _shape(scale)
+    began = time.perf_counter()
+    counts = write_m5_files(work / "m5_files", shape)
+    env = _env(work)
+    (work / "home" / "dagster").mkdir(parents=True, exist_ok=True)
+    (work / "home" / "dagster" / "dagster.yaml").write_text((ROOT / "deploy" / "dagster.yaml").read_text())
+    subprocess.run([str(Path(sys.executable).parent / "demand-deploy"), "pools"], env=env, check=True, capture_output=True)
+    last = START + dt.timedelta(days=shape.days - 1)
+    data = _launch(work, "product_demand,training_dataset", _env(work, DEMAND_EXECUTOR="in_process"), partition_range=f"{START}...{last}")
+    return {
+        "series": counts["sales_train_evaluation.csv"],
+        "days": shape.days,
+        "generate_and_data_seconds": round(time.perf_counter() - began, 1),
+        "data": data,
+    }
+
+
+def _latest_run(work: Path) -> dict:
+    """Step durations and processes of the newest run in the benchmark's instance."""
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(work / "home" / "dagster")) as instance:
+        (run,) = instance.get_runs(limit=1)
+        starts, spans, pids = {}, {}, {}
+        for record in instance.get_records_for_run(run.run_id, limit=1_000_000).records:
+            entry = record.event_log_entry
+            event = entry.dagster_event
+            if event is None or not entry.step_key:
+                continue
+            if event.event_type == dg.DagsterEventType.STEP_START:
+                starts[entry.step_key] = entry.timestamp
+                pids[entry.step_key] = event.pid
+            elif event.event_type == dg.DagsterEventType.STEP_SUCCESS:
+                spans[entry.step_key] = round(entry.timestamp - starts[entry.step_key], 2)
+        return {"status": run.status.value, "step_seconds": spans, "processes": len(set(pids.values())), "run_seconds": None}
+
+
+def _metrics(work: Path) -> list[dict]:
+    import polars as pl
+    from deltalake import DeltaTable
+
+    table = DeltaTable(str(work / "home" / "delta" / "backtest_metrics")).to_pyarrow_table()
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame.filter(pl.col("FOLD") == -1).select("MODEL", "REGIME", "WAPE", "RMSE", "BIAS", "WRMSSE").sort("MODEL", "REGIME").to_dicts()
+
+
+def _mode(work: Path, mode: str, config: Path) -> dict:
+    extra = {"DEMAND_COMPUTE": "in_process", "DEMAND_EXECUTOR": "in_process"}
+    cluster = None
+    if mode == "fanout":
+        extra |= {"DEMAND_EXECUTOR": "multiprocess", "DEMAND_MAX_CONCURRENT": "2", "DEMAND_TRAINING_SLOTS": "2"}
+    elif mode == "dask":
+        import distributed
+
+        cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None, silence_logs=logging.WARNING)
+        extra |= {"DEMAND_COMPUTE": "dask", "DEMAND_DASK_ADDRESS": cluster.scheduler_address}
+    env = _env(work, **extra)
+    subprocess.run([str(Path(sys.executable).parent / "demand-deploy"), "pools"], env=env, check=True, capture_output=True)
+    try:
+        cpu_before = _dask_cpu(cluster)
+        out = _launch(work, "model_backtest", env, config)
+        if cluster is not None:
+            out["dask_workers_cpu_seconds"] = round(_dask_cpu(cluster) - cpu_before, 1)
+            out["cpu_seconds"] = round(out["cpu_seconds"] + out["dask_workers_cpu_seconds"], 1)
+    finally:
+        if cluster is not None:
+            cluster.close()
+    out |= _latest_run(work)
+    out["metrics"] = _metrics(work)
+    print(f"{mode}: {out['seconds']} s wall, {out['cpu_seconds']} CPU s, {out['processes']} processes", flush=True)
+    return out
+
+
+def _dask_cpu(cluster) -> float:
+    """CPU seconds used so far by the cluster's worker processes (psutil, as Dask itself reports)."""
+    if cluster is None:
+        return 0.0
+    import psutil
+
+    total = 0.0
+    for worker in cluster.workers.values():
+        process = psutil.Process(worker.process.pid) if getattr(worker, "process", None) else None
+        if process is not None:
+            for p in [process, *process.children(recursive=True)]:
+                times = p.cpu_times()
+                total += times.user + times.system
+    return total
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", required=True)
+    parser.add_argument("--scale", type=float, default=0.1, help="share of M5's items per department (1.0: M5's 30,490 series)")
+    parser.add_argument("--models", nargs="*", default=["seasonal_naive", "ets", "lightgbm"])
+    parser.add_argument("--folds", type=int, default=2)
+    parser.add_argument("--modes", nargs="*", default=["serial", "fanout", "dask"])
+    parser.add_argument("--history-days", type=int, default=730)
+    args = parser.parse_args(argv)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    results: dict = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "date": str(dt.date.today()),
+        "scale": args.scale,
+        "models": args.models,
+        "folds": args.folds,
+    }
+    if not (work / "home" / "delta" / "training_dataset").exists():
+        results["prepare"] = _prepare(work, args.scale)
+        print("prepared", results["prepare"], flush=True)
+    config = work / "backtest.yaml"
+    config.write_text(
+        json.dumps({"ops": {"model_backtest": {"config": {"models": args.models, "n_folds": args.folds, "horizon": 28, "history_days": args.history_days}}}})
+    )
+    results["modes"] = {mode: _mode(work, mode, config) for mode in args.modes}
+    modes = results["modes"]
+    if "serial" in modes:
+        reference = modes["serial"]["metrics"]
+        results["metrics_identical"] = {mode: out["metrics"] == reference for mode, out in modes.items()}
+        for out in modes.values():
+            out["speedup_over_serial"] = round(modes["serial"]["seconds"] / out["seconds"], 2)
+            out["core_seconds_over_serial"] = round(out["cpu_seconds"] / modes["serial"]["cpu_seconds"], 2)
+    RESULTS.parent.mkdir(exist_ok=True)
+    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    previous[f"scale_{args.scale}_folds_{args.folds}"] = results
+    RESULTS.write_text(json.dumps(previous, indent=1, default=str))
+    print(json.dumps({k: v for k, v in results.items() if k != "modes"}, indent=1, default=str))
+    for mode, out in modes.items():
+        print(mode, {k: out[k] for k in ("seconds", "cpu_seconds", "processes", "speedup_over_serial", "core_seconds_over_serial") if k in out})
+
+
+if __name__ == "__main__":
+    main()
