@@ -42,8 +42,10 @@ $(DAGSTER_HOME)/dagster.yaml: deploy/dagster.yaml | $(BIN)/.installed
 
 setup: $(BIN)/.installed $(DAGSTER_HOME)/dagster.yaml
 
-# `dg launch` (Dagster's current CLI; `dagster asset materialize` is superseded) runs each step in
-# process against the instance in DAGSTER_HOME, on the code location of pyproject's [tool.dg].
+# `dg launch` (Dagster's current CLI; `dagster asset materialize` is superseded) runs a run's steps
+# in parallel processes (Dagster's multiprocess executor; the backtest's units and the refits, at
+# most DEMAND_TRAINING_SLOTS at once) against the instance in DAGSTER_HOME, on the code location
+# of pyproject's [tool.dg].
 MATERIALIZE := $(BIN)/dg launch
 # The assets of a demo step that the configured source (DEMAND_SOURCE) can fill: a real source
 # (M5, a transaction log) has no spend, country totals or ground truth, and its history is

@@ -69,7 +69,14 @@ def materialized_store(tmp_path_factory):
 
 # The longest tests (real server processes, waits on the clock) go first, so that pytest-xdist
 # starts them early and the other worker fills the time, instead of one of them ending the run.
-LONG_FIRST = ("test_production_layout.py", "test_keeps_current.py", "test_postgres.py", "test_backfills.py")
+LONG_FIRST = (
+    "test_production_layout.py",
+    "test_keeps_current.py",
+    "test_postgres.py",
+    "test_backfills.py",
+    "test_backtest_units.py",
+    "test_concurrent_runs.py",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
