@@ -176,6 +176,37 @@ def _dask_cpu(cluster) -> float:
     return total
 
 
+def lpt_makespan(durations: list[float], workers: int) -> float:
+    """Wall time of `durations` on `workers` by longest-processing-time-first list scheduling
+    (what a queue of units on a pool of workers does, within 4/3 of the optimum)."""
+    loads = [0.0] * workers
+    for d in sorted(durations, reverse=True):
+        i = loads.index(min(loads))
+        loads[i] += d
+    return max(loads)
+
+
+def project_m5(overhead_s: float, publish_s: float, folds: int = 4, stores: int = 10) -> dict:
+    """Projected wall time of M5's backtest (the default line-up, `folds` folds) on 8, 32, 64 and
+    128 workers, from the per-model one-fold step times measured at M5 size (results/m5.json,
+    backtest_folds_1; ETS there ran on a 2-process pool, so its core-seconds are twice its wall)
+    split into units as model_backtest splits them, plus the measured per-unit overhead (a step
+    process starting and reading its slice) and the publishing step."""
+    measured = json.loads((RESULTS.parent / "m5.json").read_text())["phases"]["backtest_folds_1"]["by_model"]
+    core_seconds = {name: out["seconds"] * (2 if name == "ets" else 1) for name, out in measured.items()}
+    units = []
+    for name, seconds in core_seconds.items():
+        sharded = name in ("seasonal_naive", "ets")
+        units += [seconds / stores + overhead_s] * (stores * folds) if sharded else [seconds + overhead_s] * folds
+    total = sum(units)
+    out = {"units": len(units), "unit_core_hours": round(total / 3600, 2), "longest_unit_s": round(max(units), 1), "publish_s": publish_s}
+    out["wall_minutes"] = {str(w): round((lpt_makespan(units, w) + publish_s) / 60, 1) for w in (1, 2, 8, 32, 64, 128)}
+    out["bound"] = {
+        str(w): "critical path (the longest unit)" if lpt_makespan(units, w) <= max(units) * 1.05 else "total work / workers" for w in (8, 32, 64, 128)
+    }
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", required=True)

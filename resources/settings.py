@@ -81,7 +81,7 @@ LOAD_TIME_SETTINGS: dict[str, str] = {
     "DEMAND_DAILY_SCHEDULE_TIME": "HH:MM UTC of the daily schedule (default 01:00)",
     "DEMAND_EXECUTOR": "multiprocess, in_process or k8s; unset: Dagster's default",
     "DEMAND_MAX_CONCURRENT": "steps at once per run for DEMAND_EXECUTOR (default 4)",
-    "DEMAND_TRAINING_SLOTS": "training steps (backtest units, refits) at once across all runs: the model_training pool's limit, set by `demand-deploy pools` (default 2)",
+    "DEMAND_TRAINING_SLOTS": "training steps (backtest units, refits) at once across all runs: the model_training pool's limit, set by `demand-deploy pools` (default 1; raise it only with cores to spare: each unit's LightGBM and BLAS use every core)",
     "DEMAND_POSTGRES_URL": "the PostgreSQL server of the Dagster instance and MLflow (resources/postgres.py)",
     "DEMAND_DAGSTER_PG_URL": "the instance's database URL, derived from DEMAND_POSTGRES_URL by demand-deploy",
     "DEMAND_CODE_SERVER_HOST": "where the code server listens / is found (default 127.0.0.1)",
@@ -180,9 +180,9 @@ def executor_setting() -> tuple[str, int] | None:
 
 
 def training_slots() -> int:
-    """DEMAND_TRAINING_SLOTS: the model_training pool's limit (default 2), which `demand-deploy
+    """DEMAND_TRAINING_SLOTS: the model_training pool's limit (default 1), which `demand-deploy
     pools` (run by `demand-deploy init` and `make demo`) sets on the instance."""
-    raw = os.environ.get("DEMAND_TRAINING_SLOTS", "").strip() or "2"
+    raw = os.environ.get("DEMAND_TRAINING_SLOTS", "").strip() or "1"
     if not raw.isdigit() or int(raw) < 1:
         raise ValueError(f"DEMAND_TRAINING_SLOTS={raw!r} must be a whole number >= 1")
     return int(raw)

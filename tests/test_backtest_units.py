@@ -197,6 +197,7 @@ def test_units_run_in_parallel_processes_and_match_the_in_process_backtest(store
         DEMAND_CHANNELS="3",
         DEMAND_EXECUTOR="multiprocess",
         DEMAND_MAX_CONCURRENT="2",
+        DEMAND_TRAINING_SLOTS="2",
     )
     bin_dir = Path(sys.executable).parent
     pools = subprocess.run([bin_dir / "demand-deploy", "pools"], env=env, capture_output=True, text=True, timeout=120)
