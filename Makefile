@@ -17,6 +17,10 @@ days_before = $(shell $(PYTHON) -c 'import datetime as d; print(d.date.fromisofo
 DEMO_END ?= $(shell $(PYTHON) -c 'import datetime as d; print(d.date.today() - d.timedelta(days=1))')
 DEMO_START ?= $(shell cat $(PARTITION_START_FILE) 2>/dev/null || echo $(call days_before,$(DEMO_END),729))
 PYTEST_ARGS ?= -n 2
+# The demo's backtest and refit run their units (one step per model x fold x shard) in one
+# process: on 2 cores a process per unit cost more than it saved (docs/scaling.md). With cores to
+# spare: MODEL_EXECUTOR=multiprocess and DEMAND_TRAINING_SLOTS (then `demand-deploy pools`).
+MODEL_EXECUTOR ?= in_process
 SERVE_HOST ?= 127.0.0.1
 SERVE_PORT ?= 8000
 
@@ -65,7 +69,7 @@ demo: setup
 	$(MATERIALIZE) --assets '$(call selection,data)' --partition-range $(DEMO_START)...$(DEMO_END)
 	$(if $(call selection,spend_curves),$(MATERIALIZE) --assets spend_response_model)
 	$(if $(call selection,spend_roi),$(MATERIALIZE) --assets spend_roi --partition-range $(DEMO_START)...$(DEMO_END))
-	$(MATERIALIZE) --assets 'model_backtest,champion_model' -c deploy/demo_models.yaml
+	DEMAND_EXECUTOR=$(MODEL_EXECUTOR) $(MATERIALIZE) --assets 'model_backtest,champion_model' -c deploy/demo_models.yaml
 	$(MATERIALIZE) --assets sku_forecast_models -c deploy/demo_sku.yaml
 	$(MATERIALIZE) --assets demand_forecast --partition-range $(call days_before,$(DEMO_END),28)...$(DEMO_END)
 	$(MATERIALIZE) --assets forecast_accuracy --partition $(DEMO_END)

@@ -261,10 +261,18 @@ def _launch_tick_and_sense(layout: Layout, instance: dg.DagsterInstance) -> None
         every=1,
     )
     assert retraining[0].tags["demand/retrain_trigger"] == "initial"
-    # Training the default line-up is not this test's business: cancel it through GraphQL.
-    if not instance.get_run_by_id(retraining[0].run_id).is_finished:
-        client.terminate_run(retraining[0].run_id)
-        _wait("the retraining run to stop", lambda: instance.get_run_by_id(retraining[0].run_id).is_finished, 120)
+    # Training the default line-up is not this test's business: cancel it through GraphQL, once
+    # it is queued or started (a run being handed to its worker, NOT_STARTED, cannot be).
+    run_id = retraining[0].run_id
+    _wait(
+        "the retraining run to be queued or started",
+        lambda: (r := instance.get_run_by_id(run_id)).is_finished or r.status in (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTED),
+        120,
+        every=0.5,
+    )
+    if not instance.get_run_by_id(run_id).is_finished:
+        client.terminate_run(run_id)
+        _wait("the retraining run to stop", lambda: instance.get_run_by_id(run_id).is_finished, 120)
     lap("the sensor's run was requested and cancelled")
 
 
