@@ -70,6 +70,7 @@ DEPLOYMENT_SETTINGS: tuple[EnvSetting, ...] = (
     EnvSetting("DEMAND_UNIT_ECONOMICS_CSV", "economics", "overrides_csv"),
     EnvSetting("DEMAND_COMPUTE", "compute", "backend", "choice"),
     EnvSetting("DEMAND_DASK_ADDRESS", "compute", "dask_address"),
+    EnvSetting("DEMAND_STEP_THREADS", "compute", "step_threads", "int"),
     EnvSetting("DEMAND_STEP_OUTPUTS_URI", "io_manager", "base_dir"),
 )
 
@@ -81,7 +82,7 @@ LOAD_TIME_SETTINGS: dict[str, str] = {
     "DEMAND_DAILY_SCHEDULE_TIME": "HH:MM UTC of the daily schedule (default 01:00)",
     "DEMAND_EXECUTOR": "multiprocess, in_process or k8s; unset: Dagster's default",
     "DEMAND_MAX_CONCURRENT": "steps at once per run for DEMAND_EXECUTOR (default 4)",
-    "DEMAND_TRAINING_SLOTS": "training steps (backtest units, refits) at once across all runs: the model_training pool's limit, set by `demand-deploy pools` (default 1; raise it only with cores to spare: each unit's LightGBM and BLAS use every core)",
+    "DEMAND_TRAINING_SLOTS": "training steps (backtest units, refits) at once across all runs: the model_training pool's limit, set by `demand-deploy pools` (default 1); each training step uses cores / this many threads unless DEMAND_STEP_THREADS says",
     "DEMAND_POSTGRES_URL": "the PostgreSQL server of the Dagster instance and MLflow (resources/postgres.py)",
     "DEMAND_DAGSTER_PG_URL": "the instance's database URL, derived from DEMAND_POSTGRES_URL by demand-deploy",
     "DEMAND_CODE_SERVER_HOST": "where the code server listens / is found (default 127.0.0.1)",

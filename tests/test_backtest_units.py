@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -27,12 +28,13 @@ from demand_assets.forecasting.backtest import (
     rolling_origin_folds,
     run_backtest,
     score_backtest,
-    shard_filter,
-    shard_labels,
 )
 from demand_assets.forecasting.models.lightgbm_global import LightGBMForecaster
 from demand_assets.forecasting.models.seasonal_naive import SeasonalNaive
-from demand_assets.forecasting.suite import fits_per_series
+from demand_assets.forecasting.panel import KEYS, future_frame, history_up_to
+from demand_assets.forecasting.shards import PerShard, shard_filter, shard_labels
+from demand_assets.forecasting.suite import SuiteSettings, fits_per_series, model_factories
+from demand_assets.forecasting.threads import available_cores
 from resources import DeltaStore
 from tests.conftest import materialize_range, small_resources
 from tests.forecasting_panel import small_panel
@@ -50,6 +52,16 @@ def test_units_cover_every_model_and_fold_and_shard_only_the_per_series_models()
     assert len({u.key for u in units}) == len(units)
     # One shard: no split at all.
     assert all(u.shard == -1 for u in plan_units(["seasonal_naive"], folds, 1, fits_per_series))
+    # What the backtest splits: ETS by shard; seasonal naive (too quick) and, unless fitted per
+    # shard, the global models one unit per fold.
+    pooled, per_shard = SuiteSettings(), SuiteSettings(global_models="per_shard")
+    assert [m for m in ["seasonal_naive", "ets", "ets_uncensored_training", "lightgbm", "deepar"] if pooled.sharded(m)] == ["ets", "ets_uncensored_training"]
+    assert [m for m in ["seasonal_naive", "ets", "lightgbm", "lightgbm_uncensored_training", "hybrid"] if per_shard.sharded(m)] == [
+        "ets",
+        "lightgbm",
+        "lightgbm_uncensored_training",
+        "hybrid",
+    ]
 
 
 @pytest.mark.parametrize(("shard_by", "n"), [("country", 0), ("series_hash", 3)])
@@ -81,6 +93,43 @@ def test_units_on_shards_give_the_serial_backtests_forecasts_and_metrics():
     fanned = score_backtest(dataset, frames, timings, folds, truth=truth)
     assert fanned.forecasts.equals(serial.forecasts)
     assert fanned.metrics.equals(serial.metrics)
+
+
+def test_per_shard_global_models_fit_one_model_per_shard_and_units_match_the_whole_panel_fit():
+    """global_models=per_shard: LightGBM gets a unit per shard, and those units give exactly what
+    one PerShard model fitted on the whole panel gives, which differs from the pooled model."""
+    dataset, truth = small_panel()
+    folds = rolling_origin_folds(dataset["DATE"].max(), n_folds=2, horizon=7)
+    tiny = {"models": ("lightgbm",), "lgbm_rounds": 20, "lgbm_quantile_rows": 5_000}
+    per_shard = SuiteSettings(**tiny, global_models="per_shard")
+    factories = model_factories(per_shard)
+    whole = run_backtest(dataset, factories, folds, truth=truth)
+    pooled = run_backtest(dataset, model_factories(SuiteSettings(**tiny)), folds, truth=truth)
+
+    labels = shard_labels(dataset.select("COUNTRY", "PRODUCT").unique(), "country", 0)
+    units = plan_units(["lightgbm"], folds, len(labels), per_shard.sharded)
+    assert sorted(u.key for u in units) == [f"lightgbm__fold{f}__shard{s}" for f in range(2) for s in range(len(labels))]
+    frames, timings = [], []
+    for unit in units:
+        part = dataset.filter(shard_filter("country", labels, unit.shard))
+        frame, timing = backtest_unit(part, unit.model, factories[unit.model], folds[unit.fold])
+        frames.append(frame)
+        timings.append(timing)
+    fanned = score_backtest(dataset, frames, timings, folds, truth=truth)
+    assert fanned.forecasts.equals(whole.forecasts)
+    assert not whole.forecasts["MEAN"].equals(pooled.forecasts["MEAN"])  # a model per country is another model
+
+    origin = dataset["DATE"].max() - dt.timedelta(days=7)
+    history, future = history_up_to(dataset, origin), future_frame(dataset, origin, 7)
+    model = factories["lightgbm"]().fit(history)
+    assert isinstance(model, PerShard) and sorted(model.models) == list(range(len(labels)))
+    loaded = pickle.loads(pickle.dumps(model))  # as MLflow stores it: the fitted shards, no factory
+    assert loaded.factory is None
+    assert loaded.predict(history, future).height == future.height
+    assert loaded.predict(history, future).sort(KEYS).equals(model.predict(history, future).sort(KEYS))
+    stranger = future.head(3).with_columns(pl.lit("ATLANTIS").alias("COUNTRY"))
+    with pytest.raises(ValueError, match="no model for the shard of.*ATLANTIS"):
+        model.predict(history, stranger)
 
 
 def _failing_once(real, failures: dict, model: str, times: int):
@@ -152,11 +201,11 @@ def test_a_failed_unit_is_retried_alone_and_a_unit_that_keeps_failing_changes_no
     starts = _starts(instance, result.run_id)
     assert starts.pop("model_backtest.backtest_unit_step[lightgbm__fold0]") == 2
     assert set(starts.values()) == {1}
-    # The plan, 2 lightgbm units (one per fold) and 4 naive ones (per fold and country), the
-    # publish: 8 steps, one of them popped above.
-    assert len(starts) == 8 - 1
+    # The plan, 2 lightgbm units and 2 naive ones (one per fold; naive is too quick to split by
+    # country), the publish: 6 steps, one of them popped above.
+    assert len(starts) == 6 - 1
     metadata = result.asset_materializations_for_node("model_backtest")[0].metadata
-    assert metadata["unit_count"].value == 6
+    assert metadata["unit_count"].value == 4
     version = store.version(Table.BACKTEST_METRICS)
     metrics = store.read_all(Table.BACKTEST_METRICS)
 
@@ -170,11 +219,35 @@ def test_a_failed_unit_is_retried_alone_and_a_unit_that_keeps_failing_changes_no
 
 
 @pytest.mark.slow  # `dg launch` with the multiprocess executor: a process per step (about 90 s)
+def test_per_shard_global_models_through_the_assets_register_a_model_per_shard(stored):
+    """model_backtest with global_models=per_shard runs LightGBM as one step per shard, and
+    champion_model refits it the same way: the registered version holds one model per country."""
+    line_up = LINE_UP.model_copy(update={"n_folds": 1, "global_models": "per_shard"})
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        ALL_ASSETS,
+        resources=stored,
+        instance=instance,
+        selection=["model_backtest", "champion_model"],
+        run_config=dg.RunConfig(ops={"model_backtest": line_up}),
+    )
+    assert result.success
+    steps = set(_starts(instance, result.run_id))
+    assert {"model_backtest.backtest_unit_step[lightgbm__fold0__shard0]", "model_backtest.backtest_unit_step[lightgbm__fold0__shard1]"} <= steps
+    assert not any("lightgbm__fold0]" in key for key in steps)  # no pooled unit
+    settings = stored["store"].read_all(Table.BACKTEST_SETTINGS)
+    assert json.loads(settings["SUITE_JSON"][0])["global_models"] == "per_shard"
+    versions = result.asset_materializations_for_node("champion_model")[0].metadata["registered_versions"].value
+    model = stored["mlflow_tracking"].load(versions["lightgbm"]).unwrap_python_model().forecaster
+    assert isinstance(model, PerShard) and sorted(model.labels) == sorted(stored["store"].read_all(Table.TRAINING_DATASET)["COUNTRY"].unique().to_list())
+    assert len(model.models) == 2
+
+
 def test_units_run_in_parallel_processes_and_match_the_in_process_backtest(stored, tmp_path):
     """`make demo`'s path: `dg launch` on the code location with DEMAND_EXECUTOR=multiprocess,
     against a persistent instance whose model_training pool admits 2 units at once; then the
     refit, one process per model, registering in MLflow side by side."""
-    line_up = LINE_UP.model_copy(update={"n_folds": 1})  # 3 units: naive on each country, lightgbm
+    line_up = LINE_UP.model_copy(update={"n_folds": 1, "models": ["seasonal_naive", "ets", "lightgbm"]})  # 4 units: naive, ETS on each country, lightgbm
     reference = _backtest(stored, line_up=line_up)
     assert reference.success
     expected = stored["store"].read_all(Table.BACKTEST_METRICS)
@@ -218,7 +291,15 @@ def test_units_run_in_parallel_processes_and_match_the_in_process_backtest(store
         assert run.status == dg.DagsterRunStatus.SUCCESS
         events = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.STEP_START).records
         units = {r.event_log_entry.step_key: r.event_log_entry.dagster_event.pid for r in events if "backtest_unit_step[" in r.event_log_entry.step_key}
-        assert len(units) == 3 and len(set(units.values())) == 3  # a process of its own per unit
+        assert len(units) == 4 and len(set(units.values())) == 4  # a process of its own per unit
+        # Two units at once on this machine: each holds its libraries to half its cores.
+        outputs = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.STEP_OUTPUT).records
+        budgets = {
+            r.event_log_entry.dagster_event.event_specific_data.metadata["threads"].value
+            for r in outputs
+            if "backtest_unit_step[" in r.event_log_entry.step_key
+        }
+        assert budgets == {max(1, available_cores() // 2)}
         spans = _step_spans(instance, run.run_id)
         unit_spans = [span for key, span in spans.items() if key in units]
         # Never more units at once than the pool's 2 slots. (Whether two small units overlap at
@@ -227,13 +308,13 @@ def test_units_run_in_parallel_processes_and_match_the_in_process_backtest(store
         assert 1 <= overlaps <= 2, spans
         # The refit: one step per model, each registering its version from its own process.
         refits = {r.event_log_entry.step_key: r.event_log_entry.dagster_event.pid for r in events if "refit_model[" in r.event_log_entry.step_key}
-        assert sorted(refits) == ["champion_model.refit_model[lightgbm]", "champion_model.refit_model[seasonal_naive]"]
-        assert len(set(refits.values())) == 2
+        assert sorted(refits) == ["champion_model.refit_model[ets]", "champion_model.refit_model[lightgbm]", "champion_model.refit_model[seasonal_naive]"]
+        assert len(set(refits.values())) == 3
         champion = instance.get_latest_materialization_event(dg.AssetKey("champion_model")).asset_materialization.metadata
     versions = champion["registered_versions"].value
-    assert sorted(versions) == ["lightgbm", "seasonal_naive"] and len(set(versions.values())) == 2
+    assert sorted(versions) == ["ets", "lightgbm", "seasonal_naive"] and len(set(versions.values())) == 3
     tracking = stored["mlflow_tracking"]
-    assert {tracking.version_tags(v)["model"] for v in versions.values()} == {"lightgbm", "seasonal_naive"}
+    assert {tracking.version_tags(v)["model"] for v in versions.values()} == {"ets", "lightgbm", "seasonal_naive"}
     # Whether a champion was promoted depends on the scores; the decision names what it chose.
     assert champion["champion_version"].value in [*versions.values(), "none"] and champion["decision"].value
 

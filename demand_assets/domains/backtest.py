@@ -41,12 +41,11 @@ from demand_assets.forecasting.backtest import (
     plan_units,
     rolling_origin_folds,
     score_backtest,
-    shard_filter,
-    shard_labels,
     wrmsse_by_model,
 )
 from demand_assets.forecasting.metrics import Regime
-from demand_assets.forecasting.suite import ALL_MODELS, UNCENSORED_SUFFIX, SuiteSettings, fits_per_series, line_up, model_factories
+from demand_assets.forecasting.shards import shard_filter, shard_labels
+from demand_assets.forecasting.suite import ALL_MODELS, UNCENSORED_SUFFIX, SuiteSettings, line_up, model_factories
 from demand_assets.reporting import figure_to_markdown, forecast_band_figure, frame_to_markdown, metric_comparison_figure
 from resources import ComputeResource, DeltaStore, DemandSourceResource, MlflowTracking
 
@@ -84,9 +83,14 @@ class ForecastingConfig(dg.Config):
     optuna_trials: int = Field(default=0, ge=0, description="> 0: tune LightGBM with Optuna on the newest fold first, then backtest with the best")
     shard_by: Literal["country", "series_hash"] = Field(
         default="country",
-        description="how the per-series models' (seasonal naive, ETS) units split the series: one shard per COUNTRY (a store, for M5), or series_shards hash buckets",
+        description="how ETS's units (and the global models' when global_models is per_shard) split the series: one shard per COUNTRY (a store, for M5), or series_shards hash buckets",
     )
     series_shards: int = Field(default=8, ge=1, le=4096, description="hash buckets of series when shard_by is series_hash")
+    global_models: Literal["pooled", "per_shard"] = Field(
+        default="pooled",
+        description="pooled: LightGBM, DeepAR and the hybrid each learn one model across every series (one unit per fold); per_shard: one "
+        "model per shard of shard_by (M5's winners trained LightGBM per store), one unit per fold and shard, and the champion refits per shard",
+    )
 
     def suite(self, lgbm_params: dict | None = None, *, period_days: int = 1, models: tuple[str, ...] | None = None) -> SuiteSettings:
         """The model settings; `period_days` and `models` (the line-up a weekly source can run) come from the source."""
@@ -215,11 +219,12 @@ def plan_backtest(context: dg.OpExecutionContext, config: ForecastingConfig, sou
             period_days=p,
         )
     suite = config.suite(tuned, period_days=p, models=models)
-    units = plan_units(models, folds, len(shards), fits_per_series)
+    units = plan_units(models, folds, len(shards), suite.sharded)
     plan = replace(plan, suite_json=suite.to_json(), tuned=tuned, units=tuple(units))
     context.log.info(
         f"backtest of {list(models)} ({cadence.frequency}) on {series.height:,} series, {first}..{end} (training_dataset v{version}), "
         f"folds {[str(f.test_start) for f in folds]}: {len(units)} units, {len(shards)} shards by {config.shard_by} for the per-series models"
+        + (" and the global models (per_shard)" if config.global_models == "per_shard" else "")
     )
     yield dg.Output(plan, "plan", metadata={"units": len(units), "shards": len(shards), "training_dataset_version": version})
     for unit in units:
@@ -234,19 +239,21 @@ def plan_backtest(context: dg.OpExecutionContext, config: ForecastingConfig, sou
 )
 def backtest_unit_step(context: dg.OpExecutionContext, plan: BacktestPlan, unit: Unit, store: DeltaStore, compute: ComputeResource) -> UnitResult:
     """Fit one model on one fold (and shard) of the plan's training window, and forecast its test
-    window. Per-series fits (ETS) run where the `compute` resource says."""
+    window. Per-series fits (ETS) run where the `compute` resource says, and the step's libraries
+    use the resource's thread budget (cores shared by the training steps that may run at once)."""
     started = time.perf_counter()
     dataset = plan.read(store, unit.shard)
     fold = plan.folds[unit.fold]
     shard = f" shard {unit.shard + 1}/{len(plan.shards)} ({plan.shards[unit.shard]})" if unit.shard >= 0 else ""
     n_series = dataset.select("COUNTRY", "PRODUCT").n_unique()
     context.log.info(f"unit {unit.key}: {unit.model}, fold {unit.fold + 1}/{len(plan.folds)}{shard}, {n_series:,} series, {dataset.height:,} rows")
-    with compute.executor(progress=context.log.info) as executor:
+    with compute.training_step(progress=context.log.info) as executor:
         factory = model_factories(plan.suite, executor)[unit.model]
         forecasts, timing = backtest_unit(dataset, unit.model, factory, fold, progress=context.log.info, n_folds=len(plan.folds))
     seconds = time.perf_counter() - started
     host, pid = socket.gethostname(), os.getpid()
-    context.add_output_metadata({"host": host, "pid": pid, "series": n_series, "rows": dataset.height, "seconds": round(seconds, 2), **timing})
+    metadata = {"host": host, "pid": pid, "threads": compute.threads(), "series": n_series, "rows": dataset.height, "seconds": round(seconds, 2)}
+    context.add_output_metadata(metadata | timing)
     return UnitResult(unit, forecasts, timing, host, pid, seconds, n_series)
 
 

@@ -25,7 +25,7 @@ from demand_assets.forecasting.metrics import Regime
 from demand_assets.forecasting.registry import CHAMPION_ALIAS, ForecasterPyfunc, choose_champion, forecast_request, predict_request
 from demand_assets.forecasting.suite import BASELINE, UNCENSORED_SUFFIX, SuiteSettings, model_factories
 from demand_assets.monitoring.promotion import Incumbent, compare_with_incumbent
-from resources import DeltaStore, MlflowTracking, MonitoringSettings
+from resources import ComputeResource, DeltaStore, MlflowTracking, MonitoringSettings
 
 __all__ = ["MODEL_TRAINING_POOL", "ForecastingConfig", "champion_model", "model_backtest"]
 
@@ -90,12 +90,15 @@ def plan_refit(context: dg.OpExecutionContext, store: DeltaStore):
 
 
 @dg.op(pool=MODEL_TRAINING_POOL, retry_policy=dg.RetryPolicy(max_retries=1, delay=5), tags={"kind": "train"})
-def refit_model(context: dg.OpExecutionContext, plan: RefitPlan, name: str, store: DeltaStore, mlflow_tracking: MlflowTracking) -> Refit:
+def refit_model(
+    context: dg.OpExecutionContext, plan: RefitPlan, name: str, store: DeltaStore, mlflow_tracking: MlflowTracking, compute: ComputeResource
+) -> Refit:
     """Refit one model with the settings it was backtested with, log it as an MLflow pyfunc
     and register it as a version of the `demand_forecast` model (without an alias)."""
     started = time.perf_counter()
     dataset = plan.read(store)
-    model = model_factories(SuiteSettings.from_json(plan.suite_json))[name]().fit(dataset)
+    with compute.training_step(progress=context.log.info) as executor:
+        model = model_factories(SuiteSettings.from_json(plan.suite_json), executor)[name]().fit(dataset)
     context.log.info(f"refitted {name} on {dataset.height:,} rows in {time.perf_counter() - started:.1f}s")
     wape_row = store.read_all(Table.BACKTEST_METRICS).filter((pl.col("FOLD") == -1) & (pl.col("MODEL") == name) & (pl.col("REGIME") == plan.regime))["WAPE"]
     tags = plan.tags | {"model": name}

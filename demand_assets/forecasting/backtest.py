@@ -26,7 +26,6 @@ from demand_assets.forecasting.panel import KEYS, SERIES, TARGET, future_frame, 
 __all__ = [
     "Fold",
     "BacktestResult",
-    "SHARD_BY",
     "Unit",
     "backtest_unit",
     "plan_units",
@@ -34,8 +33,6 @@ __all__ = [
     "run_backtest",
     "score_backtest",
     "score_forecasts",
-    "shard_filter",
-    "shard_labels",
     "wrmsse_by_model",
 ]
 
@@ -75,11 +72,6 @@ class BacktestResult:
     timings: pl.DataFrame  # MODEL, FOLD, FIT_SECONDS, PREDICT_SECONDS
 
 
-# How the series are split into shards (units of work): by COUNTRY (a store, for M5), or into
-# `n` buckets of a stable hash of the series key.
-SHARD_BY = ("country", "series_hash")
-
-
 @dataclass(frozen=True)
 class Unit:
     """One unit of a backtest: one model, one fold, and one shard of the series (-1: all)."""
@@ -99,26 +91,6 @@ def plan_units(models: Sequence[str], folds: Sequence[Fold], n_shards: int, shar
     the slowest-to-fit models first would be the executor's business, so the order is simply
     model, fold, shard."""
     return [Unit(model, fold.index, shard) for model in models for fold in folds for shard in (range(n_shards) if sharded(model) and n_shards > 1 else [-1])]
-
-
-def shard_labels(series: pl.DataFrame, shard_by: str, n_shards: int) -> list[str]:
-    """The shards of a panel (its COUNTRY, PRODUCT pairs): one per country, sorted, or
-    `n_shards` hash buckets (named 0..n-1)."""
-    if shard_by == "country":
-        return sorted(series["COUNTRY"].unique().to_list())
-    if shard_by == "series_hash":
-        return [str(i) for i in range(n_shards)]
-    raise ValueError(f"shard_by must be one of {SHARD_BY}, not {shard_by!r}")
-
-
-def shard_filter(shard_by: str, labels: Sequence[str], shard: int) -> pl.Expr:
-    """The rows of shard number `shard` (-1: every row), as a filter a Delta scan pushes down."""
-    if shard < 0:
-        return pl.lit(True)
-    if shard_by == "country":
-        return pl.col("COUNTRY") == labels[shard]
-    key = pl.concat_str([pl.col("COUNTRY").cast(pl.String), pl.col("PRODUCT").cast(pl.String)], separator="\x1f")
-    return (key.hash(seed=0) % len(labels)) == shard
 
 
 def backtest_unit(

@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, Literal
 
+from demand_assets.forecasting.threads import cap_worker_threads
+
 __all__ = ["BACKENDS", "Backend", "DaskExecutor", "Executor", "InProcess", "ItemFailed", "ProcessPool"]
 
 log = logging.getLogger(__name__)
@@ -153,7 +155,9 @@ class ProcessPool(Executor):
             yield from super()._run(fn, items, labels, args, batches, workers)
             return
         # spawn, not fork: the parent may hold torch/LightGBM thread pools that a fork would copy.
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        # Each worker runs one thread of OpenMP/BLAS: `workers` processes then use `workers` cores.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=cap_worker_threads, initargs=(1,)) as pool:
             futures = {pool.submit(_apply, fn, items[a:b], labels[a:b], args): i for i, (a, b) in enumerate(batches)}
             try:
                 for future in as_completed(futures):
