@@ -23,6 +23,7 @@ from contracts.tables import (
     DemandForecast,
     ProductDemand,
     ProductDemandTruth,
+    ProductEngagement,
     SpendRoi,
     TrainingDataset,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "DemandForecast",
     "ProductDemand",
     "ProductDemandTruth",
+    "ProductEngagement",
     "SourceFormatError",
     "SpendRoi",
     "TABLES",

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from contracts.columns import KEYS, TARGET
+from contracts.columns import ENGAGEMENT_FEATURES, ENGAGEMENT_PREFIX, KEYS, TARGET
 from contracts.validation import MAX_EXAMPLES, ContractReport, Violation
 
 __all__ = [
@@ -78,23 +78,34 @@ def check_product_reconciles_with_country(
     return ContractReport(RECONCILIATION_RULE, product.height, tuple(violations))
 
 
-def check_domain_columns(training: pl.DataFrame, *, has_country: bool, has_channel: bool) -> ContractReport:
+def check_domain_columns(training: pl.DataFrame, *, has_country: bool, has_channel: bool, has_engagement: bool = False) -> ContractReport:
     """The training dataset carries macro columns exactly when the source provides country data,
-    and spend columns exactly when it provides channel data: features are never invented for a
+    spend columns exactly when it provides channel data, and the engagement features (all of
+    them) exactly when it provides an event log's engagement: features are never invented for a
     source without the domain, nor silently dropped for one with it."""
     spend = [c for c in training.columns if c.startswith("SPEND_")]
     macro = [c for c in MACRO_COLUMNS if c in training.columns]
+    engagement = [c for c in training.columns if c.startswith(ENGAGEMENT_PREFIX)]
     violations = []
-    for rule, column, broken in (
-        ("macro_columns_only_from_country_data", "ECONOMIC_INDEX", bool(macro) != has_country or (has_country and len(macro) != len(MACRO_COLUMNS))),
-        ("spend_columns_only_from_channel_data", "SPEND_*", bool(spend) != has_channel),
+    for rule, column, provided, found, broken in (
+        (
+            "macro_columns_only_from_country_data",
+            "ECONOMIC_INDEX",
+            has_country,
+            macro,
+            bool(macro) != has_country or (has_country and len(macro) != len(MACRO_COLUMNS)),
+        ),
+        ("spend_columns_only_from_channel_data", "SPEND_*", has_channel, spend, bool(spend) != has_channel),
+        (
+            "engagement_columns_only_from_event_logs",
+            f"{ENGAGEMENT_PREFIX}*",
+            has_engagement,
+            engagement,
+            bool(engagement) != has_engagement or (has_engagement and sorted(engagement) != sorted(ENGAGEMENT_FEATURES)),
+        ),
     ):
         if broken:
-            found = {
-                "provided": has_country if column == "ECONOMIC_INDEX" else has_channel,
-                "columns": ", ".join(macro if column == "ECONOMIC_INDEX" else spend) or "none",
-            }
-            violations.append(Violation(rule, column, training.height, (found,)))
+            violations.append(Violation(rule, column, training.height, ({"provided": provided, "columns": ", ".join(found) or "none"},)))
     return ContractReport(DOMAIN_COLUMNS_RULE, training.height, tuple(violations))
 
 

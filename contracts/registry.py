@@ -19,6 +19,7 @@ from contracts.tables import (
     DemandForecast,
     ProductDemand,
     ProductDemandTruth,
+    ProductEngagement,
     SpendRoi,
     TrainingDataset,
 )
@@ -34,6 +35,7 @@ class Table(StrEnum):
     CHANNEL_SPEND_RESPONSE = "channel_spend_response"
     PRODUCT_DEMAND = "product_demand"
     PRODUCT_DEMAND_TRUTH = "product_demand_truth"
+    PRODUCT_ENGAGEMENT = "product_engagement"
     CHANNEL_RESPONSE_TRUTH = "channel_response_truth"
     TRAINING_DATASET = "training_dataset"
     BACKTEST_FORECASTS = "backtest_forecasts"
@@ -133,6 +135,14 @@ _SPECS = [
         "demand_by_product_daily.csv",
         # LISTED (listing gaps, real sources) joined later: a store written before keeps its rows.
         evolving_columns=True,
+    ),
+    _contracted(
+        Table.PRODUCT_ENGAGEMENT,
+        ProductEngagement,
+        _DATE_COUNTRY_PRODUCT,
+        ("COUNTRY", "PRODUCT"),
+        "product_engagement",
+        "Shoppers' activity per country x product and day from an event log: VIEWS, CARTS, REMOVALS, PURCHASES, SESSIONS, USERS.",
     ),
     _contracted(
         Table.PRODUCT_DEMAND_TRUTH,

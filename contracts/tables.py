@@ -18,6 +18,7 @@ __all__ = [
     "DemandForecast",
     "ProductDemand",
     "ProductDemandTruth",
+    "ProductEngagement",
     "SpendRoi",
     "TrainingDataset",
 ]
@@ -75,6 +76,34 @@ class ProductDemand(pa.DataFrameModel):
     # (CPI, temperature). Finite numbers (finite_number is added to every float column).
     KNOWN: float | None = pa.Field(nullable=False, alias=r"^KNOWN_[A-Z0-9_]+$", regex=True)
     OBSERVED: float | None = pa.Field(nullable=False, alias=r"^OBSERVED_[A-Z0-9_]+$", regex=True)
+
+    class Config:
+        strict = True
+        unique = ["DATE", "COUNTRY", "PRODUCT"]
+
+
+class ProductEngagement(pa.DataFrameModel):
+    """Shoppers' activity per country x product and day, from an event log: events of each type
+    (exact duplicates dropped), and the distinct sessions and users with any event on the product."""
+
+    DATE: dt.date = pa.Field(nullable=False)
+    COUNTRY: str = pa.Field(nullable=False)
+    PRODUCT: str = pa.Field(nullable=False)
+    VIEWS: int = pa.Field(nullable=False, ge=0)
+    CARTS: int = pa.Field(nullable=False, ge=0)
+    REMOVALS: int = pa.Field(nullable=False, ge=0)
+    PURCHASES: int = pa.Field(nullable=False, ge=0)
+    SESSIONS: int = pa.Field(nullable=False, ge=0)
+    USERS: int = pa.Field(nullable=False, ge=0)
+
+    @pa.dataframe_check(name="users_at_most_sessions")
+    def users_at_most_sessions(cls, data) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("USERS") <= pl.col("SESSIONS"))
+
+    @pa.dataframe_check(name="a_session_for_every_event_day")
+    def a_session_for_every_event_day(cls, data) -> pl.LazyFrame:
+        events = pl.col("VIEWS") + pl.col("CARTS") + pl.col("REMOVALS") + pl.col("PURCHASES")
+        return data.lazyframe.select((events == 0) == (pl.col("SESSIONS") == 0))
 
     class Config:
         strict = True
@@ -157,6 +186,8 @@ class TrainingDataset(pa.DataFrameModel):
     # where the look-back reaches before the first stored day).
     KNOWN: float | None = pa.Field(nullable=True, alias=r"^KNOWN_[A-Z0-9_]+$", regex=True)
     OBSERVED_LAG: float | None = pa.Field(nullable=True, alias=r"^OBSERVED_[A-Z0-9_]+_LAG_[0-9]+$", regex=True)
+    # An event log's engagement, only lagged (demand_assets/features/engagement.py).
+    ENGAGEMENT_LAG: float | None = pa.Field(nullable=True, ge=0, alias=r"^ENGAGEMENT_[A-Z0-9_]+_LAG_[0-9]+$", regex=True)
 
     class Config:
         strict = True

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 __all__ = ["deploy", "export_csv", "m5_files", "selection", "settings_docs", "table_example"]
@@ -55,6 +56,29 @@ def m5_files(argv: list[str] | None = None) -> None:
     shape = M5Shape.small(seed=args.seed) if args.small else M5Shape(seed=args.seed)
     for name, rows in write_m5_files(args.out, shape).items():
         print(f"wrote {rows:>9} rows to {Path(args.out) / name}")
+
+
+def event_files(argv: list[str] | None = None) -> None:
+    """`demand-event-files --out DIR [--small]`: write an e-commerce event log in the public
+    cosmetics-shop layout (one CSV per month; `--gzip`: CSV.gz) from the synthetic event world,
+    with its truth in DIR/truth (each session's intent, the Bayes-optimal next-event
+    probabilities, purchases per product and day), to try DEMAND_SOURCE=events on."""
+    from demand_assets.sources.events import EventWorld, write_event_files
+
+    parser = argparse.ArgumentParser(description=event_files.__doc__)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--small", action="store_true", help="60 products, ~400 sessions a day, 70 days (about 140,000 events) instead of ~20 million")
+    parser.add_argument("--days", type=int, default=None, help="days from --start (default: 152, October to February; 70 with --small)")
+    parser.add_argument("--start", type=dt.date.fromisoformat, default=dt.date(2019, 10, 1), help="first day (YYYY-MM-DD)")
+    parser.add_argument("--gzip", action="store_true", help="gzip the monthly files")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    world = EventWorld.small(seed=args.seed, start=args.start) if args.small else EventWorld(seed=args.seed, start=args.start)
+    if args.days is not None:
+        world = replace(world, days=args.days)
+    print(f"generating {world.days} days from {world.start}: about {world.sessions_per_day * world.days:,.0f} sessions")
+    for name, rows in write_event_files(args.out, world, compress=args.gzip).items():
+        print(f"wrote {rows:>10,} events to {Path(args.out) / name}")
 
 
 def table_example(argv: list[str] | None = None) -> None:

@@ -23,7 +23,7 @@ from demand_assets.domains.training import training_dataset
 from resources import resources_from_env
 from resources.settings import executor_setting
 
-RAW_DOMAIN_ASSETS = [raw_domains]  # country_demand, channel_spend_response, product_demand: checked together, committed together
+RAW_DOMAIN_ASSETS = [raw_domains]  # country_demand, channel_spend_response, product_demand, product_engagement: checked together, committed together
 GROUND_TRUTH_ASSETS = [product_demand_truth, channel_response_truth]
 FEATURE_ASSETS = [training_dataset]
 MODEL_ASSETS = [model_backtest, champion_model, sku_forecast_models]

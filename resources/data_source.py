@@ -1,5 +1,5 @@
 """The data source, chosen by configuration: the synthetic generator, CSV snapshots, a retail
-transaction log, the M5 competition files, or a declared sales table."""
+transaction log, the M5 competition files, a declared sales table, or an e-commerce event log."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pydantic import Field
 from demand_assets.features.stockouts import MAX_STOCKOUT_DAYS
 from demand_assets.sources.base import DemandSource
 from demand_assets.sources.csv_snapshot import CsvSnapshotSource
+from demand_assets.sources.events import EventLogSource
 from demand_assets.sources.m5 import M5Source
 from demand_assets.sources.synthetic import RegimeChange, SyntheticConfig, SyntheticDemandSource
 from demand_assets.sources.table import TableSource
@@ -25,13 +26,14 @@ class DemandSourceResource(dg.ConfigurableResource):
     CSV snapshot (demand_spend_country_daily.csv, demand_spend_by_channel_daily.csv,
     demand_by_product_daily.csv); `transactions` a retail transaction log (invoice lines);
     `m5` the M5 competition files (calendar.csv, sell_prices.csv, sales_train_*.csv); `table`
-    one long sales table declared in a YAML (`table_spec`). The last three have product demand
+    one long sales table declared in a YAML (`table_spec`); `events` an e-commerce event log
+    (views, carts, removals, purchases; `events_path`). The last four have product demand
     only: no spend, no macro indicators, stockouts inferred (a table may declare its own)."""
 
-    kind: Literal["synthetic", "csv", "transactions", "m5", "table"] = Field(
+    kind: Literal["synthetic", "csv", "transactions", "m5", "table", "events"] = Field(
         default="synthetic",
         description="where the raw domains come from: synthetic (generated, with ground truth), csv (a daily CSV snapshot), transactions (a retail "
-        "transaction log), m5 (the M5 competition files) or table (your own sales table, declared in a YAML)",
+        "transaction log), m5 (the M5 competition files), table (your own sales table, declared in a YAML) or events (an e-commerce event log)",
     )
     csv_dir: str | None = Field(default=None, description="folder of the CSV snapshot (kind csv)")
     transactions_file: str | None = Field(default=None, description="the transaction log, a CSV of invoice lines (kind transactions)")
@@ -41,6 +43,15 @@ class DemandSourceResource(dg.ConfigurableResource):
         default=None,
         description="the YAML declaring a sales table: its file, date, keys, target and covariates; the file's path is relative to the YAML (kind table)",
     )
+    events_path: str | None = Field(
+        default=None,
+        description="the event log: a CSV or CSV.gz file, or a folder of them (one per month), in the public cosmetics-shop layout (kind events)",
+    )
+    events_level: Literal["product", "brand", "category"] = Field(
+        default="product", description="what a series of an event log is: a product, a brand or a category (most products sell rarely)"
+    )
+    events_timezone: str = Field(default="UTC", description="the shop's time zone (IANA name): an event counts for its date there; the log's times are UTC")
+    events_market: str = Field(default="ALL", description="the COUNTRY value given to an event log's rows (the one market the shop serves)")
     stockout_alpha: float | None = Field(
         default=0.001,
         gt=0,
@@ -90,6 +101,17 @@ class DemandSourceResource(dg.ConfigurableResource):
                 raise ValueError("DEMAND_SOURCE=transactions needs DEMAND_TRANSACTIONS_FILE, the transaction log's path")
             return TransactionLogSource(
                 self.transactions_file, country=self.transactions_market, stockout_alpha=self.stockout_alpha, stockout_max_days=self.stockout_max_days
+            )
+        if self.kind == "events":
+            if not self.events_path:
+                raise ValueError("DEMAND_SOURCE=events needs DEMAND_EVENTS_PATH, the event log (a CSV or CSV.gz file, or a folder of them)")
+            return EventLogSource(
+                self.events_path,
+                level=self.events_level,
+                timezone=self.events_timezone,
+                market=self.events_market,
+                stockout_alpha=self.stockout_alpha,
+                stockout_max_days=self.stockout_max_days,
             )
         if self.kind == "m5":
             if not self.m5_dir:

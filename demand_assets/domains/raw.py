@@ -29,11 +29,13 @@ __all__ = [
     "COUNTRY_DEMAND_CONTRACT",
     "PRODUCT_DEMAND_CONTRACT",
     "PRODUCT_DEMAND_TRUTH_CONTRACT",
+    "PRODUCT_ENGAGEMENT_CONTRACT",
     "channel_response_truth",
     "channel_spend_response",
     "country_demand",
     "product_demand",
     "product_demand_truth",
+    "product_engagement",
     "raw_domains",
 ]
 
@@ -41,6 +43,7 @@ COUNTRY_DEMAND_CONTRACT = "country_demand_contract"
 CHANNEL_SPEND_RESPONSE_CONTRACT = "channel_spend_response_contract"
 PRODUCT_DEMAND_CONTRACT = "product_demand_contract"
 PRODUCT_DEMAND_TRUTH_CONTRACT = "product_demand_truth_contract"
+PRODUCT_ENGAGEMENT_CONTRACT = "product_engagement_contract"
 CHANNEL_RESPONSE_TRUTH_CONTRACT = "channel_response_truth_contract"
 _KINDS = {"polars", "deltalake", "pandera"}
 
@@ -77,12 +80,23 @@ product_demand = dg.AssetSpec(
         "On stockout days (IN_STOCK false) sales are censored: they understate demand."
     ),
 )
+product_engagement = dg.AssetSpec(
+    "product_engagement",
+    group_name="raw_domains",
+    kinds=_KINDS,
+    freshness_policy=RAW_FRESHNESS,
+    description=(
+        "Shoppers' activity per country x product and day from an e-commerce event log: VIEWS, CARTS, REMOVALS (from the cart), "
+        "PURCHASES, and the distinct SESSIONS and USERS. Browsing moves before buying: the training dataset takes it lagged. "
+        "Sources without an event log record it as not provided."
+    ),
+)
 _COMMON_RULES = "types, finite numbers within plausible bounds, unique keys, dates in the partition, every series on every day, known categories"
 
 
 @dg.multi_asset(
     name="raw_domains",
-    specs=[country_demand, channel_spend_response, product_demand],
+    specs=[country_demand, channel_spend_response, product_demand, product_engagement],
     partitions_def=daily_partitions,
     backfill_policy=BACKFILL_POLICY,
     pool=RAW_DOMAINS_POOL,
@@ -95,6 +109,11 @@ _COMMON_RULES = "types, finite numbers within plausible bounds, unique keys, dat
             CHANNEL_SPEND_RESPONSE_CONTRACT, "channel_spend_response", f"Pandera contract ChannelSpendResponse: SPEND, CHANNEL_RESPONSE >= 0; {_COMMON_RULES}."
         ),
         blocking_check_spec(PRODUCT_DEMAND_CONTRACT, "product_demand", f"Pandera contract ProductDemand: counts >= 0, PRICE > 0; {_COMMON_RULES}."),
+        blocking_check_spec(
+            PRODUCT_ENGAGEMENT_CONTRACT,
+            "product_engagement",
+            f"Pandera contract ProductEngagement: counts >= 0, USERS <= SESSIONS, sessions exactly on days with events; {_COMMON_RULES}.",
+        ),
         blocking_check_spec(
             RECONCILIATION_RULE,
             "product_demand",
@@ -144,6 +163,13 @@ def raw_domains(context: dg.AssetExecutionContext, source: DemandSourceResource,
             describe=_describe_product,
             when_absent=nothing_to_reconcile,
         ),
+        DomainPlan(
+            Domain.PRODUCT_ENGAGEMENT,
+            PRODUCT_ENGAGEMENT_CONTRACT,
+            "shoppers' engagement (an event log's views, carts and sessions)",
+            summarize=_summarize_engagement,
+            describe=_describe_engagement,
+        ),
     ]
     yield from publish_snapshot(context, store, src, plans, ctx, categories)
 
@@ -189,6 +215,23 @@ def _describe_product(summary: pl.DataFrame) -> dict:
             summary, "DATE", ["UNITS_SOLD", "STOCKOUT_SHARE", "PROMO_SHARE"], by="COUNTRY", title="Units sold, stockout and promotion share"
         )
         meta["chart"] = dg.MetadataValue.md(chart)
+    return meta
+
+
+def _summarize_engagement(chunk: pl.DataFrame) -> pl.DataFrame:
+    return chunk.group_by("DATE").agg(pl.col("VIEWS", "CARTS", "REMOVALS", "PURCHASES", "SESSIONS").sum())
+
+
+def _describe_engagement(summary: pl.DataFrame) -> dict:
+    totals = summary.select(pl.col("VIEWS", "CARTS", "PURCHASES").sum()).row(0, named=True)
+    meta: dict = {
+        "views": int(totals["VIEWS"]),
+        "carts": int(totals["CARTS"]),
+        "purchases": int(totals["PURCHASES"]),
+        "cart_to_purchase": round(totals["PURCHASES"] / totals["CARTS"], 4) if totals["CARTS"] else None,
+    }
+    if summary["DATE"].n_unique() >= 2:
+        meta["chart"] = dg.MetadataValue.md(line_chart_markdown(summary, "DATE", ["VIEWS", "CARTS", "PURCHASES"], title="Views, carts and purchases per day"))
     return meta
 
 

@@ -19,6 +19,7 @@ _RAW = {
     Domain.COUNTRY_DEMAND: "country_demand",
     Domain.CHANNEL_SPEND_RESPONSE: "channel_spend_response",
     Domain.PRODUCT_DEMAND: "product_demand",
+    Domain.PRODUCT_ENGAGEMENT: "product_engagement",
     Domain.PRODUCT_DEMAND_TRUTH: "product_demand_truth",
     Domain.CHANNEL_RESPONSE_TRUTH: "channel_response_truth",
 }

@@ -17,8 +17,9 @@ from demand_assets.domains.publishing import (
     publish_window,
     require_input_days,
 )
-from demand_assets.domains.raw import channel_spend_response, country_demand, product_demand
+from demand_assets.domains.raw import channel_spend_response, country_demand, product_demand, product_engagement
 from demand_assets.features import CHANNEL_LOOKBACK_DAYS, build_training_dataset, lag_plan
+from demand_assets.features.engagement import ENGAGEMENT_LOOKBACK_DAYS
 from demand_assets.features.training_dataset import listed_rows
 from demand_assets.reporting import line_chart_markdown
 from demand_assets.sources import Domain
@@ -52,7 +53,7 @@ def _chunk_days(n_series: int, window_days: int) -> int:
             kinds={"polars", "deltalake", "pandera"},
             # Same-day mappings: the look-back days are checked when the run starts
             # (require_input_days), not declared, so a one-day backfill stays one day.
-            deps=[product_demand, country_demand, channel_spend_response],
+            deps=[product_demand, country_demand, channel_spend_response, product_engagement],
         )
     ],
     partitions_def=daily_partitions,
@@ -84,7 +85,8 @@ def training_dataset(context: dg.AssetExecutionContext, source: DemandSourceReso
     """One row per DATE x COUNTRY x PRODUCT: the target PRODUCT_DEMAND with IN_STOCK, demand lags
     1/7/14/28 and rolling means 7/28 (ending the day before), calendar and holiday features,
     price and promotion, macro covariates, and per-channel spend (same day, planned) with spend
-    lag 7 and response lags 1/7. Built from the 28 days before each day, so a day's rows are
+    lag 7 and response lags 1/7; from an event log, lagged views, carts and the cart-to-purchase
+    rate (ENGAGEMENT_*, nothing same-day). Built from the 28 days before each day, so a day's rows are
     the same whether it is built alone or inside a backfill. A weekly source has rows on its
     week days only, with lags 1/2/4/52 weeks and means over 4/13 weeks (named in days: LAG_7,
     LAG_14, LAG_28, LAG_364, ROLL_MEAN_28, ROLL_MEAN_91); its other days hold no rows by design.
@@ -100,6 +102,7 @@ def training_dataset(context: dg.AssetExecutionContext, source: DemandSourceReso
     ctx = contract_context(catalog, start, end)
     has_country = Domain.COUNTRY_DEMAND in src.provides
     has_channel = Domain.CHANNEL_SPEND_RESPONSE in src.provides
+    has_engagement = Domain.PRODUCT_ENGAGEMENT in src.provides
     cadence = src.cadence
     plan = lag_plan(cadence.period_days)
     require_input_days(store, Table.PRODUCT_DEMAND, plan.lookback_days, start, end, asset="training_dataset", cadence=cadence)
@@ -107,6 +110,8 @@ def training_dataset(context: dg.AssetExecutionContext, source: DemandSourceReso
         require_input_days(store, Table.COUNTRY_DEMAND, 0, start, end, asset="training_dataset")
     if has_channel:
         require_input_days(store, Table.CHANNEL_SPEND_RESPONSE, CHANNEL_LOOKBACK_DAYS, start, end, asset="training_dataset")
+    if has_engagement:
+        require_input_days(store, Table.PRODUCT_ENGAGEMENT, ENGAGEMENT_LOOKBACK_DAYS, start, end, asset="training_dataset")
     chunk_days = _chunk_days(catalog.n_series, (end - start).days)
     history_of_chunk: dict[str, pl.DataFrame] = {}  # the lag check compares a chunk with its own history
 
@@ -116,8 +121,9 @@ def training_dataset(context: dg.AssetExecutionContext, source: DemandSourceReso
             history = listed_rows(store.read_window(Table.PRODUCT_DEMAND, a - dt.timedelta(days=plan.lookback_days), b))
             country = store.read_window(Table.COUNTRY_DEMAND, a, b) if has_country else None
             channel = store.read_window(Table.CHANNEL_SPEND_RESPONSE, a - dt.timedelta(days=CHANNEL_LOOKBACK_DAYS), b) if has_channel else None
+            engagement = store.read_window(Table.PRODUCT_ENGAGEMENT, a - dt.timedelta(days=ENGAGEMENT_LOOKBACK_DAYS), b) if has_engagement else None
             history_of_chunk["current"] = history
-            rows = build_training_dataset(history, country, channel, catalog.products, a, b, cadence)
+            rows = build_training_dataset(history, country, channel, catalog.products, a, b, cadence, engagement)
             if rows.height or not cadence.is_weekly:  # a weekly source's chunk without a week day has nothing to write
                 yield rows
 
@@ -148,7 +154,9 @@ def training_dataset(context: dg.AssetExecutionContext, source: DemandSourceReso
         [
             contract_check(Table.TRAINING_DATASET, TRAINING_DATASET_CONTRACT, ctx),
             ChunkCheck(LAG_INTEGRITY_RULE, lag_check),
-            ChunkCheck(DOMAIN_COLUMNS_RULE, lambda chunk: check_domain_columns(chunk, has_country=has_country, has_channel=has_channel)),
+            ChunkCheck(
+                DOMAIN_COLUMNS_RULE, lambda chunk: check_domain_columns(chunk, has_country=has_country, has_channel=has_channel, has_engagement=has_engagement)
+            ),
         ],
         summarize=summarize,
         describe=describe,

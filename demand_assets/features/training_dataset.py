@@ -24,6 +24,7 @@ import polars as pl
 from contracts.cadence import DAILY, Cadence
 from contracts.columns import SERIES, TARGET
 from demand_assets.features.calendar import holiday_flags
+from demand_assets.features.engagement import engagement_features
 
 __all__ = [
     "CHANNEL_LOOKBACK_DAYS",
@@ -104,6 +105,7 @@ def build_training_dataset(
     start: dt.date,
     end: dt.date,
     cadence: Cadence = DAILY,
+    engagement_history: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Rows for [start, end).
 
@@ -111,7 +113,9 @@ def build_training_dataset(
     `lag_plan(7).lookback_days` for a weekly one), `channel_history`
     [start - CHANNEL_LOOKBACK_DAYS, end); missing history days give null lags, never shifted
     ones. `country` and `channel_history` are None for sources without those domains. Listing-gap
-    days (LISTED false) are left out (`listed_rows`).
+    days (LISTED false) are left out (`listed_rows`). `engagement_history` (an event log's
+    product_engagement over [start - ENGAGEMENT_LOOKBACK_DAYS, end), else None) adds the lagged
+    ENGAGEMENT_* features (`demand_assets.features.engagement`).
     """
     plan = lag_plan(cadence.period_days)
     product_history = listed_rows(product_history)
@@ -132,6 +136,8 @@ def build_training_dataset(
         rows = rows.join(macro, on=["DATE", "COUNTRY"], how="left")
     if channel_history is not None:
         rows = rows.join(_channel_features(channel_history, start, end), on=["DATE", "COUNTRY"], how="left")
+    if engagement_history is not None:
+        rows = rows.join(engagement_features(engagement_history, start, end), on=["DATE", *SERIES], how="left")
     base = [
         "DATE",
         "COUNTRY",

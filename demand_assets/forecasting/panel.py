@@ -6,7 +6,8 @@ Macro indicators are known as of the origin (carried forward). Same-day channel 
 anything derived from the future target are never features of a future day. A table source's
 known covariates (KNOWN_<NAME>) are planned like price; its observed covariates enter only
 lagged (OBSERVED_<NAME>_LAG_k): a lag that reaches past the origin is carried forward from the
-last value known at the origin.
+last value known at the origin. An event log's engagement features (ENGAGEMENT_<WHAT>_LAG_k)
+are observed covariates too.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import datetime as dt
 
 import polars as pl
 
-from contracts.columns import KEYS, QUANTILES, SERIES, TARGET
+from contracts.columns import ENGAGEMENT_PREFIX, KEYS, QUANTILES, SERIES, TARGET
 
 __all__ = [
     "KEYS",
@@ -33,6 +34,7 @@ __all__ = [
 
 _CALENDAR = ["DAY_OF_WEEK", "WEEK_OF_YEAR", "MONTH", "DAY_OF_YEAR", "IS_HOLIDAY", "SNAP", "IS_EVENT"]
 _MACRO = ["ECONOMIC_INDEX", "INFLATION_RATE", "UNEMPLOYMENT_RATE"]
+_OBSERVED_PREFIXES = ("OBSERVED_", ENGAGEMENT_PREFIX)
 
 
 def macro_columns(frame: pl.DataFrame) -> list[str]:
@@ -41,13 +43,14 @@ def macro_columns(frame: pl.DataFrame) -> list[str]:
 
 def covariate_columns(frame: pl.DataFrame) -> list[str]:
     """A table source's declared covariates as features: KNOWN_<NAME> (same day) and
-    OBSERVED_<NAME>_LAG_k (lagged)."""
-    return [c for c in frame.columns if c.startswith("KNOWN_") or (c.startswith("OBSERVED_") and _observed_lag(c) is not None)]
+    OBSERVED_<NAME>_LAG_k (lagged); an event log's ENGAGEMENT_<WHAT>_LAG_k (lagged)."""
+    return [c for c in frame.columns if c.startswith("KNOWN_") or _observed_lag(c) is not None]
 
 
 def _observed_lag(column: str) -> int | None:
+    """k of an observed covariate's lag column (OBSERVED_<NAME>_LAG_k, ENGAGEMENT_<WHAT>_LAG_k), else None."""
     head, _, lag = column.rpartition("_LAG_")
-    return int(lag) if column.startswith("OBSERVED_") and head and lag.isdigit() else None
+    return int(lag) if column.startswith(_OBSERVED_PREFIXES) and head and lag.isdigit() else None
 
 
 def exogenous_columns(frame: pl.DataFrame) -> list[str]:

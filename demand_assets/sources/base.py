@@ -25,6 +25,8 @@ class Domain(str, enum.Enum):  # noqa: UP042 - StrEnum would change str() of mem
     COUNTRY_DEMAND = "country_demand"
     CHANNEL_SPEND_RESPONSE = "channel_spend_response"
     PRODUCT_DEMAND = "product_demand"
+    # Views, carts, removals, purchases, sessions and users per product and day (event logs).
+    PRODUCT_ENGAGEMENT = "product_engagement"
     # Ground truth only a generator can know: uncensored demand, true response parameters.
     PRODUCT_DEMAND_TRUTH = "product_demand_truth"
     CHANNEL_RESPONSE_TRUTH = "channel_response_truth"
