@@ -15,7 +15,7 @@ Phases (`--phases`, default all):
             at the product level and at the brand level
 
     .venv/bin/python -m benchmarks.events --work /tmp/events_bench
-    .venv/bin/python -m benchmarks.events --work /tmp/events_small --small   # a quick run (about 140,000 events)
+    .venv/bin/python -m benchmarks.events --work /tmp/events_small --small   # a quick run (about 280,000 events)
 
 Writes benchmarks/results/events.json (events_small.json with --small) and, for `value`, a chart
 of WAPE by horizon day (benchmarks/results/engagement_by_horizon.png).
@@ -72,7 +72,7 @@ def _measured(command: list[str], env: dict[str, str], log: Path) -> dict:
 def _world(small: bool):
     from demand_assets.sources.events import EventWorld
 
-    return EventWorld.small(days=120) if small else EventWorld()
+    return EventWorld.small() if small else EventWorld()
 
 
 def generate(work: Path, small: bool) -> dict:
@@ -214,7 +214,7 @@ def _chart(by_horizon: dict, level: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", required=True)
-    parser.add_argument("--small", action="store_true", help="EventWorld.small over 120 days (a quick run) instead of the 20-million-event log")
+    parser.add_argument("--small", action="store_true", help="EventWorld.small (a quick run) instead of the 20-million-event log")
     parser.add_argument("--phases", nargs="*", default=["generate", "reader", "data", "value"])
     parser.add_argument("--levels", nargs="*", default=["product", "brand"])
     args = parser.parse_args(argv)

@@ -7,10 +7,12 @@ Modes, each `model_backtest` on the same stored training dataset, each in its ow
 from the kernel's accounting of the waited-for children):
   serial     DEMAND_EXECUTOR=in_process, DEMAND_COMPUTE=in_process: one process does everything
   fanout     DEMAND_EXECUTOR=multiprocess with 2 concurrent steps, DEMAND_TRAINING_SLOTS=2,
-             DEMAND_COMPUTE=in_process: every unit (model x fold x shard) in a process of its own
+             DEMAND_COMPUTE=in_process: every unit (model x fold x shard) in a process of its own,
+             each holding its libraries to half the cores (the compute resource's thread budget)
   dask       DEMAND_EXECUTOR=in_process, DEMAND_COMPUTE=dask on a LocalCluster of 2 worker
              processes: the units in one process, the per-series fits (ETS) on the cluster
-The metrics must be identical across the three. Unit durations (from the fanout run's events)
+The metrics must be identical across the three. `--global-models per_shard` runs LightGBM once per
+store (a unit per fold and store) instead of across all series, for the comparison of both. Unit durations (from the fanout run's events)
 and the per-unit overhead feed the projection for 8, 32 and 128 workers (docs/scaling.md).
 
     .venv/bin/python -m benchmarks.fanout --work /tmp/fanout --scale 0.1 --models seasonal_naive ets lightgbm --folds 2
@@ -26,6 +28,7 @@ import json
 import logging
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -176,6 +179,14 @@ def _dask_cpu(cluster) -> float:
     return total
 
 
+def _max_difference(metrics: list[dict], reference: list[dict]) -> float | None:
+    """The largest absolute difference of any metric between two runs' rows (None: different rows)."""
+    if [(r["MODEL"], r["REGIME"]) for r in metrics] != [(r["MODEL"], r["REGIME"]) for r in reference]:
+        return None
+    diffs = [abs(a[k] - b[k]) for a, b in zip(metrics, reference, strict=True) for k in a if isinstance(a[k], float) and isinstance(b[k], float)]
+    return max(diffs, default=0.0)
+
+
 def lpt_makespan(durations: list[float], workers: int) -> float:
     """Wall time of `durations` on `workers` by longest-processing-time-first list scheduling
     (what a queue of units on a pool of workers does, within 4/3 of the optimum)."""
@@ -186,20 +197,40 @@ def lpt_makespan(durations: list[float], workers: int) -> float:
     return max(loads)
 
 
-def project_m5(overhead_s: float, publish_s: float, folds: int = 4, stores: int = 10) -> dict:
-    """Projected wall time of M5's backtest (the default line-up, `folds` folds) on 8, 32, 64 and
-    128 workers, from the per-model one-fold step times measured at M5 size (results/m5.json,
+def project_m5(overhead_s: float, publish_s: float, folds: int = 4, stores: int = 10, global_models: str = "pooled", per_shard_ratio: float = 1.0) -> dict:
+    """Projected wall time of M5's backtest (the default line-up, `folds` folds) on 1 to 128
+    workers, from the per-model one-fold step times measured at M5 size (results/m5.json,
     backtest_folds_1; ETS there ran on a 2-process pool, so its core-seconds are twice its wall)
-    split into units as model_backtest splits them, plus the measured per-unit overhead (a step
+    split into units as model_backtest splits them (ETS per store; the global models per store
+    too with `global_models` "per_shard", each store's fit costing `per_shard_ratio` / `stores`
+    of the pooled fit, a ratio measured on the slice), plus the measured per-unit overhead (a step
     process starting and reading its slice) and the publishing step."""
     measured = json.loads((RESULTS.parent / "m5.json").read_text())["phases"]["backtest_folds_1"]["by_model"]
-    core_seconds = {name: out["seconds"] * (2 if name == "ets" else 1) for name, out in measured.items()}
+    # DeepAR trains a fixed number of batches whatever the panel's size, so each store's DeepAR
+    # costs the whole training (its measured fit); its sample paths scale with the series. The
+    # hybrid trains DeepAR 1 + hybrid_windows (3) times.
+    deepar_fit = float(re.search(r"fit ([0-9.]+)s", measured["deepar"]["fit_predict_seconds"][0]).group(1))
+    fixed = {"deepar": deepar_fit, "hybrid": 4 * deepar_fit}
     units = []
-    for name, seconds in core_seconds.items():
-        sharded = name in ("seasonal_naive", "ets")
-        units += [seconds / stores + overhead_s] * (stores * folds) if sharded else [seconds + overhead_s] * folds
+    for name, out in measured.items():
+        base = name.removesuffix("_uncensored_training")
+        seconds = out["seconds"] * (2 if base == "ets" else 1)
+        if base == "ets":
+            units += [seconds / stores + overhead_s] * (stores * folds)
+        elif base == "seasonal_naive" or global_models == "pooled":
+            units += [seconds + overhead_s] * folds
+        else:
+            once = fixed.get(base, 0.0)
+            units += [once + (seconds - once) * per_shard_ratio / stores + overhead_s] * (stores * folds)
     total = sum(units)
-    out = {"units": len(units), "unit_core_hours": round(total / 3600, 2), "longest_unit_s": round(max(units), 1), "publish_s": publish_s}
+    out = {
+        "global_models": global_models,
+        "per_shard_ratio": per_shard_ratio,
+        "units": len(units),
+        "unit_core_hours": round(total / 3600, 2),
+        "longest_unit_s": round(max(units), 1),
+        "publish_s": publish_s,
+    }
     out["wall_minutes"] = {str(w): round((lpt_makespan(units, w) + publish_s) / 60, 1) for w in (1, 2, 8, 32, 64, 128)}
     out["bound"] = {
         str(w): "critical path (the longest unit)" if lpt_makespan(units, w) <= max(units) * 1.05 else "total work / workers" for w in (8, 32, 64, 128)
@@ -214,8 +245,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", nargs="*", default=["seasonal_naive", "ets", "lightgbm"])
     parser.add_argument("--folds", type=int, default=2)
     parser.add_argument("--modes", nargs="*", default=["serial", "fanout", "dask"])
+    parser.add_argument(
+        "--project",
+        nargs=3,
+        type=float,
+        metavar=("OVERHEAD_S", "PUBLISH_S", "PER_SHARD_RATIO"),
+        help="only project M5's four folds (pooled and per-shard global models) from these measured figures, into fanout.json",
+    )
     parser.add_argument("--history-days", type=int, default=730)
+    parser.add_argument(
+        "--global-models", choices=["pooled", "per_shard"], default="pooled", help="LightGBM (and the other global models) across all series, or one per store"
+    )
     args = parser.parse_args(argv)
+    if args.project:
+        overhead, publish, ratio = args.project
+        projections = {g: project_m5(overhead, publish, global_models=g, per_shard_ratio=ratio) for g in ("pooled", "per_shard")}
+        saved = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        RESULTS.write_text(json.dumps(saved | {"projection_m5": projections}, indent=1))
+        print(json.dumps(projections, indent=1))
+        return
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     results: dict = {
@@ -224,25 +272,42 @@ def main(argv: list[str] | None = None) -> None:
         "scale": args.scale,
         "models": args.models,
         "folds": args.folds,
+        "global_models": args.global_models,
     }
     if not (work / "home" / "delta" / "training_dataset").exists():
         results["prepare"] = _prepare(work, args.scale)
         print("prepared", results["prepare"], flush=True)
     config = work / "backtest.yaml"
     config.write_text(
-        json.dumps({"ops": {"model_backtest": {"config": {"models": args.models, "n_folds": args.folds, "horizon": 28, "history_days": args.history_days}}}})
+        json.dumps(
+            {
+                "ops": {
+                    "model_backtest": {
+                        "config": {
+                            "models": args.models,
+                            "n_folds": args.folds,
+                            "horizon": 28,
+                            "history_days": args.history_days,
+                            "global_models": args.global_models,
+                        }
+                    }
+                }
+            }
+        )
     )
     results["modes"] = {mode: _mode(work, mode, config) for mode in args.modes}
     modes = results["modes"]
     if "serial" in modes:
         reference = modes["serial"]["metrics"]
         results["metrics_identical"] = {mode: out["metrics"] == reference for mode, out in modes.items()}
+        # Threads change the order LightGBM sums in: equal within float tolerance, not bit for bit.
+        results["metrics_max_abs_difference"] = {mode: _max_difference(out["metrics"], reference) for mode, out in modes.items()}
         for out in modes.values():
             out["speedup_over_serial"] = round(modes["serial"]["seconds"] / out["seconds"], 2)
             out["core_seconds_over_serial"] = round(out["cpu_seconds"] / modes["serial"]["cpu_seconds"], 2)
     RESULTS.parent.mkdir(exist_ok=True)
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    previous[f"scale_{args.scale}_folds_{args.folds}"] = results
+    previous[f"scale_{args.scale}_folds_{args.folds}" + ("" if args.global_models == "pooled" else f"_{args.global_models}")] = results
     RESULTS.write_text(json.dumps(previous, indent=1, default=str))
     print(json.dumps({k: v for k, v in results.items() if k != "modes"}, indent=1, default=str))
     for mode, out in modes.items():

@@ -67,8 +67,8 @@ def event_files(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=event_files.__doc__)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--small", action="store_true", help="60 products, ~400 sessions a day, 70 days (about 140,000 events) instead of ~20 million")
-    parser.add_argument("--days", type=int, default=None, help="days from --start (default: 152, October to February; 70 with --small)")
+    parser.add_argument("--small", action="store_true", help="60 products, ~400 sessions a day (about 280,000 events) instead of ~20 million")
+    parser.add_argument("--days", type=int, default=None, help="days from --start (default: 152, October to February; 150 with --small)")
     parser.add_argument("--start", type=dt.date.fromisoformat, default=dt.date(2019, 10, 1), help="first day (YYYY-MM-DD)")
     parser.add_argument("--gzip", action="store_true", help="gzip the monthly files")
     parser.add_argument("--seed", type=int, default=0)

@@ -32,7 +32,11 @@ def test_definitions_load_with_daily_partitions_and_blocking_checks():
         "instock_value",
         "spend_scenario",
     }
-    expected = set(TABLES) | unpartitioned | {"product_demand_truth", "channel_response_truth", "demand_forecast", "forecast_accuracy", "spend_roi"}
+    expected = (
+        set(TABLES)
+        | unpartitioned
+        | {"product_demand_truth", "channel_response_truth", "product_engagement", "demand_forecast", "forecast_accuracy", "spend_roi"}
+    )
     assert expected == keys
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
@@ -209,10 +213,11 @@ def test_raw_domains_invoked_directly_with_a_partition_context(tmp_path):
     events = list(raw_domains(context=context, source=DemandSourceResource(**SMALL), store=store, contract_settings=ContractSettings()))
     results = {e.asset_key.to_user_string(): e for e in events if isinstance(e, dg.MaterializeResult)}
     checks = {e.check_name: e for e in events if isinstance(e, dg.AssetCheckResult)}
-    assert set(results) == {"country_demand", "channel_spend_response", "product_demand"}
+    assert set(results) == {"country_demand", "channel_spend_response", "product_demand", "product_engagement"}
+    assert results["product_engagement"].metadata["provided_by_source"] is False  # the synthetic world has no event log
     assert results["country_demand"].metadata["dagster/row_count"] == SMALL["n_countries"]
     assert results["country_demand"].metadata["window"] == "[2024-03-05, 2024-03-06)"
-    assert all(c.passed for c in checks.values()) and len(checks) == 4
+    assert all(c.passed for c in checks.values()) and len(checks) == 5
     assert checks["country_demand_contract"].metadata["rows_checked"].value == SMALL["n_countries"]
     stored = store.read_window("country_demand", dt.date(2024, 3, 5), dt.date(2024, 3, 6))
     assert stored["COUNTRY"].to_list() == ["DE", "US"]

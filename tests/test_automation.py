@@ -10,7 +10,9 @@ from tests.conftest import SMALL, materialize_range, small_resources
 from tests.test_assets import CorruptingSource
 
 NOW = dt.datetime(2024, 3, 2, 1, 0, tzinfo=dt.UTC)  # the latest daily partition is 2024-03-01
-RAW = ["country_demand", "channel_spend_response", "product_demand", "product_demand_truth", "channel_response_truth"]
+# What the daily schedule's job selects: every raw domain (product_engagement records "not
+# provided" for the synthetic source) and the ground truth.
+RAW = ["country_demand", "channel_spend_response", "product_demand", "product_engagement", "product_demand_truth", "channel_response_truth"]
 
 
 def _requested(result) -> dict[str, set[str]]:

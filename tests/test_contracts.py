@@ -22,7 +22,7 @@ START, END = dt.date(2024, 3, 1), dt.date(2024, 3, 8)
 def frames(small_source):
     cat = small_source.catalog()
     ctx = ContractContext(START, END, {"COUNTRY": cat.countries, "CHANNEL": cat.channels, "PRODUCT": cat.product_ids})
-    data = {d.value: read_all(small_source, d, START, END) for d in Domain}
+    data = {d.value: read_all(small_source, d, START, END) for d in small_source.provides}
     return ctx, data
 
 

@@ -11,12 +11,15 @@ import dagster as dg
 import numpy as np
 import polars as pl
 import pytest
+from fastapi.testclient import TestClient
 
 from contracts import SourceFormatError
 from contracts.columns import ENGAGEMENT_FEATURES
 from demand_assets.definitions import ALL_ASSETS
+from demand_assets.domains.models import ForecastingConfig
 from demand_assets.domains.selections import selection
 from demand_assets.features.engagement import engagement_columns, engagement_features
+from demand_assets.serving.app import create_app
 from demand_assets.sources import Domain
 from demand_assets.sources.events import EVENT_COLUMNS, NEXT_CLASSES, EventLogSource, EventWorld, daily_events, write_event_files
 from demand_assets.sources.events.world import TRANSITIONS, intent_prior
@@ -24,7 +27,7 @@ from resources import DemandSourceResource
 from tests.conftest import small_resources
 
 START = dt.date(2024, 1, 1)  # on or after the partitions' first day
-WORLD = EventWorld.small(days=45, start=START)
+WORLD = EventWorld.small(days=70, start=START)
 FIRST_FILE = "2024-Jan.csv"
 
 
@@ -53,7 +56,7 @@ def test_a_day_is_the_same_alone_or_in_a_run_and_seeds_differ():
     alone = WORLD.day(day)
     in_run = dict(WORLD.days_between(START, START + dt.timedelta(days=12)))[day]
     assert alone.events.equals(in_run.events) and alone.next_event.equals(in_run.next_event)
-    other = EventWorld.small(seed=1, days=45).day(day)
+    other = EventWorld.small(seed=1, days=45, start=START).day(day)
     assert not other.events.head(50).equals(alone.events.head(50))
     assert alone.events.columns == list(EVENT_COLUMNS)
 
@@ -276,7 +279,8 @@ def _materialize(resources, provides, start: dt.date, end: dt.date):
     )
 
 
-def test_the_graph_stores_engagement_and_trains_on_it_and_a_bad_log_changes_nothing(log_dir, tmp_path):
+@pytest.mark.slow
+def test_the_whole_pipeline_runs_on_a_log_and_a_bad_log_changes_nothing(log_dir, tmp_path):
     source = DemandSourceResource(kind="events", events_path=str(log_dir))
     resources = small_resources(tmp_path / "delta", source=source)
     first, last = START, WORLD.end - dt.timedelta(days=1)
@@ -291,6 +295,29 @@ def test_the_graph_stores_engagement_and_trains_on_it_and_a_bad_log_changes_noth
     assert late["ENGAGEMENT_VIEWS_MEAN_28_LAG_1"].is_not_null().mean() > 0.9
     checks = {e.asset_check_key.name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks["product_engagement_contract"] and checks["training_dataset_matches_source_domains"]
+
+    # The model half on the log: backtest, champion, the day's forecast, the service.
+    config = ForecastingConfig(models=["seasonal_naive", "lightgbm"], n_folds=1, horizon=7, history_days=56, lgbm_rounds=20)
+    models = dg.materialize(
+        ALL_ASSETS,
+        resources=resources,
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+        selection=["model_backtest", "champion_model"],
+        run_config=dg.RunConfig(ops={"model_backtest": config}),
+    )
+    assert models.success
+    forecast = dg.materialize(
+        ALL_ASSETS, resources=resources, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False, selection=["demand_forecast"], partition_key=str(last)
+    )
+    assert forecast.success
+    forecasts = store.read_all("demand_forecast")
+    product = forecasts["PRODUCT"][0]
+    assert forecasts["DATE"].unique().to_list() == [last] and forecasts["PRODUCT"].n_unique() == dataset["PRODUCT"].n_unique()
+    with TestClient(create_app(store, resources["mlflow_tracking"])) as client:
+        got = client.get("/forecast", params={"country": "ALL", "product": product, "horizon": 7})
+        assert got.status_code == 200, got.text
+        assert len(got.json()["forecasts"]) == 7
     versions = {t: store.version(t) for t in ("product_demand", "product_engagement", "training_dataset")}
 
     # A corrupted copy of the log: refused by name, every stored table keeps its version.

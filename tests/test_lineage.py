@@ -32,7 +32,7 @@ START, END = "2023-09-01", "2024-02-29"
 CHECK_READS = {("training_dataset", Table.DRIFT_REFERENCE.value)}
 
 # A step that materializes several assets together (a multi-asset) -> its asset keys.
-STEP_KEYS = {"raw_domains": ("country_demand", "channel_spend_response", "product_demand")}
+STEP_KEYS = {"raw_domains": ("country_demand", "channel_spend_response", "product_demand", "product_engagement")}
 
 # (asset, partition range or None, run config): the graph in dependency order.
 STEPS = [

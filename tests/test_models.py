@@ -213,3 +213,20 @@ def test_hybrid_end_to_end_with_real_deepar(panel):
     _, _, train, future = panel
     model = DeepARLightGBMHybrid(TINY_DEEPAR, stage2_windows=1, num_boost_round=20, min_data_in_leaf=5).fit(train)
     _check_forecast(model.predict(train, future), future)
+
+
+def test_a_lightgbm_fit_logs_its_rounds_as_it_goes(panel, caplog):
+    """Issue 19 point 5: a long LightGBM unit shows progress (rounds done / total, elapsed,
+    rate) for each booster, about every tenth of its rounds."""
+    import logging
+
+    from demand_assets.forecasting.models.lightgbm_global import LightGBMForecaster
+
+    _, _, train, _ = panel
+    with caplog.at_level(logging.INFO, logger="demand_assets.forecasting.models.boosting"):
+        LightGBMForecaster(num_boost_round=20).fit(train)
+    lines = [r.getMessage() for r in caplog.records if r.name == "demand_assets.forecasting.models.boosting"]
+    for booster in ("mean", "p10", "p50", "p90"):
+        mine = [line for line in lines if line.startswith(f"lightgbm {booster} booster:")]
+        assert [line.split("round ")[1].split(" ")[0] for line in mine] == [f"{k}/20" for k in range(2, 21, 2)], mine
+        assert "rounds/s" in mine[-1]

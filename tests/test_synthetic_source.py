@@ -12,7 +12,7 @@ from tests.conftest import SMALL, read_all
 START, END = dt.date(2024, 3, 1), dt.date(2024, 3, 15)
 
 
-@pytest.mark.parametrize("domain", list(Domain))
+@pytest.mark.parametrize("domain", sorted(SyntheticDemandSource(SyntheticConfig(**SMALL)).provides, key=lambda d: d.value))
 def test_same_seed_same_data_across_instances(domain):
     a = read_all(SyntheticDemandSource(SyntheticConfig(**SMALL)), domain, START, END)
     b = read_all(SyntheticDemandSource(SyntheticConfig(**SMALL)), domain, START, END)
@@ -25,7 +25,7 @@ def test_different_seed_different_data():
     assert not a.equals(b)
 
 
-@pytest.mark.parametrize("domain", list(Domain))
+@pytest.mark.parametrize("domain", sorted(SyntheticDemandSource(SyntheticConfig(**SMALL)).provides, key=lambda d: d.value))
 def test_range_equals_its_days_generated_in_reverse_order(small_source, domain):
     whole = read_all(small_source, domain, START, END)
     days = [START + dt.timedelta(days=i) for i in range((END - START).days)]

@@ -130,6 +130,10 @@ def promote_champion(
     challenger, challenger_reason = choose_champion(overall, baseline=BASELINE, regime=plan.regime, candidates=list(plan.candidates))
     dataset = plan.read(store)
     incumbent = _incumbent(mlflow_tracking)
+    if challenger is None and incumbent is None and BASELINE in versions:
+        # Nothing beat the baseline and nothing is served yet: the baseline is a forecast too,
+        # and demand_forecast needs a champion. A later model that beats it replaces it.
+        challenger, challenger_reason = BASELINE, f"{challenger_reason}; with no champion yet, the baseline {BASELINE} serves the forecasts"
     frozen = None
     if incumbent is not None:
         loaded = mlflow_tracking.load(incumbent.version)

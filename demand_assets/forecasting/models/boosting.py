@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Sequence
 
 import lightgbm as lgb
@@ -10,7 +12,9 @@ import polars as pl
 
 from demand_assets.forecasting.panel import QUANTILES, TARGET
 
-__all__ = ["CATEGORICAL", "booster_params", "category_vocab", "encode", "predict_with_margin", "train_boosters"]
+__all__ = ["CATEGORICAL", "RoundProgress", "booster_params", "category_vocab", "encode", "predict_with_margin", "train_boosters"]
+
+log = logging.getLogger(__name__)
 
 CATEGORICAL = ("COUNTRY", "PRODUCT", "CATEGORY")
 
@@ -102,7 +106,36 @@ def train_boosters(
             )
         return built[key]
 
-    return {name: lgb.train(params | objective, dataset(name), num_boost_round=num_boost_round) for name, objective in objectives.items()}
+    boosters = {}
+    for name, objective in objectives.items():
+        progress = RoundProgress(name, num_boost_round, len(y) if name == "mean" or subset is None else len(subset))
+        boosters[name] = lgb.train(params | objective, dataset(name), num_boost_round=num_boost_round, callbacks=[progress])
+    return boosters
+
+
+class RoundProgress:
+    """A LightGBM callback logging a booster's progress about every tenth of its rounds: rounds
+    done / total, elapsed seconds and rounds per second (a long unit shows it is moving)."""
+
+    def __init__(self, name: str, rounds: int, rows: int, every: int | None = None) -> None:
+        self.name, self.rounds, self.rows = name, rounds, rows
+        self.every = every or max(1, rounds // 10)
+        self.started = time.perf_counter()
+
+    def __call__(self, env: lgb.callback.CallbackEnv) -> None:
+        done = env.iteration + 1
+        if done % self.every and done != self.rounds:
+            return
+        elapsed = time.perf_counter() - self.started
+        log.info(
+            "lightgbm %s booster: round %d/%d on %s rows, %.1fs (%.1f rounds/s)",
+            self.name,
+            done,
+            self.rounds,
+            f"{self.rows:,}",
+            elapsed,
+            done / max(elapsed, 1e-9),
+        )
 
 
 def predict_with_margin(models: dict[str, lgb.Booster], x: np.ndarray, margins: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

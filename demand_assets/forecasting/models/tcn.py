@@ -10,26 +10,28 @@ error) for what needs an expected value (costs, sums). The direct multi-step hea
 
 Only the target is used, so a planner can upload a CSV of recent sales and get a forecast: the
 global models with covariates live in the daily pipeline. Runs on a GPU when one is present.
+torch is imported when a model is built (`tcn_network.py`), not with this module: a process that
+only loads the code location (every Dagster step process) does not pay for it.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
-import torch
-from torch import nn
 
 from demand_assets.forecasting.models.base import by_steps
-from demand_assets.forecasting.panel import QUANTILES
 from demand_assets.forecasting.panel import SERIES as PANEL_KEYS
+
+if TYPE_CHECKING:
+    from demand_assets.forecasting.models.tcn_network import TCNNetwork
 
 __all__ = ["PANEL_KEYS", "TCNForecaster", "TCNSettings"]
 
 log = logging.getLogger(__name__)
-MEAN_LOSS_WEIGHT = 0.25  # the squared error is on the scale of the windows (mean of inputs + 1)
 
 
 @dataclass(frozen=True)
@@ -49,49 +51,6 @@ class TCNSettings:
             raise ValueError("input_len >= 2, horizon >= 1, epochs >= 1 and channels >= 1 are required")
 
 
-class _CausalBlock(nn.Module):
-    def __init__(self, channels: int, kernel: int, dilation: int) -> None:
-        super().__init__()
-        self.pad = (kernel - 1) * dilation
-        self.conv = nn.Conv1d(channels, channels, kernel, dilation=dilation)
-        self.act = nn.ReLU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(nn.functional.pad(x, (self.pad, 0)))
-        return x + self.act(y)
-
-
-class _TCN(nn.Module):
-    def __init__(self, settings: TCNSettings) -> None:
-        super().__init__()
-        self.inp = nn.Conv1d(1, settings.channels, 1)
-        blocks, dilation = [], 1
-        while dilation < settings.input_len:
-            blocks.append(_CausalBlock(settings.channels, settings.kernel_size, dilation))
-            dilation *= 2
-        self.blocks = nn.Sequential(*blocks)
-        self.head = nn.Linear(settings.channels, settings.horizon * 4)
-        self.horizon = settings.horizon
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.blocks(self.inp(x.unsqueeze(1)))[:, :, -1]
-        raw = self.head(h).view(-1, self.horizon, 4)
-        p10 = raw[..., 0]
-        p50 = p10 + nn.functional.softplus(raw[..., 1])
-        p90 = p50 + nn.functional.softplus(raw[..., 2])
-        mean = nn.functional.softplus(raw[..., 3])
-        return torch.stack([p10, p50, p90, mean], dim=-1)
-
-
-def _loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Pinball loss of the three quantiles plus the squared error of the mean head (whose
-    minimiser is the conditional mean; for skewed counts it sits above the median)."""
-    q = torch.tensor(QUANTILES, device=pred.device)
-    diff = target.unsqueeze(-1) - pred[..., :3]
-    pinball = torch.maximum(q * diff, (q - 1) * diff).mean()
-    return pinball + MEAN_LOSS_WEIGHT * ((target - pred[..., 3]) ** 2).mean()
-
-
 def _series_arrays(panel: pl.DataFrame, time: str, target: str) -> tuple[pl.DataFrame, list[np.ndarray]]:
     ordered = panel.sort(*PANEL_KEYS, time)
     groups = ordered.partition_by(PANEL_KEYS, maintain_order=True, as_dict=True)
@@ -108,8 +67,8 @@ class TCNForecaster:
         self.settings = settings
         self.time = time
         self.target = target
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.net: _TCN | None = None
+        self.device = _device()
+        self.net: TCNNetwork | None = None
 
     def _windows(self, series: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         n_in, h = self.settings.input_len, self.settings.horizon
@@ -125,6 +84,10 @@ class TCNForecaster:
         return np.concatenate(xs), np.concatenate(ys)
 
     def fit(self, panel: pl.DataFrame) -> TCNForecaster:
+        import torch
+
+        from demand_assets.forecasting.models.tcn_network import TCNNetwork, quantile_loss
+
         s = self.settings
         torch.manual_seed(s.seed)
         rng = np.random.default_rng(s.seed)
@@ -132,7 +95,7 @@ class TCNForecaster:
         x_all, y_all = self._windows(series)
         scale = x_all.mean(axis=1, keepdims=True) + 1.0
         x_all, y_all = x_all / scale, y_all / scale
-        self.net = _TCN(s).to(self.device)
+        self.net = TCNNetwork(s).to(self.device)
         opt = torch.optim.Adam(self.net.parameters(), lr=s.learning_rate)
         for epoch in range(s.epochs):
             pick = rng.permutation(len(x_all))[: s.max_windows]
@@ -142,7 +105,7 @@ class TCNForecaster:
                 xb = torch.from_numpy(x_all[idx]).to(self.device)
                 yb = torch.from_numpy(y_all[idx]).to(self.device)
                 opt.zero_grad()
-                loss = _loss(self.net(xb), yb)
+                loss = quantile_loss(self.net(xb), yb)
                 loss.backward()
                 opt.step()
                 total += loss.item() * len(idx)
@@ -175,6 +138,8 @@ class TCNForecaster:
         short = [dict(zip(PANEL_KEYS, k)) for k, y in zip(keys.iter_rows(), series) if len(y) < n_in]
         if short:
             raise ValueError(f"too little history: {len(short)} series have fewer than the {n_in} periods the model reads, e.g. {short[:3]}")
+        import torch
+
         x = np.stack([y[-n_in:] for y in series])
         scale = x.mean(axis=1, keepdims=True) + 1.0
         self.net.eval()
@@ -203,8 +168,17 @@ class TCNForecaster:
     def __setstate__(self, state: dict) -> None:
         weights = state.pop("net")
         self.__dict__.update(state)
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = _device()
         self.net = None
         if weights is not None:
-            self.net = _TCN(self.settings).to(self.device)
+            from demand_assets.forecasting.models.tcn_network import TCNNetwork
+
+            self.net = TCNNetwork(self.settings).to(self.device)
             self.net.load_state_dict(weights)
+
+
+def _device() -> Any:
+    """A GPU when there is one, else the CPU (a torch.device)."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -160,8 +160,8 @@ class EventWorld:
     max_events: int = 80  # a session ends after max_events - 1 events
 
     @staticmethod
-    def small(seed: int = 0, days: int = 70, start: dt.date = dt.date(2019, 10, 1)) -> EventWorld:
-        """A world that generates in a second: 60 products, 2,000 users, ~400 sessions a day."""
+    def small(seed: int = 0, days: int = 150, start: dt.date = dt.date(2019, 10, 1)) -> EventWorld:
+        """A world that generates in seconds: 60 products, 2,000 users, ~400 sessions a day."""
         return EventWorld(seed=seed, start=start, days=days, sessions_per_day=400.0, n_products=60, n_categories=8, n_users=2_000)
 
     @property

@@ -182,7 +182,7 @@ class SyntheticDemandSource(DemandSource):
 
     @property
     def provides(self) -> frozenset[Domain]:
-        return frozenset(Domain)
+        return frozenset(Domain) - {Domain.PRODUCT_ENGAGEMENT}  # no shoppers' event log in this world
 
     def catalog(self) -> Catalog:
         return self._catalog
