@@ -335,3 +335,33 @@ def test_the_whole_pipeline_runs_on_a_log_and_a_bad_log_changes_nothing(log_dir,
     failures = [e.step_failure_data.error.message for e in again.all_events if e.is_step_failure]
     assert any("event types are one of" in m and "wishlist" in m for m in failures), failures
     assert {t: store.version(t) for t in versions} == versions
+
+
+def test_an_engagement_lag_past_the_origin_takes_the_same_weekdays_newest_value():
+    """Forecasting 28 days ahead, yesterday's views are unknown after the first day: the value
+    used is the one observed on the same weekday up to the origin, not the origin's own value
+    repeated (a Sunday peak carried over every day over-forecast by 10% on the event world)."""
+    from demand_assets.forecasting.panel import future_frame
+
+    days = pl.date_range(dt.date(2024, 1, 1), dt.date(2024, 2, 29), eager=True)
+    views = [100.0 if d.weekday() == 6 else 10.0 + d.weekday() for d in days]
+    dataset = pl.DataFrame(
+        {
+            "DATE": days,
+            "COUNTRY": "ALL",
+            "PRODUCT": "p",
+            "PRODUCT_DEMAND": 1,
+            "IN_STOCK": True,
+            "PRICE": 2.0,
+            "PROMO": False,
+            "ENGAGEMENT_VIEWS_LAG_1": [None, *views[:-1]],
+        }
+    )
+    origin = dt.date(2024, 2, 4)  # a Sunday
+    future = future_frame(dataset, origin, 14)
+    got = dict(future.select("DATE", "ENGAGEMENT_VIEWS_LAG_1").iter_rows())
+    for h in range(1, 15):
+        day = origin + dt.timedelta(days=h)
+        lagged = day - dt.timedelta(days=1)  # the day whose views the feature holds
+        expected = 100.0 if lagged.weekday() == 6 else 10.0 + lagged.weekday()
+        assert got[day] == expected, (h, got[day], expected)

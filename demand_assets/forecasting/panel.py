@@ -6,7 +6,8 @@ Macro indicators are known as of the origin (carried forward). Same-day channel 
 anything derived from the future target are never features of a future day. A table source's
 known covariates (KNOWN_<NAME>) are planned like price; its observed covariates enter only
 lagged (OBSERVED_<NAME>_LAG_k): a lag that reaches past the origin is carried forward from the
-last value known at the origin. An event log's engagement features (ENGAGEMENT_<WHAT>_LAG_k)
+last value known at the origin (engagement counts: the newest value on the same weekday,
+`_known_lags_only`). An event log's engagement features (ENGAGEMENT_<WHAT>_LAG_k)
 are observed covariates too.
 """
 
@@ -60,14 +61,37 @@ def exogenous_columns(frame: pl.DataFrame) -> list[str]:
     return ["PRICE", "PROMO", *[c for c in _CALENDAR if c in frame.columns], *spend, *macro_columns(frame), *covariate_columns(frame)]
 
 
-def _known_lags_only(rows: pl.DataFrame, origin: dt.date) -> pl.DataFrame:
+def _known_lags_only(rows: pl.DataFrame, origin: dt.date, history: pl.DataFrame | None = None) -> pl.DataFrame:
     """Observed-covariate lags of future days: the stored value where the lagged day is on or
-    before the origin (it was observed), else the last such value of the series carried forward."""
+    before the origin (it was observed), else the last known value of the series carried
+    forward (a slow indicator such as CPI is best guessed by its newest value). Engagement
+    counts (ENGAGEMENT_*) follow a weekly cycle (shoppers browse most on Sundays): with
+    `history` (the dataset the rows come from) they take the value observed on the newest day up
+    to the origin that falls on the same weekday as the lagged day, instead of the origin day's
+    value repeated on every day. (A weekly series' lags fall on its week day: both rules give
+    the newest known value.)"""
     lagged = [c for c in rows.columns if _observed_lag(c) is not None]
     if not lagged:
         return rows
     known = [pl.when(pl.col("DATE") - pl.duration(days=_observed_lag(c)) <= pl.lit(origin)).then(pl.col(c)).otherwise(None).alias(c) for c in lagged]
-    return rows.sort(KEYS).with_columns(known).with_columns(pl.col(c).forward_fill().over(SERIES) for c in lagged)
+    rows = rows.sort(KEYS).with_columns(known)
+    if history is not None:
+        for c in [c for c in lagged if c.startswith(ENGAGEMENT_PREFIX)]:
+            k = _observed_lag(c)
+            assert k is not None
+            # Days the lagged day lies past the origin, rounded up to whole weeks: the row that
+            # many weeks earlier observed its lag on the same weekday, on or before the origin.
+            past = (pl.col("DATE") - pl.lit(origin)).dt.total_days() - k
+            source = pl.col("DATE") - pl.duration(days=7 * ((past + 6) // 7))
+            window = history.filter(pl.col("DATE").is_between(origin + dt.timedelta(days=k - 6), origin + dt.timedelta(days=k)))
+            values = window.select(*SERIES, pl.col("DATE").alias("_SOURCE"), pl.col(c).alias("_SAME_WEEKDAY"))
+            rows = (
+                rows.with_columns(pl.when(past > 0).then(source).otherwise(None).alias("_SOURCE"))
+                .join(values, on=[*SERIES, "_SOURCE"], how="left")
+                .with_columns(pl.coalesce(c, "_SAME_WEEKDAY").alias(c))
+                .drop("_SOURCE", "_SAME_WEEKDAY")
+            )
+    return rows.sort(KEYS).with_columns(pl.col(c).forward_fill().over(SERIES) for c in lagged)
 
 
 def sorted_by_date(frame: pl.DataFrame) -> pl.DataFrame:
@@ -98,7 +122,7 @@ def future_frame(dataset: pl.DataFrame, origin: dt.date, horizon: int) -> pl.Dat
     if macro:
         as_of = dataset.filter(pl.col("DATE") == origin).select(*SERIES, *macro)
         rows = rows.drop(macro).join(as_of, on=SERIES, how="left")
-    return _known_lags_only(rows.select(keep), origin).sort(KEYS)
+    return _known_lags_only(rows.select(keep), origin, dataset).sort(KEYS)
 
 
 def planned_future(dataset: pl.DataFrame, origin: dt.date, horizon: int, *, period_days: int = 1) -> pl.DataFrame:
@@ -149,4 +173,4 @@ def planned_future(dataset: pl.DataFrame, origin: dt.date, horizon: int, *, peri
     planned = planned.join(holidays, on=["DATE", "COUNTRY"], how="left")
     # Source calendars beyond the stored days (M5's SNAP and events) are unknown here: null.
     planned = planned.with_columns(pl.lit(None, stored.schema[c]).alias(c) for c in stored.columns if c not in planned.columns)
-    return _known_lags_only(pl.concat([stored, planned.select(stored.columns)], how="vertical_relaxed"), origin).sort(KEYS)
+    return _known_lags_only(pl.concat([stored, planned.select(stored.columns)], how="vertical_relaxed"), origin, dataset).sort(KEYS)

@@ -28,7 +28,7 @@ from typing import Literal
 import polars as pl
 
 from contracts.validation import SourceFormatError, Violation
-from demand_assets.sources.base import other_delimiter
+from demand_assets.sources.base import iter_date_chunks, other_delimiter
 from demand_assets.sources.events.world import EVENT_COLUMNS, EVENT_TYPES
 
 __all__ = ["ALL_TIME", "COUNTS", "ENGAGEMENT_COUNTS", "EventDays", "EventLevel", "daily_events", "event_files", "event_rules"]
@@ -173,13 +173,21 @@ def daily_events(
         ) from error
 
 
+# Days counted per pass after the check: a pass holds its window's events (for the exact
+# duplicates and the distinct sessions), so memory follows the window, not the log.
+WINDOW_DAYS = 31
+
+
 def _daily_events(files: list[Path], start: dt.date, end: dt.date, level: EventLevel, timezone: str, progress: Callable[[str], None] | None) -> EventDays:
     rules = event_rules()
-    parsed = _parsed(_scan(files), timezone)
+    scans = {f.name: _parsed(_scan([f]), timezone) for f in files}
+    parsed = pl.concat(list(scans.values()), how="vertical")
     # Rows of the window, and rows whose time does not parse (they belong to no window).
     relevant = parsed.filter(pl.col("DATE").is_between(start, end, closed="left") | pl.col("TIME").is_null())
     counts = relevant.select(*[(~holds.fill_null(False)).sum().alias(rule) for rule, (_, holds) in rules.items()], pl.len().alias("_rows"))
-    counted = counts.collect(engine="streaming").row(0, named=True)
+    spans = relevant.group_by("FILE").agg(pl.col("DATE").min().alias("FIRST"), pl.col("DATE").max().alias("LAST"))
+    counted_frame, spans_frame = pl.collect_all([counts, spans], engine="streaming")
+    counted = counted_frame.row(0, named=True)
     broken = [rule for rule, _ in rules.items() if counted[rule]]
     if broken:
         violations = []
@@ -191,10 +199,31 @@ def _daily_events(files: list[Path], start: dt.date, end: dt.date, level: EventL
     if progress:
         span = f"{start}..{end - dt.timedelta(days=1)}" if (start, end) != ALL_TIME else "the whole log"
         progress(f"event log: {counted['_rows']:,} events of {span} checked ({len(files)} file(s))")
+    spans_frame = spans_frame.filter(pl.col("FIRST").is_not_null())
+    if spans_frame.is_empty():
+        return EventDays(days=_count(parsed.filter(pl.lit(False)), level), events_read=0, duplicates=0)
+    first, last = spans_frame["FIRST"].min(), spans_frame["LAST"].max()
+    parts = []
+    for a, b in iter_date_chunks(max(start, first), min(end, last + dt.timedelta(days=1)), WINDOW_DAYS):
+        # Only the files holding days of [a, b): a monthly log reads one or two files a pass.
+        touching = spans_frame.filter((pl.col("FIRST") < b) & (pl.col("LAST") >= a))["FILE"].to_list()
+        window = pl.concat([scans[name] for name in touching], how="vertical").filter(pl.col("DATE").is_between(a, b, closed="left"))
+        parts.append(_count(window, level))
+        if progress:
+            progress(f"event log: counted {a}..{b - dt.timedelta(days=1)} ({len(touching)} file(s))")
+    days = pl.concat(parts).sort("DATE", "SERIES")
+    kept = int(days.select(pl.sum_horizontal(*COUNTS).sum()).item()) if days.height else 0  # every kept event has one of the four types
+    duplicates = int(counted["_rows"]) - kept
+    if progress:
+        progress(f"event log: {kept:,} events kept, {duplicates:,} exact duplicates dropped; {days.height:,} series-days at level {level}")
+    return EventDays(days=days, events_read=int(counted["_rows"]), duplicates=duplicates)
+
+
+def _count(window: pl.LazyFrame, level: EventLevel) -> pl.DataFrame:
+    """The window's events, exact duplicates dropped, counted per DATE and SERIES."""
     key, category = _series(level)
-    window = parsed.filter(pl.col("DATE").is_between(start, end, closed="left")).drop("FILE", "LINE", "TIME")
-    unique = window.unique(subset=list(EVENT_COLUMNS), keep="any", maintain_order=False)
-    days = (
+    unique = window.drop("FILE", "LINE", "TIME").unique(subset=list(EVENT_COLUMNS), keep="any", maintain_order=False)
+    return (
         unique.with_columns(key.cast(pl.String).alias("SERIES"), category.cast(pl.String).alias("CATEGORY"))
         .group_by("DATE", "SERIES")
         .agg(
@@ -204,11 +233,5 @@ def _daily_events(files: list[Path], start: dt.date, end: dt.date, level: EventL
             pl.col("user_id").n_unique().cast(pl.Int64).alias("USERS"),
             pl.col("PRICE").mean().round(6).alias("PRICE"),  # rounded: the same log gives the same prices, whatever order the engine sums in
         )
-        .sort("DATE", "SERIES")
         .collect(engine="streaming")
     )
-    kept = int(days.select(pl.sum_horizontal(*COUNTS).sum()).item()) if days.height else 0  # every kept event has one of the four types
-    duplicates = int(counted["_rows"]) - kept
-    if progress:
-        progress(f"event log: {kept:,} events kept, {duplicates:,} exact duplicates dropped; {days.height:,} series-days at level {level}")
-    return EventDays(days=days, events_read=int(counted["_rows"]), duplicates=duplicates)
