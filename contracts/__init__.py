@@ -24,6 +24,7 @@ from contracts.tables import (
     ProductDemand,
     ProductDemandTruth,
     ProductEngagement,
+    PurchaseIntent,
     SpendRoi,
     TrainingDataset,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "ProductDemand",
     "ProductDemandTruth",
     "ProductEngagement",
+    "PurchaseIntent",
     "SourceFormatError",
     "SpendRoi",
     "TABLES",

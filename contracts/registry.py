@@ -20,6 +20,7 @@ from contracts.tables import (
     ProductDemand,
     ProductDemandTruth,
     ProductEngagement,
+    PurchaseIntent,
     SpendRoi,
     TrainingDataset,
 )
@@ -52,6 +53,8 @@ class Table(StrEnum):
     FORECAST_ERROR_COST = "forecast_error_cost"
     INSTOCK_VALUE = "instock_value"
     SKU_BACKTEST_METRICS = "sku_backtest_metrics"
+    NEXT_EVENT_METRICS = "next_event_metrics"
+    PURCHASE_INTENT = "purchase_intent"
 
 
 @dataclass(frozen=True)
@@ -268,6 +271,21 @@ _SPECS = [
         "sku_forecast_models",
         "snapshot",
         "Backtest metrics of the per-SKU service models (TCN against the mean of the last four periods), weekly and daily.",
+    ),
+    TableSpec(
+        Table.NEXT_EVENT_METRICS,
+        ("MODEL",),
+        "next_event_model",
+        "snapshot",
+        "Next-event models scored on the newest sessions of an event log (time split): accuracy, macro-F1, log loss, ECE, purchase ROC/PR-AUC; the truth's scores on a generated log.",
+    ),
+    _contracted(
+        Table.PURCHASE_INTENT,
+        PurchaseIntent,
+        ("DATE", "USER_SESSION"),
+        (),
+        "purchase_intent",
+        "Per day, the sessions with a cart scored as of their first cart: P_PURCHASE, the AT_RISK flag, cart contents and value, whether they bought.",
     ),
 ]
 

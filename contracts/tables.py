@@ -19,6 +19,7 @@ __all__ = [
     "ProductDemand",
     "ProductDemandTruth",
     "ProductEngagement",
+    "PurchaseIntent",
     "SpendRoi",
     "TrainingDataset",
 ]
@@ -108,6 +109,34 @@ class ProductEngagement(pa.DataFrameModel):
     class Config:
         strict = True
         unique = ["DATE", "COUNTRY", "PRODUCT"]
+
+
+class PurchaseIntent(pa.DataFrameModel):
+    """Per day, every session of an event log with a cart, scored by the next-event champion as
+    of its first cart event: P_PURCHASE (a purchase still to come), AT_RISK (below the model's
+    threshold), what its cart held at the session's end and whether it bought."""
+
+    DATE: dt.date = pa.Field(nullable=False)
+    USER_SESSION: str = pa.Field(nullable=False)
+    USER_ID: str = pa.Field(nullable=True)
+    PRODUCTS_IN_CART: int = pa.Field(nullable=False, ge=0)
+    CART_VALUE: float = pa.Field(nullable=False, ge=0)
+    P_PURCHASE: float = pa.Field(nullable=False, ge=0, le=1)
+    AT_RISK: bool = pa.Field(nullable=False)
+    PURCHASED: bool = pa.Field(nullable=False)
+    MODEL: str = pa.Field(nullable=False)
+    MODEL_VERSION: str = pa.Field(nullable=False)
+
+    @pa.dataframe_check(name="at_risk_means_no_purchase_probability_above_others")
+    def at_risk_below_the_rest(cls, data) -> pl.LazyFrame:
+        # One threshold per model version: every flagged session scores below every unflagged one.
+        flagged = pl.col("P_PURCHASE").filter(pl.col("AT_RISK")).max().over("MODEL_VERSION")
+        kept = pl.col("P_PURCHASE").filter(~pl.col("AT_RISK")).min().over("MODEL_VERSION")
+        return data.lazyframe.select((flagged.is_null() | kept.is_null() | (flagged <= kept)).alias("ok"))
+
+    class Config:
+        strict = True
+        unique = ["DATE", "USER_SESSION"]
 
 
 class ProductDemandTruth(pa.DataFrameModel):

@@ -16,6 +16,7 @@ from demand_assets.domains.forecasts import demand_forecast
 from demand_assets.domains.impact import forecast_error_cost, instock_value
 from demand_assets.domains.marketing import spend_response_model, spend_roi
 from demand_assets.domains.models import champion_model, model_backtest
+from demand_assets.domains.next_event import next_event_model, purchase_intent
 from demand_assets.domains.planning import budget_allocation, spend_scenario
 from demand_assets.domains.raw import channel_response_truth, product_demand_truth, raw_domains
 from demand_assets.domains.sku import sku_forecast_models
@@ -31,8 +32,9 @@ FORECAST_ASSETS = [demand_forecast]
 MONITORING_ASSETS = [forecast_accuracy]
 MARKETING_ASSETS = [spend_response_model, spend_roi, budget_allocation, spend_scenario]
 IMPACT_ASSETS = [forecast_error_cost, instock_value]
+NEXT_EVENT_ASSETS = [next_event_model, purchase_intent]  # sessions of an event log (DEMAND_SOURCE=events)
 DATA_ASSETS = [*RAW_DOMAIN_ASSETS, *GROUND_TRUTH_ASSETS, *FEATURE_ASSETS]
-ALL_ASSETS = [*DATA_ASSETS, *MODEL_ASSETS, *FORECAST_ASSETS, *MONITORING_ASSETS, *MARKETING_ASSETS, *IMPACT_ASSETS]
+ALL_ASSETS = [*DATA_ASSETS, *MODEL_ASSETS, *FORECAST_ASSETS, *MONITORING_ASSETS, *MARKETING_ASSETS, *IMPACT_ASSETS, *NEXT_EVENT_ASSETS]
 
 
 def _executor() -> dg.ExecutorDefinition | None:

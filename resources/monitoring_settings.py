@@ -28,6 +28,10 @@ class MonitoringSettings(dg.ConfigurableResource):
     accuracy_bias: float = Field(default=0.2, gt=0, description="a realised bias of the forecasts beyond +/- this share of demand is accuracy drift")
     retrain_after_days: int = Field(default=28, ge=1, description="retrain once this many newer days exist than the last training used")
     reference_rows: int = Field(default=50_000, ge=1000, description="rows sampled from the champion's training window as the drift reference")
+    next_event_log_loss_ratio: float = Field(
+        default=1.15, gt=1, description="next-event drift: a day's realised log loss / the champion's test log loss above this"
+    )
+    next_event_ece: float = Field(default=0.05, gt=0, lt=1, description="next-event drift: a day's realised expected calibration error above this")
 
     def thresholds(self) -> DriftThresholds:
         return DriftThresholds(

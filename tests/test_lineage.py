@@ -48,6 +48,10 @@ STEPS = [
     ("forecast_error_cost", None, None),
     ("instock_value", None, None),
     ("sku_forecast_models", None, SkuModelConfig(frequencies=["weekly"], history_days=150, weekly_epochs=2, channels=8)),
+    # The synthetic world has no sessions: both record "not provided" here (an event log's
+    # reads, product_engagement's newest day, are a declared dep; tests/test_next_event.py).
+    ("next_event_model", None, None),
+    ("purchase_intent", ("2024-02-29", "2024-02-29"), None),
 ]
 
 

@@ -72,7 +72,22 @@ def _store() -> DeltaStore:
     return store
 
 
-APP = create_app(_store(), models=_models())
+def _next_event():
+    """A next-event model fitted on a few days of the event world (LightGBM, few rounds)."""
+    from demand_assets.next_event.baselines import LightGBMPrefix
+    from demand_assets.next_event.registry import NextEventPyfunc
+    from demand_assets.next_event.sequences import SequenceReference, session_events
+    from demand_assets.serving.next_event import LoadedNextEvent
+    from demand_assets.sources.events import EventWorld
+
+    world = EventWorld.small(days=6)
+    events = pl.concat([world.day(world.start + dt.timedelta(days=i)).events for i in range(world.days)]).unique()
+    reference = SequenceReference.fit(events)
+    model = LightGBMPrefix(rounds=20).fit(session_events(events, reference))
+    return LoadedNextEvent("next_event:lightgbm", "1", NextEventPyfunc(model, reference, "lightgbm", 0.3))
+
+
+APP = create_app(_store(), models=_models(), next_event=_next_event())
 CLIENT = TestClient(APP)
 PRODUCT = WEEKLY["PRODUCT"][0]
 
@@ -88,7 +103,7 @@ def _history_csv(frame: pl.DataFrame = DAILY) -> bytes:
 
 def test_health_names_the_models_and_the_forecast_day():
     body = CLIENT.get("/health").json()
-    assert body == {"status": "ok", "models": {"weekly": "sku_forecast_weekly:tcn@7"}, "forecast_as_of": "2024-06-30"}
+    assert body == {"status": "ok", "models": {"weekly": "sku_forecast_weekly:tcn@7", "next_event": "next_event:lightgbm@1"}, "forecast_as_of": "2024-06-30"}
 
 
 def test_predict_from_a_daily_history_csv_returns_weekly_quantiles_with_the_model():
@@ -98,7 +113,7 @@ def test_predict_from_a_daily_history_csv_returns_weekly_quantiles_with_the_mode
     assert body["model"] == "sku_forecast_weekly:tcn" and body["model_version"] == "7" and body["horizon"] == 3
     assert [f["step"] for f in body["forecasts"]] == [1, 2, 3]
     assert all(f["p10"] <= f["p50"] <= f["p90"] for f in body["forecasts"])
-    assert response.headers["X-Demand-Models"] == "weekly=sku_forecast_weekly:tcn@7"
+    assert response.headers["X-Demand-Models"] == "next_event=next_event:lightgbm@1;weekly=sku_forecast_weekly:tcn@7"
     monday = dt.date.fromisoformat(body["forecasts"][0]["period"])
     assert monday.weekday() == 0
 
@@ -172,3 +187,19 @@ def test_fuzz_no_input_makes_a_server_error(case):
     response = case.call()
     # 503 is the documented answer to model=tcn for a frequency without a registered model, not a crash.
     assert response.status_code < 500 or (response.status_code == 503 and "no daily model" in response.text), response.text
+
+
+def test_next_event_answers_a_session_and_refuses_what_it_cannot_read():
+    view = {"event_type": "view", "product_id": "3700001", "price": 9.5, "event_time": "2019-10-03T20:00:00+03:00"}
+    cart = dict(view, event_type="cart", event_time="2019-10-03T17:00:30Z")  # 30 s later, in UTC
+    body = CLIENT.post("/next-event", json={"events": [view, cart]}).json()
+    assert body["model"] == "next_event:lightgbm" and body["model_version"] == "1" and body["events"] == 2
+    assert sum(body["next_event"].values()) == pytest.approx(1.0, abs=1e-4) and body["has_cart"]
+    assert body["at_risk"] == (body["p_purchase"] < body["threshold"])
+    # after a purchase the session is not at risk, whatever the score
+    bought = CLIENT.post("/next-event", json={"events": [view, cart, dict(cart, event_type="purchase", event_time="2019-10-03T17:01:00Z")]}).json()
+    assert not bought["at_risk"]
+    unsorted = CLIENT.post("/next-event", json={"events": [cart, dict(view, event_time="2019-10-03T17:05:00Z")]})
+    assert unsorted.status_code == 200  # in order once read in UTC
+    backwards = CLIENT.post("/next-event", json={"events": [dict(view, event_time="2019-10-03T17:05:00Z"), cart]})
+    assert backwards.status_code == 422 and "event times are in order" in backwards.text

@@ -12,12 +12,14 @@ import dagster as dg
 from demand_assets.domains.accuracy import ACCURACY_DRIFT
 from demand_assets.domains.drift import DRIFT_CHECKS
 from demand_assets.domains.models import champion_model, model_backtest
+from demand_assets.domains.next_event import NEXT_EVENT_DRIFT, next_event_model
 from demand_assets.monitoring.retraining import CheckSignal, RetrainingCursor, decide_retraining
 from resources import MonitoringSettings
 from resources.settings import daily_schedule_time
 
 __all__ = [
     "DRIFT_CHECK_KEYS",
+    "NEXT_EVENT_DRIFT_KEY",
     "daily_raw_domains_job",
     "daily_raw_domains_schedule",
     "retraining_sensor",
@@ -29,6 +31,8 @@ DRIFT_CHECK_KEYS = [
     *(dg.AssetCheckKey(dg.AssetKey("training_dataset"), name) for name in DRIFT_CHECKS),
     dg.AssetCheckKey(dg.AssetKey("forecast_accuracy"), ACCURACY_DRIFT),
 ]
+# The next-event champion's drift check requests its own retraining (next_event_model).
+NEXT_EVENT_DRIFT_KEY = dg.AssetCheckKey(dg.AssetKey("purchase_intent"), NEXT_EVENT_DRIFT)
 
 daily_raw_domains_job = dg.define_asset_job(
     "daily_raw_domains",
@@ -66,16 +70,16 @@ def _newest_day(instance: dg.DagsterInstance) -> dt.date | None:
     return dt.date.fromisoformat(max(keys)) if keys else None
 
 
-@dg.sensor(
-    target=[model_backtest, champion_model],
-    minimum_interval_seconds=300,
-    default_status=dg.DefaultSensorStatus.STOPPED,
-    description="Requests a retraining run (model_backtest, then champion_model) when a drift check fails, "
-    "or once DEMAND_RETRAIN_AFTER_DAYS newer days exist than the last training; one run per trigger and training generation.",
-)
-def retraining_sensor(context: dg.SensorEvaluationContext, monitoring: MonitoringSettings):
-    # Only the instance's event log is read (no Delta, no MLflow): a tick takes milliseconds.
-    summaries = context.instance.event_log_storage.get_asset_check_summary_records(DRIFT_CHECK_KEYS)
+def _next_event_trained_until(instance: dg.DagsterInstance) -> dt.date | None:
+    event = instance.get_latest_materialization_event(next_event_model.key)
+    if event is None or event.asset_materialization is None:
+        return None
+    value = event.asset_materialization.metadata.get("trained_until")
+    return dt.date.fromisoformat(value.value) if value is not None else None
+
+
+def _signals(instance: dg.DagsterInstance, keys: list[dg.AssetCheckKey]) -> list[CheckSignal]:
+    summaries = instance.event_log_storage.get_asset_check_summary_records(keys)
     signals = []
     for key, summary in summaries.items():
         record = summary.last_completed_check_execution_record
@@ -83,17 +87,56 @@ def retraining_sensor(context: dg.SensorEvaluationContext, monitoring: Monitorin
         if evaluation is None:
             continue
         signals.append(CheckSignal(f"{key.asset_key.to_user_string()}:{key.name}", record.id, evaluation.passed, evaluation.description or ""))
-    request, cursor = decide_retraining(
-        signals,
-        RetrainingCursor.parse(context.cursor),
+    return signals
+
+
+@dg.sensor(
+    target=[model_backtest, champion_model, next_event_model],
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Requests a retraining run (model_backtest, then champion_model) when a drift check fails, "
+    "or once DEMAND_RETRAIN_AFTER_DAYS newer days exist than the last training; one run per trigger and training generation. "
+    "A failed next-event drift check (purchase_intent) requests a next_event_model run, once per next-event training.",
+)
+def retraining_sensor(context: dg.SensorEvaluationContext, monitoring: MonitoringSettings):
+    # Only the instance's event log is read (no Delta, no MLflow): a tick takes milliseconds.
+    cursor = RetrainingCursor.parse(context.cursor)
+    request, demand_cursor = decide_retraining(
+        _signals(context.instance, DRIFT_CHECK_KEYS),
+        cursor,
         trained_until=_trained_until(context.instance),
         newest_day=_newest_day(context.instance),
         retrain_after_days=monitoring.retrain_after_days,
     )
-    if request is None:
-        return dg.SensorResult(skip_reason="no drift check failed and the models are recent enough", cursor=cursor.serialize())
-    context.log.info(f"requesting retraining ({request.trigger}): {request.reason}")
-    return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=request.run_key, tags={"demand/retrain_trigger": request.trigger, "demand/retrain_reason": request.reason[:200]})],
-        cursor=cursor.serialize(),
+    # The next-event model retrains on drift only (its own generation: its last training day).
+    trained = _next_event_trained_until(context.instance)
+    next_request, next_cursor = decide_retraining(
+        _signals(context.instance, [NEXT_EVENT_DRIFT_KEY]),
+        cursor.nested("next_event"),
+        trained_until=trained,
+        newest_day=trained,
+        retrain_after_days=10**6,
     )
+    demand_cursor.children["next_event"] = next_cursor
+    runs = []
+    if request is not None:
+        context.log.info(f"requesting retraining ({request.trigger}): {request.reason}")
+        runs.append(
+            dg.RunRequest(
+                run_key=request.run_key,
+                asset_selection=[model_backtest.key, champion_model.key],
+                tags={"demand/retrain_trigger": request.trigger, "demand/retrain_reason": request.reason[:200]},
+            )
+        )
+    if next_request is not None and next_request.trigger == "drift":
+        context.log.info(f"requesting next-event retraining: {next_request.reason}")
+        runs.append(
+            dg.RunRequest(
+                run_key=f"next-event:{next_request.run_key}",
+                asset_selection=[next_event_model.key],
+                tags={"demand/retrain_trigger": "next_event_drift", "demand/retrain_reason": next_request.reason[:200]},
+            )
+        )
+    if not runs:
+        return dg.SensorResult(skip_reason="no drift check failed and the models are recent enough", cursor=demand_cursor.serialize())
+    return dg.SensorResult(run_requests=runs, cursor=demand_cursor.serialize())

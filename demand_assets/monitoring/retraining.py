@@ -39,16 +39,31 @@ class CheckSignal:
 class RetrainingCursor:
     handled: dict[str, int] = field(default_factory=dict)  # check -> newest record id seen
     requested_for: str | None = None  # the generation a retraining was last requested for
+    children: dict[str, RetrainingCursor] = field(default_factory=dict)  # other models' cursors (next_event)
 
     @classmethod
     def parse(cls, text: str | None) -> RetrainingCursor:
         if not text:
             return cls()
-        data = json.loads(text)
-        return cls(handled=data.get("handled", {}), requested_for=data.get("requested_for"))
+        return cls._from(json.loads(text))
+
+    @classmethod
+    def _from(cls, data: dict) -> RetrainingCursor:
+        children = {k: cls._from(v) for k, v in data.get("children", {}).items()}
+        return cls(handled=data.get("handled", {}), requested_for=data.get("requested_for"), children=children)
+
+    def nested(self, name: str) -> RetrainingCursor:
+        """The cursor of another model's retraining, kept inside this one."""
+        return self.children.get(name, RetrainingCursor())
+
+    def _data(self) -> dict:
+        data: dict = {"handled": self.handled, "requested_for": self.requested_for}
+        if self.children:
+            data["children"] = {k: v._data() for k, v in self.children.items()}
+        return data
 
     def serialize(self) -> str:
-        return json.dumps({"handled": self.handled, "requested_for": self.requested_for}, sort_keys=True)
+        return json.dumps(self._data(), sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -71,12 +86,12 @@ def decide_retraining(
     handled = cursor.handled | {s.check: s.record_id for s in fresh}
     generation = trained_until.isoformat() if trained_until else "never"
     run_key = f"retrain:after-{generation}"
-    quiet = RetrainingCursor(handled=handled, requested_for=cursor.requested_for)
+    quiet = RetrainingCursor(handled=handled, requested_for=cursor.requested_for, children=dict(cursor.children))
     if newest_day is None:
         return None, quiet  # no training data yet: nothing to train on
     if cursor.requested_for == generation:
         return None, quiet  # already requested for this generation; wait for it to finish
-    requested = RetrainingCursor(handled=handled, requested_for=generation)
+    requested = RetrainingCursor(handled=handled, requested_for=generation, children=dict(cursor.children))
     if trained_until is None:
         return RetrainingRequest("initial", run_key, f"no model trained yet; training data up to {newest_day}"), requested
     failed = [s for s in fresh if not s.passed]

@@ -9,6 +9,8 @@ runs on FastAPI). The service reads, never writes: models from the MLflow regist
     POST /predict                 CSV of recent history (or a transaction log) + JSON metadata;
                                   ?model=auto picks per series among local models fitted on the
                                   upload (forecasting.local) and the registered TCN
+    POST /next-event              a session's recent events: the next event's probabilities,
+                                  P(purchase still to come) and the at-risk flag (next_event@champion)
     GET  /forecast                the newest materialized demand_forecast for a country x product
     GET  /forecast/aggregate      the same, summed by category or country
     GET  /health                  models and the forecast table the service sees
@@ -49,6 +51,7 @@ from demand_assets.forecasting.local import (
 from demand_assets.forecasting.registry import SKU_REGISTERED_MODELS, ForecasterPyfunc
 from demand_assets.serving.covariates import RESERVED_COLUMNS, CovariateError, UploadCovariates, check_known_future, parse_declaration, resolve_covariates
 from demand_assets.serving.guards import BearerToken, BodySizeLimit, ResponseHeaders
+from demand_assets.serving.next_event import LoadedNextEvent, add_next_event_route, load_next_event_champion
 from demand_assets.serving.uploads import UploadError, check_structure, decode_utf8, read_header, read_table
 from demand_assets.sources.transactions import TRANSACTION_COLUMNS, TransactionLogError, daily_product_demand, read_transaction_log
 from resources import DeltaStore, MissingTableError, MlflowTracking
@@ -415,17 +418,24 @@ def create_app(
     models: dict[str, LoadedModel] | None = None,
     token: str | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
+    next_event: LoadedNextEvent | None = None,
 ) -> FastAPI:
     """The service over `store` (forecast tables) and the registry of `tracking`; `models`
     (frequency -> LoadedModel) replaces the registry lookup, for tests and embedding. With a
     `token`, every endpoint but GET /health requires `Authorization: Bearer <token>`; request
-    bodies over `max_body_bytes` are refused (413) while they stream in."""
+    bodies over `max_body_bytes` are refused (413) while they stream in. `next_event` replaces the
+    registry's next_event@champion the same way."""
     loaded: dict[str, LoadedModel] = dict(models or {})
+    next_event_loaded: dict[str, LoadedNextEvent] = {"next_event": next_event} if next_event is not None else {}
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         if models is None and tracking is not None:
             loaded.update(_load_champions(tracking))
+        if next_event is None and tracking is not None:
+            champion = load_next_event_champion(tracking)
+            if champion is not None:
+                next_event_loaded["next_event"] = champion
         yield
 
     app = FastAPI(
@@ -435,8 +445,12 @@ def create_app(
         lifespan=lifespan,
     )
 
+    def serving() -> dict[str, str]:
+        names = {f: f"{m.name}@{m.version}" for f, m in loaded.items()}
+        return names | {k: f"{m.name}@{m.version}" for k, m in next_event_loaded.items()}
+
     def model_header() -> dict[str, str]:
-        return {"X-Demand-Models": ";".join(f"{f}={m.name}@{m.version}" for f, m in sorted(loaded.items())) or "none"}
+        return {"X-Demand-Models": ";".join(f"{k}={v}" for k, v in sorted(serving().items())) or "none"}
 
     # The last added runs first: the model header on every answer, then the token, then the size.
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
@@ -446,7 +460,7 @@ def create_app(
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
-        return JSONResponse(status_code=exc.status_code, content={"error": exc.detail, "models": {f: f"{m.name}@{m.version}" for f, m in loaded.items()}})
+        return JSONResponse(status_code=exc.status_code, content={"error": exc.detail, "models": serving()})
 
     @app.get("/health", response_model=HealthResponse)
     def health() -> HealthResponse:
@@ -454,7 +468,9 @@ def create_app(
             as_of = str(store.last_date(Table.DEMAND_FORECAST))
         except MissingTableError:
             as_of = None
-        return HealthResponse(status="ok", models={f: f"{m.name}@{m.version}" for f, m in loaded.items()}, forecast_as_of=as_of)
+        return HealthResponse(status="ok", models=serving(), forecast_as_of=as_of)
+
+    add_next_event_route(app, next_event_loaded)
 
     @app.post(
         "/predict",

@@ -31,7 +31,7 @@ from contracts.validation import SourceFormatError, Violation
 from demand_assets.sources.base import iter_date_chunks, other_delimiter
 from demand_assets.sources.events.world import EVENT_COLUMNS, EVENT_TYPES
 
-__all__ = ["ALL_TIME", "COUNTS", "ENGAGEMENT_COUNTS", "EventDays", "EventLevel", "daily_events", "event_files", "event_rules"]
+__all__ = ["ALL_TIME", "COUNTS", "ENGAGEMENT_COUNTS", "EventDays", "EventLevel", "daily_events", "event_files", "event_rules", "read_events"]
 
 EventLevel = Literal["product", "brand", "category"]
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S UTC"
@@ -178,7 +178,9 @@ def daily_events(
 WINDOW_DAYS = 31
 
 
-def _daily_events(files: list[Path], start: dt.date, end: dt.date, level: EventLevel, timezone: str, progress: Callable[[str], None] | None) -> EventDays:
+def _checked(files: list[Path], start: dt.date, end: dt.date, timezone: str, progress: Callable[[str], None] | None):
+    """(per-file scans, the window's row count, each file's first and last DATE in the window),
+    after every rule held on the window's rows; else SourceFormatError."""
     rules = event_rules()
     scans = {f.name: _parsed(_scan([f]), timezone) for f in files}
     parsed = pl.concat(list(scans.values()), how="vertical")
@@ -199,9 +201,13 @@ def _daily_events(files: list[Path], start: dt.date, end: dt.date, level: EventL
     if progress:
         span = f"{start}..{end - dt.timedelta(days=1)}" if (start, end) != ALL_TIME else "the whole log"
         progress(f"event log: {counted['_rows']:,} events of {span} checked ({len(files)} file(s))")
-    spans_frame = spans_frame.filter(pl.col("FIRST").is_not_null())
+    return scans, int(counted["_rows"]), spans_frame.filter(pl.col("FIRST").is_not_null())
+
+
+def _daily_events(files: list[Path], start: dt.date, end: dt.date, level: EventLevel, timezone: str, progress: Callable[[str], None] | None) -> EventDays:
+    scans, rows, spans_frame = _checked(files, start, end, timezone, progress)
     if spans_frame.is_empty():
-        return EventDays(days=_count(parsed.filter(pl.lit(False)), level), events_read=0, duplicates=0)
+        return EventDays(days=_count(pl.concat(list(scans.values()), how="vertical").filter(pl.lit(False)), level), events_read=0, duplicates=0)
     first, last = spans_frame["FIRST"].min(), spans_frame["LAST"].max()
     parts = []
     for a, b in iter_date_chunks(max(start, first), min(end, last + dt.timedelta(days=1)), WINDOW_DAYS):
@@ -213,10 +219,42 @@ def _daily_events(files: list[Path], start: dt.date, end: dt.date, level: EventL
             progress(f"event log: counted {a}..{b - dt.timedelta(days=1)} ({len(touching)} file(s))")
     days = pl.concat(parts).sort("DATE", "SERIES")
     kept = int(days.select(pl.sum_horizontal(*COUNTS).sum()).item()) if days.height else 0  # every kept event has one of the four types
-    duplicates = int(counted["_rows"]) - kept
+    duplicates = rows - kept
     if progress:
         progress(f"event log: {kept:,} events kept, {duplicates:,} exact duplicates dropped; {days.height:,} series-days at level {level}")
-    return EventDays(days=days, events_read=int(counted["_rows"]), duplicates=duplicates)
+    return EventDays(days=days, events_read=rows, duplicates=duplicates)
+
+
+def read_events(path: str | Path, start: dt.date, end: dt.date, *, timezone: str = "UTC", progress: Callable[[str], None] | None = None) -> pl.DataFrame:
+    """The log's events of [start, end) (by their date in `timezone`), each checked by the same
+    rules as `daily_events` and exact duplicates dropped: EVENT_COLUMNS with event_time a UTC
+    datetime, price a float and the ids as written, in time order."""
+    files = event_files(path)
+    _check_headers(files)
+    try:
+        scans, rows, spans = _checked(files, start, end, timezone, progress)
+        if spans.is_empty():
+            return pl.DataFrame(schema={c: pl.String for c in EVENT_COLUMNS} | {"event_time": pl.Datetime("us"), "price": pl.Float64, "DATE": pl.Date})
+        window = pl.concat([scans[name] for name in spans["FILE"].to_list()], how="vertical").filter(pl.col("DATE").is_between(start, end, closed="left"))
+        events = (
+            window.drop("FILE", "LINE")
+            .unique(subset=list(EVENT_COLUMNS), keep="any", maintain_order=False)
+            .drop("event_time", "price")
+            .rename({"TIME": "event_time", "PRICE": "price"})
+            .select(*EVENT_COLUMNS, "DATE")
+            .sort("event_time", "user_session")
+            .collect(engine="streaming")
+        )
+    except (OSError, pl.exceptions.ComputeError) as error:
+        broken = _broken_gzip(files)
+        if broken:
+            raise SourceFormatError(TABLE, broken) from error
+        raise SourceFormatError(
+            TABLE, [Violation("a readable CSV file", "(file)", 0, ({"files": [f.name for f in files], "error": str(error)[:300]},))]
+        ) from error
+    if progress:
+        progress(f"event log: {events.height:,} events of {start}..{end - dt.timedelta(days=1)} read, {rows - events.height:,} exact duplicates dropped")
+    return events
 
 
 def _count(window: pl.LazyFrame, level: EventLevel) -> pl.DataFrame:
