@@ -110,6 +110,8 @@ bench: setup $(BIN)/.bench-installed
 	$(BIN)/python -m benchmarks.forecasting
 	$(BIN)/python -m benchmarks.spend_response
 	$(BIN)/python -m benchmarks.serving_load
+	$(BIN)/python -m benchmarks.next_event_load
+	$(BIN)/python -m benchmarks.next_event --sessions 0.25
 	$(BIN)/python -m benchmarks.peers
 	$(BIN)/python -m benchmarks.training_time
 

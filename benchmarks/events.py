@@ -175,6 +175,7 @@ def value(work: Path, level: EventLevel) -> dict:
                 f"days_{a}_{b}": round(horizon.filter(pl.col("HORIZON_DAY").is_between(a, b))["WAPE"].mean(), 4)
                 for a, b in ((1, 7), (8, 14), (15, 21), (22, 28))
             },
+            "wape_by_horizon_day": [round(w, 4) for w in horizon["WAPE"].to_list()],
         }
         print(f"value {level} {name}: WAPE {results[name]['WAPE']}, bias {results[name]['BIAS']}", flush=True)
     _chart(by_horizon, level)

@@ -13,6 +13,7 @@ default synthetic world; the client (httpx, asyncio) runs in this process. Each 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -59,6 +61,20 @@ def _csv(daily: pl.DataFrame, n_products: int) -> tuple[bytes, list[str]]:
 
 
 async def _level(url: str, csv: bytes, products: list[str], concurrency: int, total: int) -> dict:
+    def send(client: httpx.AsyncClient):
+        return client.post(
+            f"{url}/predict",
+            params={"horizon": 4, "frequency": "weekly"},
+            files={"file": ("h.csv", csv, "text/csv")},
+            data={"metadata": json.dumps({"products": products})},
+        )
+
+    return await measure(send, concurrency, total)
+
+
+async def measure(send, concurrency: int, total: int) -> dict:
+    """`total` requests (`send(client)` makes one), `concurrency` at a time: p50/p99 latency and
+    throughput; a request that does not answer 200 counts as an error."""
     latencies: list[float] = []
     errors = 0
     queue: asyncio.Queue[None] = asyncio.Queue()
@@ -74,12 +90,7 @@ async def _level(url: str, csv: bytes, products: list[str], concurrency: int, to
                 except asyncio.QueueEmpty:
                     return
                 t0 = time.perf_counter()
-                r = await client.post(
-                    f"{url}/predict",
-                    params={"horizon": 4, "frequency": "weekly"},
-                    files={"file": ("h.csv", csv, "text/csv")},
-                    data={"metadata": json.dumps({"products": products})},
-                )
+                r = await send(client)
                 latencies.append(time.perf_counter() - t0)
                 errors += r.status_code != 200
 
@@ -96,40 +107,37 @@ async def _level(url: str, csv: bytes, products: list[str], concurrency: int, to
     }
 
 
-def main() -> None:
-    home = Path(tempfile.mkdtemp(prefix="serving-load-"))
-    daily = _register_model(home)
+@contextlib.contextmanager
+def running_service(home: Path, ready: str) -> Iterator[str]:
+    """The real service (uvicorn, one worker) on a free loopback port over `home`, up once
+    GET /health names the model `ready`; yields its URL and stops it after."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = os.environ | {"DEMAND_HOME": str(home), "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}"}
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "demand_assets.serving.app:create_app_from_env",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-    )
+    command = [sys.executable, "-m", "uvicorn", "--factory", "demand_assets.serving.app:create_app_from_env", "--host", "127.0.0.1", "--port", str(port)]
+    server = subprocess.Popen([*command, "--log-level", "warning"], env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(120):
             try:
-                if httpx.get(f"{url}/health", timeout=2).json().get("models", {}).get("weekly"):
+                if httpx.get(f"{url}/health", timeout=2).json().get("models", {}).get(ready):
                     break
             except httpx.HTTPError:
                 pass
             time.sleep(1)
         else:
-            raise RuntimeError("the service did not come up with a weekly model")
+            raise RuntimeError(f"the service did not come up with a {ready} model")
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def main() -> None:
+    home = Path(tempfile.mkdtemp(prefix="serving-load-"))
+    daily = _register_model(home)
+    with running_service(home, "weekly") as url:
         results = {}
         for n_products in (1, 100):
             csv, products = _csv(daily, n_products)
@@ -138,9 +146,6 @@ def main() -> None:
                 key = f"{n_products}_series_concurrency_{concurrency}"
                 results[key] = asyncio.run(_level(url, csv, products, concurrency, total))
                 print(key, results[key], flush=True)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     out = {
         "service": "uvicorn, 1 worker process, loopback; client httpx/asyncio in another process",
         "request": "POST /predict, 16 weeks of daily history as CSV, weekly TCN, horizon 4",
