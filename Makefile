@@ -75,6 +75,8 @@ demo: setup
 	$(MATERIALIZE) --assets forecast_accuracy --partition $(DEMO_END)
 	$(MATERIALIZE) --assets '$(call selection,impact)'
 	$(if $(call selection,spend_scenario),$(MATERIALIZE) --assets spend_scenario -c deploy/demo_scenario.yaml)
+	$(if $(call selection,next_event),$(MATERIALIZE) --assets next_event_model)
+	$(if $(call selection,next_event),$(MATERIALIZE) --assets purchase_intent --partition-range $(call days_before,$(DEMO_END),6)...$(DEMO_END))
 	@echo "Tables: $(DEMAND_HOME)/delta. UI: make ui. MLflow: make mlflow-ui"
 
 ## The forecast service on the embedded store (http://127.0.0.1:8000/docs). POST /predict needs

@@ -102,7 +102,7 @@ def table_example(argv: list[str] | None = None) -> None:
 
 def selection(argv: list[str] | None = None) -> None:
     """`demand-selection PART`: print the Dagster selection of a step of the demo (data,
-    spend_curves, spend_roi, impact, spend_scenario) that the configured source (DEMAND_SOURCE)
+    spend_curves, spend_roi, impact, spend_scenario, next_event) that the configured source (DEMAND_SOURCE)
     can fill; nothing when it has nothing for that step. Real sources leave out the assets of
     domains they lack instead of recording "not provided" for every day."""
     from demand_assets.domains.selections import PARTS

@@ -31,11 +31,12 @@ def test_definitions_load_with_daily_partitions_and_blocking_checks():
         "forecast_error_cost",
         "instock_value",
         "spend_scenario",
+        "next_event_model",
     }
     expected = (
         set(TABLES)
         | unpartitioned
-        | {"product_demand_truth", "channel_response_truth", "product_engagement", "demand_forecast", "forecast_accuracy", "spend_roi"}
+        | {"product_demand_truth", "channel_response_truth", "product_engagement", "demand_forecast", "forecast_accuracy", "spend_roi", "purchase_intent"}
     )
     assert expected == keys
     for key in graph.get_all_asset_keys():
@@ -47,7 +48,7 @@ def test_definitions_load_with_daily_partitions_and_blocking_checks():
         assert node.backfill_policy == dg.BackfillPolicy.single_run()
     checks = {c.name: c for c in graph.asset_check_keys}
     assert "product_demand_reconciles_with_country_total" in checks and "training_dataset_lag_integrity" in checks
-    drift = {"feature_drift", "target_drift", "product_mix_drift", "accuracy_drift"}
+    drift = {"feature_drift", "target_drift", "product_mix_drift", "accuracy_drift", "next_event_drift"}
     assert drift <= set(checks)
     # Contracts block downstream assets; drift only warns (drifted data is still valid data).
     for key in graph.asset_check_keys:
@@ -71,7 +72,8 @@ def test_daily_automation_follows_contracts_and_raw_domains_have_freshness_polic
     }
     (target,) = defs.resolve_sensor_def("retraining_sensor").targets
     job = defs.resolve_job_def(target.job_name)
-    assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == {"model_backtest", "champion_model"}
+    # each request selects its own: the demand models together, or next_event_model on its own drift
+    assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == {"model_backtest", "champion_model", "next_event_model"}
 
 
 def test_whole_graph_round_trips_through_delta(materialized_store):

@@ -234,6 +234,7 @@ def test_the_resource_opens_an_event_log_and_names_what_is_missing(log_dir):
     source = DemandSourceResource(kind="events", events_path=str(log_dir), events_level="brand", events_market="RU").open()
     assert isinstance(source, EventLogSource) and source.level == "brand" and source.catalog().countries == ("RU",)
     assert selection("data", source.provides) == "key:product_demand or key:product_engagement or group:features"
+    assert selection("next_event", source.provides) == "key:next_event_model"
 
 
 # --- engagement features ---------------------------------------------------------------------

@@ -206,6 +206,7 @@ def test_a_real_source_backfills_without_records_of_the_domains_it_lacks(tmp_pat
     assert recorded == {"product_demand": 60, "training_dataset": 60}
     assert resources["store"].read_all("training_dataset")["DATE"].n_unique() == 60
     assert selection("spend_roi", source.open().provides) == ""
+    assert selection("next_event", source.open().provides) == ""  # no sessions in sales files
     assert selection("impact", source.open().provides) == "key:forecast_error_cost or key:instock_value"
 
 

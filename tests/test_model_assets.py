@@ -262,6 +262,8 @@ def test_sku_models_register_champions_the_service_loads(trained):
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert result.success
+    (materialization,) = result.asset_materializations_for_node("sku_forecast_models")
+    assert materialization.metadata["threads"].value == resources["compute"].threads()  # trained under the step's thread budget
     metrics = resources["store"].read_all("sku_backtest_metrics")
     assert set(metrics["FREQUENCY"]) == {"weekly", "daily"} and set(metrics["MODEL"]) == {"tcn", "mean_of_last_4"}
     with TestClient(create_app(resources["store"], resources["mlflow_tracking"])) as client:  # lifespan loads the champions

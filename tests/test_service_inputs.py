@@ -182,7 +182,7 @@ def test_a_declared_content_length_over_the_limit_is_a_413_before_the_handler(ha
     response = CLIENT.post("/predict", content=b"x", headers={"Content-Length": str(MAX_BODY_BYTES + 1), "Content-Type": "multipart/form-data; boundary=b"})
     assert response.status_code == 413, response.text
     assert "rule 'upload size'" in _error(response) and handler_calls == []
-    assert response.headers["X-Demand-Models"] == "weekly=sku_forecast_weekly:tcn@7"
+    assert response.headers["X-Demand-Models"] == "next_event=next_event:lightgbm@1;weekly=sku_forecast_weekly:tcn@7"
 
 
 def _multipart_chunks(payload_chunks: int, pulled: list[int], chunk: bytes = b"2024-01-01,A,1\n" * 70_000) -> Iterator[bytes]:

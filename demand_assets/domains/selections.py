@@ -24,7 +24,7 @@ _RAW = {
     Domain.CHANNEL_RESPONSE_TRUTH: "channel_response_truth",
 }
 # The parts of the demo, in order; a part names the assets it needs from the source.
-PARTS = ("data", "spend_curves", "spend_roi", "impact", "spend_scenario")
+PARTS = ("data", "spend_curves", "spend_roi", "impact", "spend_scenario", "next_event")
 
 
 def selection(part: str, provides: Iterable[Domain]) -> str:
@@ -36,6 +36,9 @@ def selection(part: str, provides: Iterable[Domain]) -> str:
         return " or ".join([*(f"key:{name}" for domain, name in _RAW.items() if domain in have), "group:features"])
     if part in ("spend_curves", "spend_roi", "spend_scenario"):
         return {"spend_curves": "key:spend_response_model", "spend_roi": "key:spend_roi", "spend_scenario": "key:spend_scenario"}[part] if spend else ""
+    if part == "next_event":
+        # Sessions exist only in an event log, the one source with engagement.
+        return "key:next_event_model" if Domain.PRODUCT_ENGAGEMENT in have else ""
     if part == "impact":
         return " or ".join(f"key:{name}" for name in [*(["budget_allocation"] if spend else []), "forecast_error_cost", "instock_value"])
     raise ValueError(f"unknown part {part!r}: one of {', '.join(PARTS)}")

@@ -9,7 +9,7 @@ import mlflow
 import polars as pl
 from pydantic import Field, field_validator
 
-from contracts import Table
+from contracts import Cadence, Table
 from demand_assets.domains.models import MODEL_TRAINING_POOL
 from demand_assets.domains.raw import product_demand
 from demand_assets.forecasting.models.base import Forecaster
@@ -17,7 +17,7 @@ from demand_assets.forecasting.models.tcn import TCNForecaster, TCNSettings
 from demand_assets.forecasting.registry import SKU_REGISTERED_MODELS, ForecasterPyfunc
 from demand_assets.forecasting.sku import MeanOfLastForecaster, period_backtest, to_periods
 from demand_assets.reporting import frame_to_markdown
-from resources import DeltaStore, DemandSourceResource, MlflowTracking
+from resources import ComputeResource, DeltaStore, DemandSourceResource, MlflowTracking
 
 __all__ = ["SkuModelConfig", "sku_forecast_models"]
 
@@ -54,7 +54,12 @@ def _mean_pinball(row: dict) -> float:
 
 @dg.asset(group_name="models", kinds={"pytorch", "mlflow", "deltalake"}, deps=[product_demand], pool=MODEL_TRAINING_POOL)
 def sku_forecast_models(
-    context: dg.AssetExecutionContext, config: SkuModelConfig, source: DemandSourceResource, store: DeltaStore, mlflow_tracking: MlflowTracking
+    context: dg.AssetExecutionContext,
+    config: SkuModelConfig,
+    source: DemandSourceResource,
+    store: DeltaStore,
+    mlflow_tracking: MlflowTracking,
+    compute: ComputeResource,
 ):
     """The models behind the forecast service's POST /predict: per frequency (weekly: 8 weeks in,
     4 out, as retail replenishment plans; daily: 56 days in, 28 out), a temporal convolutional network over
@@ -76,53 +81,11 @@ def sku_forecast_models(
             metadata["left_out_for_weekly"] = note
         if not frequencies:
             raise dg.Failure(description=f"sku_forecast_models: only a weekly per-SKU model can learn from a weekly source; asked for {config.frequencies}")
-    for frequency in frequencies:
-        weekly = frequency == "weekly"
-        settings = TCNSettings(
-            input_len=config.input_weeks if weekly else config.input_days,
-            horizon=config.horizon_weeks if weekly else config.horizon_days,
-            epochs=config.weekly_epochs if weekly else config.daily_epochs,
-            channels=config.channels,
-        )
-        # A weekly source's rows are whole weeks, each dated on its week's day: they are the periods.
-        panel = to_periods(daily, "daily") if cadence.is_weekly else to_periods(daily, frequency)
-        factories: dict[str, Callable[[], Forecaster]] = {
-            "tcn": functools.partial(TCNForecaster, settings),
-            "mean_of_last_4": functools.partial(MeanOfLastForecaster, 4, settings.horizon),
-        }
-        _, metrics = period_backtest(
-            panel,
-            factories,
-            n_folds=config.n_folds,
-            horizon=settings.horizon,
-            frequency=frequency,
-            progress=functools.partial(_log_progress, context, frequency),
-        )
-        overall = {r["MODEL"]: r for r in metrics.filter(pl.col("FOLD") == -1).iter_rows(named=True)}
-        registry = mlflow_tracking.for_model(SKU_REGISTERED_MODELS[frequency])
-        versions = {}
-        tags = {
-            "frequency": frequency,
-            "partition_range": f"{daily['DATE'].min()}...{daily['DATE'].max()}",
-            "delta_version.product_demand": str(store.version(Table.PRODUCT_DEMAND)),
-        }
-        for name, factory in factories.items():
-            with registry.run(f"sku/{frequency}/{name}", tags=tags | {"model": name, "stage": "sku"}):
-                mlflow.log_params(
-                    {"frequency": frequency, "input_len": settings.input_len, "horizon": settings.horizon, "epochs": settings.epochs, "n_folds": config.n_folds}
-                )
-                mlflow.log_metrics({k.lower(): float(v) for k, v in overall[name].items() if k not in ("MODEL", "FOLD", "ROWS")})
-                model = factory().fit(panel)
-                versions[name] = registry.log_and_register(
-                    ForecasterPyfunc(model, name, frequency),
-                    f"sku_{frequency}_{name}",
-                    tags | {"model": name, "mean_pinball": f"{_mean_pinball(overall[name]):.4f}"},
-                )
-        best = min(overall, key=lambda m: _mean_pinball(overall[m]))
-        registry.set_champion(versions[best])
-        context.log.info(f"{frequency}: champion {best} (version {versions[best]}), mean pinball {_mean_pinball(overall[best]):.3f}")
-        tables.append(metrics.with_columns(pl.lit(frequency).alias("FREQUENCY")))
-        metadata[f"{frequency}_champion"] = f"{best} v{versions[best]}"
+    # Under the step's thread budget (torch, BLAS), as the backtest units are: beside other training steps it shares the cores.
+    metadata["threads"] = compute.threads()
+    with compute.training_step(progress=context.log.info):
+        for frequency in frequencies:
+            tables.append(_train_frequency(context, config, frequency, daily, cadence, store, mlflow_tracking, metadata))
     table = pl.concat(tables)
     written = store.overwrite(Table.SKU_BACKTEST_METRICS, table)
     return dg.MaterializeResult(
@@ -133,3 +96,62 @@ def sku_forecast_models(
             **metadata,
         }
     )
+
+
+def _train_frequency(
+    context: dg.AssetExecutionContext,
+    config: SkuModelConfig,
+    frequency: str,
+    daily: pl.DataFrame,
+    cadence: Cadence,
+    store: DeltaStore,
+    mlflow_tracking: MlflowTracking,
+    metadata: dict,
+) -> pl.DataFrame:
+    """Backtest, log, register and crown the per-SKU models of one frequency; its metrics."""
+    weekly = frequency == "weekly"
+    settings = TCNSettings(
+        input_len=config.input_weeks if weekly else config.input_days,
+        horizon=config.horizon_weeks if weekly else config.horizon_days,
+        epochs=config.weekly_epochs if weekly else config.daily_epochs,
+        channels=config.channels,
+    )
+    # A weekly source's rows are whole weeks, each dated on its week's day: they are the periods.
+    panel = to_periods(daily, "daily") if cadence.is_weekly else to_periods(daily, frequency)
+    factories: dict[str, Callable[[], Forecaster]] = {
+        "tcn": functools.partial(TCNForecaster, settings),
+        "mean_of_last_4": functools.partial(MeanOfLastForecaster, 4, settings.horizon),
+    }
+    _, metrics = period_backtest(
+        panel,
+        factories,
+        n_folds=config.n_folds,
+        horizon=settings.horizon,
+        frequency=frequency,
+        progress=functools.partial(_log_progress, context, frequency),
+    )
+    overall = {r["MODEL"]: r for r in metrics.filter(pl.col("FOLD") == -1).iter_rows(named=True)}
+    registry = mlflow_tracking.for_model(SKU_REGISTERED_MODELS[frequency])
+    versions = {}
+    tags = {
+        "frequency": frequency,
+        "partition_range": f"{daily['DATE'].min()}...{daily['DATE'].max()}",
+        "delta_version.product_demand": str(store.version(Table.PRODUCT_DEMAND)),
+    }
+    for name, factory in factories.items():
+        with registry.run(f"sku/{frequency}/{name}", tags=tags | {"model": name, "stage": "sku"}):
+            mlflow.log_params(
+                {"frequency": frequency, "input_len": settings.input_len, "horizon": settings.horizon, "epochs": settings.epochs, "n_folds": config.n_folds}
+            )
+            mlflow.log_metrics({k.lower(): float(v) for k, v in overall[name].items() if k not in ("MODEL", "FOLD", "ROWS")})
+            model = factory().fit(panel)
+            versions[name] = registry.log_and_register(
+                ForecasterPyfunc(model, name, frequency),
+                f"sku_{frequency}_{name}",
+                tags | {"model": name, "mean_pinball": f"{_mean_pinball(overall[name]):.4f}"},
+            )
+    best = min(overall, key=lambda m: _mean_pinball(overall[m]))
+    registry.set_champion(versions[best])
+    context.log.info(f"{frequency}: champion {best} (version {versions[best]}), mean pinball {_mean_pinball(overall[best]):.3f}")
+    metadata[f"{frequency}_champion"] = f"{best} v{versions[best]}"
+    return metrics.with_columns(pl.lit(frequency).alias("FREQUENCY"))
