@@ -59,11 +59,13 @@ def _log_path(source: DemandSourceResource) -> str | None:
     return source.events_path if source.kind == "events" else None
 
 
-def _truth(path: str) -> pl.DataFrame | None:
-    """The generator's next-event truth beside a log written by demand-event-files, if any."""
+def _truth(path: str, sessions: pl.Series) -> pl.DataFrame | None:
+    """The generator's next-event truth of `sessions`, beside a log written by demand-event-files, if any."""
     folder = Path(path) if Path(path).is_dir() else Path(path).parent
     file = folder / "truth" / "next_event.parquet"
-    return pl.read_parquet(file) if file.exists() else None
+    if not file.exists():
+        return None
+    return pl.scan_parquet(file).filter(pl.col("user_session").is_in(sessions.unique().implode())).collect()
 
 
 def _finite(values: dict[str, float]) -> dict[str, float]:
@@ -107,7 +109,7 @@ def next_event_model(
     context.log.info(
         f"{train.sessions:,} training sessions ({train.rows:,} events, {start}..{cut - dt.timedelta(days=1)}); {test.sessions:,} test sessions ({test.rows:,} events)"
     )
-    truth = _truth(path)
+    truth = _truth(path, test.frame["user_session"])
     truth_probs = truth_probabilities(test, truth) if truth is not None else None
     with compute.training_step(progress=context.log.info):
         comparison = compare_models(

@@ -37,6 +37,7 @@ def asset_configs() -> dict[str, type[BaseModel]]:
     from demand_assets.domains.impact import InstockConfig
     from demand_assets.domains.marketing import SpendResponseConfig
     from demand_assets.domains.models import ForecastingConfig
+    from demand_assets.domains.next_event import NextEventConfig, PurchaseIntentConfig
     from demand_assets.domains.planning import BudgetConfig, ScenarioConfig
     from demand_assets.domains.sku import SkuModelConfig
 
@@ -48,6 +49,8 @@ def asset_configs() -> dict[str, type[BaseModel]]:
         "spend_scenario": ScenarioConfig,
         "instock_value": InstockConfig,
         "sku_forecast_models": SkuModelConfig,
+        "next_event_model": NextEventConfig,
+        "purchase_intent": PurchaseIntentConfig,
     }
 
 
