@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
-import os
-import platform
 import tempfile
 from pathlib import Path
 
 import httpx
 import polars as pl
 
-from benchmarks.serving_load import measure, running_service
+from benchmarks.serving_load import measure, running_service, write_results
 
 RESULTS = Path(__file__).parent / "results" / "next_event_load.json"
 REQUESTS_PER_LEVEL = {1: 200, 8: 800}
@@ -76,17 +73,7 @@ def main() -> None:
             key = f"concurrency_{concurrency}"
             results[key] = asyncio.run(measure(send, concurrency, total))
             print(key, results[key], flush=True)
-    out = {
-        "service": "uvicorn, 1 worker process, loopback; client httpx/asyncio in another process",
-        "request": f"POST /next-event, one session of {len(SESSION)} events, CNN + BiGRU champion",
-        "results": results,
-        "command": "python -m benchmarks.next_event_load",
-        "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-    }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps(out["results"], indent=1))
+    write_results(RESULTS, f"POST /next-event, one session of {len(SESSION)} events, CNN + BiGRU champion", results, "python -m benchmarks.next_event_load")
 
 
 if __name__ == "__main__":

@@ -146,16 +146,21 @@ def main() -> None:
                 key = f"{n_products}_series_concurrency_{concurrency}"
                 results[key] = asyncio.run(_level(url, csv, products, concurrency, total))
                 print(key, results[key], flush=True)
+    write_results(RESULTS, "POST /predict, 16 weeks of daily history as CSV, weekly TCN, horizon 4", results, "python -m benchmarks.serving_load")
+
+
+def write_results(path: Path, request: str, results: dict, command: str) -> None:
+    """A load benchmark's JSON: what was asked, the figures per level, the command and the machine."""
     out = {
         "service": "uvicorn, 1 worker process, loopback; client httpx/asyncio in another process",
-        "request": "POST /predict, 16 weeks of daily history as CSV, weekly TCN, horizon 4",
+        "request": request,
         "results": results,
-        "command": "python -m benchmarks.serving_load",
+        "command": command,
         "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out["results"], indent=1))
 
 

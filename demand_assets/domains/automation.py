@@ -56,9 +56,10 @@ weekly_marketing_job = dg.define_asset_job(
 weekly_marketing_schedule = dg.ScheduleDefinition(job=weekly_marketing_job, cron_schedule="0 3 * * 1", execution_timezone="UTC")
 
 
-def _trained_until(instance: dg.DagsterInstance) -> dt.date | None:
-    """The last day of the window the models were last trained on (champion_model's metadata)."""
-    event = instance.get_latest_materialization_event(champion_model.key)
+def _trained_until(instance: dg.DagsterInstance, key: dg.AssetKey = champion_model.key) -> dt.date | None:
+    """The last day of the window the models were last trained on (the `trained_until` metadata
+    of champion_model, or of next_event_model)."""
+    event = instance.get_latest_materialization_event(key)
     if event is None or event.asset_materialization is None:
         return None
     value = event.asset_materialization.metadata.get("trained_until")
@@ -68,14 +69,6 @@ def _trained_until(instance: dg.DagsterInstance) -> dt.date | None:
 def _newest_day(instance: dg.DagsterInstance) -> dt.date | None:
     keys = instance.get_materialized_partitions(dg.AssetKey("training_dataset"))
     return dt.date.fromisoformat(max(keys)) if keys else None
-
-
-def _next_event_trained_until(instance: dg.DagsterInstance) -> dt.date | None:
-    event = instance.get_latest_materialization_event(next_event_model.key)
-    if event is None or event.asset_materialization is None:
-        return None
-    value = event.asset_materialization.metadata.get("trained_until")
-    return dt.date.fromisoformat(value.value) if value is not None else None
 
 
 def _signals(instance: dg.DagsterInstance, keys: list[dg.AssetCheckKey]) -> list[CheckSignal]:
@@ -109,7 +102,7 @@ def retraining_sensor(context: dg.SensorEvaluationContext, monitoring: Monitorin
         retrain_after_days=monitoring.retrain_after_days,
     )
     # The next-event model retrains on drift only (its own generation: its last training day).
-    trained = _next_event_trained_until(context.instance)
+    trained = _trained_until(context.instance, next_event_model.key)
     next_request, next_cursor = decide_retraining(
         _signals(context.instance, [NEXT_EVENT_DRIFT_KEY]),
         cursor.nested("next_event"),

@@ -165,12 +165,15 @@ def daily_events(
     try:
         return _daily_events(files, start, end, level, timezone, progress)
     except (OSError, pl.exceptions.ComputeError) as error:
-        broken = _broken_gzip(files)
-        if broken:
-            raise SourceFormatError(TABLE, broken) from error
-        raise SourceFormatError(
-            TABLE, [Violation("a readable CSV file", "(file)", 0, ({"files": [f.name for f in files], "error": str(error)[:300]},))]
-        ) from error
+        raise _unreadable(files, error) from error
+
+
+def _unreadable(files: list[Path], error: Exception) -> SourceFormatError:
+    """What a failed read means: a truncated gzip by name, else an unreadable CSV."""
+    broken = _broken_gzip(files)
+    if broken:
+        return SourceFormatError(TABLE, broken)
+    return SourceFormatError(TABLE, [Violation("a readable CSV file", "(file)", 0, ({"files": [f.name for f in files], "error": str(error)[:300]},))])
 
 
 # Days counted per pass after the check: a pass holds its window's events (for the exact
@@ -246,12 +249,7 @@ def read_events(path: str | Path, start: dt.date, end: dt.date, *, timezone: str
             .collect(engine="streaming")
         )
     except (OSError, pl.exceptions.ComputeError) as error:
-        broken = _broken_gzip(files)
-        if broken:
-            raise SourceFormatError(TABLE, broken) from error
-        raise SourceFormatError(
-            TABLE, [Violation("a readable CSV file", "(file)", 0, ({"files": [f.name for f in files], "error": str(error)[:300]},))]
-        ) from error
+        raise _unreadable(files, error) from error
     if progress:
         progress(f"event log: {events.height:,} events of {start}..{end - dt.timedelta(days=1)} read, {rows - events.height:,} exact duplicates dropped")
     return events
