@@ -84,7 +84,7 @@ def next_event_model(
     """Shoppers' next action (view, cart, remove from cart, purchase, or the session's end) and
     whether the session still buys, from the events of its prefix. Sessions of the newest
     `train_days + test_days` days of the log, split by time; the majority class, a first-order
-    Markov chain, LightGBM on prefix features, a GRU and the seed's CNN + BiGRU (which reads only
+    Markov chain, LightGBM on prefix features, a GRU and a hybrid CNN + BiGRU (which reads only
     the prefix) are fitted on the earlier days and scored on the later ones; on a generated log
     the truth's Bayes-optimal scores are the noise floor. Each model is an MLflow run (params,
     metrics, confusion matrix, reliability diagram) and a version of `next_event`; the lowest

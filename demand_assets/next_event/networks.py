@@ -5,7 +5,7 @@ standardised on the training window) and have two heads: the next class (`NEXT_C
 purchase still to come.
 
 * `SessionGRU` runs a GRU over whole sessions; its output after event t has read events 0..t.
-* `CnnBiGRU`, the seed's hybrid: for each event t, the window of the session's last `window`
+* `CnnBiGRU`, a hybrid of a CNN and a bidirectional GRU: for each event t, the window of the session's last `window`
   events up to t, a 1-D convolution over it, then a bidirectional GRU. The backward direction
   reads the window from t back to its start, so the model never sees the session's future:
   the window holds only the prefix (a bidirectional layer over the whole session would read
@@ -286,7 +286,7 @@ class SessionGRU(_Network):
 
 
 class CnnBiGRU(_Network):
-    """The seed's hybrid: a convolution and a bidirectional GRU over the last `window` events up
+    """The hybrid: a convolution and a bidirectional GRU over the last `window` events up
     to each event (the prefix only)."""
 
     name = "cnn_bigru"
