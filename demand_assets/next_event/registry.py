@@ -29,8 +29,17 @@ class NextEventPyfunc(PythonModel):
         self.model_name = model_name
         self.threshold = float(threshold)
 
+    def _reference(self) -> SequenceReference:
+        # Built once per loaded model, not per request (the service scores one session per call).
+        if getattr(self, "_built", None) is None:
+            self._built = SequenceReference.from_dict(self.reference)
+        return self._built
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_built"}
+
     def sequences(self, events: pl.DataFrame) -> Sequences:
-        return session_events(events, SequenceReference.from_dict(self.reference))
+        return session_events(events, self._reference())
 
     def score(self, events: pl.DataFrame) -> tuple[Sequences, pl.DataFrame]:
         """(the events as sequences, every event's probabilities: PROBABILITY_COLUMNS and P_PURCHASE_LATER)."""
