@@ -145,7 +145,7 @@ class _RecordingDeepAR:
     calls: list = []
     made = 0
 
-    def __init__(self, config, censoring_aware=True):
+    def __init__(self, config, censoring_aware=True, executor=None):
         self.config = config
         _RecordingDeepAR.made += 1
         self.serial = _RecordingDeepAR.made  # not id(): a dropped instance's id can be reused

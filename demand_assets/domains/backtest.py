@@ -92,6 +92,12 @@ class ForecastingConfig(dg.Config):
         "model per shard of shard_by (M5's winners trained LightGBM per store), one unit per fold and shard, and the champion refits per shard",
     )
 
+    lgbm_train_on: Literal["local", "dask"] = Field(
+        default="local",
+        description="where LightGBM's boosters train: local (the unit's process) or dask (lightgbm.dask across the compute resource's Dask "
+        "cluster, DEMAND_COMPUTE=dask, each worker holding a slice of the rows: for training sets larger than one worker's memory)",
+    )
+
     def suite(self, lgbm_params: dict | None = None, *, period_days: int = 1, models: tuple[str, ...] | None = None) -> SuiteSettings:
         """The model settings; `period_days` and `models` (the line-up a weekly source can run) come from the source."""
         shared = {name: getattr(self, name) for name in SuiteSettings.__dataclass_fields__ if name in type(self).model_fields}

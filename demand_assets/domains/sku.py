@@ -12,6 +12,7 @@ from pydantic import Field, field_validator
 from contracts import Cadence, Table
 from demand_assets.domains.models import MODEL_TRAINING_POOL
 from demand_assets.domains.raw import product_demand
+from demand_assets.forecasting.compute import Executor
 from demand_assets.forecasting.models.base import Forecaster
 from demand_assets.forecasting.models.tcn import TCNForecaster, TCNSettings
 from demand_assets.forecasting.registry import SKU_REGISTERED_MODELS, ForecasterPyfunc
@@ -83,9 +84,9 @@ def sku_forecast_models(
             raise dg.Failure(description=f"sku_forecast_models: only a weekly per-SKU model can learn from a weekly source; asked for {config.frequencies}")
     # Under the step's thread budget (torch, BLAS), as the backtest units are: beside other training steps it shares the cores.
     metadata["threads"] = compute.threads()
-    with compute.training_step(progress=context.log.info):
+    with compute.training_step(progress=context.log.info) as executor:
         for frequency in frequencies:
-            tables.append(_train_frequency(context, config, frequency, daily, cadence, store, mlflow_tracking, metadata))
+            tables.append(_train_frequency(context, config, frequency, daily, cadence, store, mlflow_tracking, metadata, executor))
     table = pl.concat(tables)
     written = store.overwrite(Table.SKU_BACKTEST_METRICS, table)
     return dg.MaterializeResult(
@@ -107,6 +108,7 @@ def _train_frequency(
     store: DeltaStore,
     mlflow_tracking: MlflowTracking,
     metadata: dict,
+    executor: Executor | None = None,
 ) -> pl.DataFrame:
     """Backtest, log, register and crown the per-SKU models of one frequency; its metrics."""
     weekly = frequency == "weekly"
@@ -119,7 +121,7 @@ def _train_frequency(
     # A weekly source's rows are whole weeks, each dated on its week's day: they are the periods.
     panel = to_periods(daily, "daily") if cadence.is_weekly else to_periods(daily, frequency)
     factories: dict[str, Callable[[], Forecaster]] = {
-        "tcn": functools.partial(TCNForecaster, settings),
+        "tcn": functools.partial(TCNForecaster, settings, executor=executor),  # its forward passes on the step's compute backend
         "mean_of_last_4": functools.partial(MeanOfLastForecaster, 4, settings.horizon),
     }
     _, metrics = period_backtest(

@@ -86,6 +86,9 @@ class SuiteSettings:
     shard_by: str = "country"
     series_shards: int = 8
     global_models: str = "pooled"
+    # Where LightGBM's boosters train: "local" (the step's process) or "dask" (lightgbm.dask across
+    # the compute resource's Dask cluster, for a training set larger than one worker's memory).
+    lgbm_train_on: str = "local"
 
     def sharded(self, name: str) -> bool:
         """Whether the backtest splits `name`'s work by shard: ETS always (the same forecasts
@@ -109,7 +112,8 @@ class SuiteSettings:
 
 def model_factories(s: SuiteSettings, executor: Executor | None = None) -> dict[str, Callable[[], Forecaster]]:
     """Name -> zero-argument factory of a fresh, unfitted model. `executor` is where the
-    per-series models (ETS) fit their series; None: the model's own default (a local pool).
+    per-series models (ETS) fit their series and DeepAR (alone or in the hybrid) draws its sample
+    paths; None: the model's own default (ETS: a local pool; DeepAR: this process).
     With `global_models` "per_shard" a global model is a `PerShard` of it: one fit per shard."""
     p = s.period_days
     steps = max(1, s.horizon // p)  # the horizon in periods: 28 days are 4 weeks
@@ -134,15 +138,18 @@ def model_factories(s: SuiteSettings, executor: Executor | None = None) -> dict[
                 censoring_aware=aware,
                 seed=s.seed,
                 period_days=p,
+                train_on=s.lgbm_train_on,
+                executor=executor if s.lgbm_train_on == "dask" else None,
                 **dict(s.lgbm_params),
             ),
-            "deepar": lambda: DeepARForecaster(deepar, censoring_aware=aware),
+            "deepar": lambda: DeepARForecaster(deepar, censoring_aware=aware, executor=executor),
             "hybrid": lambda: DeepARLightGBMHybrid(
                 deepar,
                 stage2_windows=s.hybrid_windows,
                 num_boost_round=max(50, s.lgbm_rounds // 2),
                 censoring_aware=aware,
                 seed=s.seed,
+                executor=executor,
             ),
         }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
@@ -12,7 +13,7 @@ import polars as pl
 
 from demand_assets.forecasting.panel import QUANTILES, TARGET
 
-__all__ = ["CATEGORICAL", "RoundProgress", "booster_params", "category_vocab", "encode", "predict_with_margin", "train_boosters"]
+__all__ = ["CATEGORICAL", "RoundProgress", "booster_params", "category_vocab", "encode", "predict_with_margin", "train_boosters", "train_on_dask"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ def train_boosters(
     quantile_max_rows: int | None = None,
     base_margins: dict[str, np.ndarray] | None = None,
     seed: int = 0,
+    dask_client: Any = None,
 ) -> dict[str, lgb.Booster]:
     """A Tweedie booster for the mean and one quantile booster per QUANTILES level.
 
@@ -77,16 +79,23 @@ def train_boosters(
     `base_margins` (name -> one value per row): boosting starts from these raw scores instead
     of a constant (log scale for the Tweedie mean, the quantile itself for quantile boosters),
     so the trees learn a correction of a given forecast. Predict with `predict_with_margin`.
+
+    `dask_client` (a `distributed.Client`): train with `lightgbm.dask` instead, on that cluster's
+    workers (`train_on_dask`); the boosters come back as ordinary local ones.
     """
-    x = encode(rows, features, vocab)
-    y = rows[TARGET].cast(pl.Float64).to_numpy()
-    weight = rows["IN_STOCK"].cast(pl.Float64).to_numpy() if censoring_aware else np.ones_like(y)
     margins = base_margins or {}
     objectives = {"mean": {"objective": "tweedie", "tweedie_variance_power": tweedie_variance_power}}
     objectives |= {f"p{int(q * 100)}": {"objective": "quantile", "alpha": q} for q in QUANTILES}
     subset = None
-    if quantile_max_rows is not None and len(y) > quantile_max_rows:
-        subset = np.sort(np.random.default_rng(seed).choice(len(y), size=quantile_max_rows, replace=False))
+    if quantile_max_rows is not None and rows.height > quantile_max_rows:
+        subset = np.sort(np.random.default_rng(seed).choice(rows.height, size=quantile_max_rows, replace=False))
+    if dask_client is not None:
+        if margins:
+            raise ValueError("boosters that start from base margins (the hybrid's stage 2) train locally, not on dask")
+        return train_on_dask(dask_client, rows, features, vocab, params, objectives, num_boost_round=num_boost_round, censoring_aware=censoring_aware, subset=subset)
+    x = encode(rows, features, vocab)
+    y = rows[TARGET].cast(pl.Float64).to_numpy()
+    weight = _weights(rows, censoring_aware)
 
     built: dict[tuple[str, bool], lgb.Dataset] = {}  # boosters without their own margin share a binned dataset
 
@@ -110,6 +119,79 @@ def train_boosters(
     for name, objective in objectives.items():
         progress = RoundProgress(name, num_boost_round, len(y) if name == "mean" or subset is None else len(subset))
         boosters[name] = lgb.train(params | objective, dataset(name), num_boost_round=num_boost_round, callbacks=[progress])
+    return boosters
+
+
+def _weights(rows: pl.DataFrame, censoring_aware: bool) -> np.ndarray:
+    """Zero weight on stockout days when censoring-aware, else one."""
+    return rows["IN_STOCK"].cast(pl.Float64).to_numpy() if censoring_aware else np.ones(rows.height)
+
+
+def train_on_dask(
+    client: Any,
+    rows: pl.DataFrame,
+    features: Sequence[str],
+    vocab: dict[str, dict[str, int]],
+    params: dict,
+    objectives: dict[str, dict],
+    *,
+    num_boost_round: int,
+    censoring_aware: bool,
+    subset: np.ndarray | None = None,
+) -> dict[str, lgb.Booster]:
+    """The same boosters trained with `lightgbm.dask` (distributed data-parallel LightGBM) on the
+    cluster behind `client`, for a training set larger than one worker's memory.
+
+    The rows are encoded a slice at a time, one slice per worker, and each slice's matrix, target
+    and weights are placed on its worker, so the feature matrix is never whole in one process
+    (this step holds the polars rows and one slice's matrix; each worker holds its slice and its
+    share of LightGBM's binned dataset). The workers then train together over LightGBM's own
+    sockets, and the boosters come back as local `lgb.Booster`s. Not bitwise equal to a local
+    fit: each worker bins its features from its own rows, so split points differ slightly (the
+    forecasts agree to a few percent; tests/test_compute.py states the tolerance)."""
+    import dask.array as da
+    from lightgbm.dask import DaskLGBMRegressor
+
+    workers = sorted(client.scheduler_info()["workers"])
+    if not workers:
+        raise RuntimeError("the Dask cluster has no workers to train LightGBM on")
+    y_all = rows[TARGET].cast(pl.Float64).to_numpy()
+    w_all = _weights(rows, censoring_aware)
+    placed: list[Any] = []
+
+    def on_workers(take: np.ndarray | None) -> tuple[Any, Any, Any]:
+        n = rows.height if take is None else len(take)
+        bounds = np.linspace(0, n, min(len(workers), n) + 1).astype(int)
+        parts: list[list[Any]] = [[], [], []]
+        for worker, a, b in zip(workers, bounds[:-1], bounds[1:]):
+            index = np.arange(a, b) if take is None else take[a:b]
+            x = encode(rows[index], features, vocab)
+            arrays = [np.ascontiguousarray(x), y_all[index], w_all[index]]
+            futures = client.scatter(arrays, workers=[worker])
+            placed.extend(futures)
+            for out, array, future in zip(parts, arrays, futures):
+                out.append(da.from_delayed(future, shape=array.shape, dtype=array.dtype))
+        return tuple(da.concatenate(p) for p in parts)  # type: ignore[return-value]
+
+    data = {True: on_workers(None)}
+    if subset is not None:
+        data[False] = on_workers(subset)
+    shared = {k: v for k, v in params.items() if k not in ("num_threads", "n_jobs")}
+    boosters = {}
+    try:
+        for name, objective in objectives.items():
+            x, y, w = data[name == "mean" or subset is None]
+            started = time.perf_counter()
+            model = DaskLGBMRegressor(client=client, n_estimators=num_boost_round, **(shared | objective))
+            with client.as_current():  # lightgbm.dask waits on its parts through the current client
+                model.fit(x, y, sample_weight=w, feature_name=list(features), categorical_feature=[list(features).index(c) for c in vocab])
+            boosters[name] = model.to_local().booster_
+            log.info(
+                "lightgbm %s booster on dask: %d rounds on %s rows across %d workers, %.1fs",
+                name, num_boost_round, f"{x.shape[0]:,}", len(workers), time.perf_counter() - started,
+            )  # fmt: skip
+    finally:
+        client.cancel(placed)
     return boosters
 
 

@@ -17,6 +17,13 @@ context lengths and lags are then in weeks (`WEEKLY_LAGS`: up to 52, the same we
 
 Training runs on a GPU when one is present (Lightning's accelerator="auto"), else on the CPU.
 Lightning's checkpoints go to a temporary folder, never to the working directory.
+
+Inference (the sample paths) is batched: the series go in chunks of `SAMPLE_CHUNK`, each drawn
+with its own seed (the model's seed + the chunk's index), through the model's `executor` (the
+step's compute backend: in process, a local process pool or a Dask cluster). The chunks do not
+depend on the backend, so neither do the forecasts. At M5 size inference is most of DeepAR's
+time (predict 146 s against fit 36 s on 2 cores) and 8 of the hybrid's DeepAR passes. A model
+on a GPU samples in its own process: one device batch beats shipping the network to CPU workers.
 """
 
 from __future__ import annotations
@@ -32,10 +39,11 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
+from demand_assets.forecasting.compute import Executor, InProcess
 from demand_assets.forecasting.models.base import quantile_frame
 from demand_assets.forecasting.panel import KEYS, QUANTILES, SERIES, TARGET, covariate_columns
 
-__all__ = ["WEEKLY_LAGS", "DeepARConfig", "DeepARForecaster"]
+__all__ = ["SAMPLE_CHUNK", "WEEKLY_LAGS", "DeepARConfig", "DeepARForecaster"]
 
 log = logging.getLogger(__name__)
 _BASE_FEATURES = ["LOG_RELATIVE_PRICE", "PROMO", "LOG_SPEND", "IS_HOLIDAY"]
@@ -46,6 +54,10 @@ warnings.filterwarnings("ignore", message="Using a non-tuple sequence for multid
 # Lags of a weekly series, in weeks: the last month, a quarter, half a year, a year.
 WEEKLY_LAGS = (1, 2, 3, 4, 8, 13, 26, 52)
 _WEEKDAY_CODES = {1: "MON", 2: "TUE", 3: "WED", 4: "THU", 5: "FRI", 6: "SAT", 7: "SUN"}
+# Series per inference chunk, whatever the backend: each chunk draws its sample paths from its own
+# seed, so the forecasts do not depend on where the chunks run. 1,024 series x 200 paths x 28 days
+# is 23 MB of samples a chunk, and M5's 30,490 series are 30 chunks.
+SAMPLE_CHUNK = 1024
 
 
 @dataclass(frozen=True)
@@ -68,10 +80,12 @@ class DeepARConfig:
 
 class DeepARForecaster:
     name = "deepar"
+    executor: Executor | None = None  # models pickled before batched inference had none
 
-    def __init__(self, config: DeepARConfig | None = None, *, censoring_aware: bool = True) -> None:
+    def __init__(self, config: DeepARConfig | None = None, *, censoring_aware: bool = True, executor: Executor | None = None) -> None:
         self.config = config or DeepARConfig()
         self.censoring_aware = censoring_aware
+        self.executor = executor  # where the sample-path chunks are drawn; None: in this process
         self.predictor = None
         self.vocab: dict[str, dict[str, int]] = {}
         self.median_price: pl.DataFrame | None = None
@@ -210,13 +224,20 @@ class DeepARForecaster:
         log.info("deepar: trained on %d series (%d epochs)", len(entries), cfg.max_epochs)
         return self
 
+    def __getstate__(self) -> dict:
+        # A registered model must not carry the step's executor (a Dask client does not pickle).
+        return {**self.__dict__, "executor": None}
+
     # --------------------------------------------------------------- predict
+    def _sampler(self) -> Executor:
+        """Where the chunks are drawn: the executor, unless there is none or the network is on a GPU."""
+        on_gpu = "cuda" in str(getattr(self.predictor, "device", "cpu"))
+        return self.executor if self.executor is not None and not on_gpu else InProcess(progress=getattr(self.executor, "progress", None))
+
     def predict_samples(self, history: pl.DataFrame, future: pl.DataFrame) -> tuple[pl.DataFrame, np.ndarray]:
         """Sample paths (series x samples x horizon) for the future frame's days after the history."""
         if self.predictor is None:
             raise RuntimeError("fit the model before predicting")
-        import torch
-
         origin: dt.date = history["DATE"].max()
         p = self.config.period_days
         horizon = (future["DATE"].max() - origin).days // p  # periods
@@ -225,15 +246,32 @@ class DeepARForecaster:
         covariates = pl.concat([self._dynamic(history), self._dynamic(future)], how="diagonal_relaxed")
         end = origin + dt.timedelta(days=self.config.prediction_length * p)
         entries = self._entries(history, covariates, end=end)
-        torch.manual_seed(self.config.seed)
-        forecasts = list(self.predictor.predict(entries))
-        samples = np.stack([f.samples[:, :horizon] for f in forecasts])
+        chunks = [(i // SAMPLE_CHUNK, entries[i : i + SAMPLE_CHUNK]) for i in range(0, len(entries), SAMPLE_CHUNK)]
+        parts = self._sampler().map(
+            _sample_chunk,
+            chunks,
+            args=(self.predictor, self.config.seed, horizon),
+            labels=[f"deepar series {k * SAMPLE_CHUNK + 1}..{k * SAMPLE_CHUNK + len(c)}" for k, c in chunks],
+            what=f"deepar sample-path chunks ({SAMPLE_CHUNK} series each)",
+            min_per_worker=4,  # a local pool only from 4 chunks a worker: its processes import torch first
+        )
+        samples = np.concatenate(parts)
         keys = pl.DataFrame([e["item_id"].split("|") for e in entries], schema=SERIES, orient="row")
         return keys, samples
 
     def predict(self, history: pl.DataFrame, future: pl.DataFrame) -> pl.DataFrame:
         keys, samples = self.predict_samples(history, future)
         return summarise_samples(keys, samples, history["DATE"].max(), future, period_days=self.config.period_days)
+
+
+def _sample_chunk(chunk: tuple[int, list[dict]], predictor, seed: int, horizon: int) -> np.ndarray:
+    """One chunk's sample paths (series x samples x horizon), seeded by the chunk's index: the
+    same numbers in this process, a pool worker or a Dask worker."""
+    import torch
+
+    index, entries = chunk
+    torch.manual_seed(seed + index)
+    return np.stack([f.samples[:, :horizon] for f in predictor.predict(entries)])
 
 
 def _forward_fill(values: np.ndarray) -> np.ndarray:

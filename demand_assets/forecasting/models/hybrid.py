@@ -36,6 +36,7 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 
+from demand_assets.forecasting.compute import Executor
 from demand_assets.forecasting.models.base import quantile_frame
 from demand_assets.forecasting.models.boosting import booster_params, category_vocab, encode, predict_with_margin, train_boosters
 from demand_assets.forecasting.models.deepar import DeepARConfig, DeepARForecaster
@@ -53,6 +54,7 @@ _DEEPAR_FEATURES = ["DEEPAR_MEAN", "DEEPAR_P10", "DEEPAR_P50", "DEEPAR_P90"]
 
 class DeepARLightGBMHybrid:
     name = "hybrid"
+    executor: Executor | None = None  # models pickled before batched inference had none
 
     def __init__(
         self,
@@ -66,6 +68,7 @@ class DeepARLightGBMHybrid:
         censoring_aware: bool = True,
         quantiles: str = "scaled",
         seed: int = 0,
+        executor: Executor | None = None,
     ) -> None:
         if quantiles not in ("boosters", "scaled"):
             raise ValueError(f"quantiles must be 'boosters' or 'scaled', got {quantiles!r}")
@@ -76,6 +79,7 @@ class DeepARLightGBMHybrid:
         self.params = booster_params(learning_rate=learning_rate, num_leaves=num_leaves, min_data_in_leaf=min_data_in_leaf, seed=seed, feature_fraction=0.8)
         self.censoring_aware = censoring_aware
         self.seed = seed
+        self.executor = executor  # where its DeepARs draw their sample paths (8 passes a fit and predict)
         self.stage1: DeepARForecaster | None = None
         self.final: DeepARForecaster | None = None
         self.models: dict[str, lgb.Booster] = {}
@@ -137,7 +141,11 @@ class DeepARLightGBMHybrid:
 
     # ---------------------------------------------------------------------- fit
     def _fit_deepar(self, train: pl.DataFrame) -> DeepARForecaster:
-        return DeepARForecaster(self.deepar_config, censoring_aware=self.censoring_aware).fit(train)
+        return DeepARForecaster(self.deepar_config, censoring_aware=self.censoring_aware, executor=self.executor).fit(train)
+
+    def __getstate__(self) -> dict:
+        # A registered model must not carry the step's executor (a Dask client does not pickle).
+        return {**self.__dict__, "executor": None}
 
     def fit(self, train: pl.DataFrame) -> DeepARLightGBMHybrid:
         h = self.deepar_config.prediction_length

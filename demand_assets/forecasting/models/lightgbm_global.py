@@ -19,6 +19,11 @@ in-stock days rather than learning that stockouts sell nothing.
 A weekly series (`period_days` 7: one row a week, on its week day) uses the weekly lag plan
 (`demand_assets.features.training_dataset.lag_plan`): lags of 1, 2, 4 and 52 weeks and means
 over 4 and 13 weeks, still named and indexed in days, and is forecast week by week.
+
+Training on a Dask cluster (`train_on="dask"`, with the step's Dask executor): the boosters are
+trained by `lightgbm.dask` across the cluster's workers, each holding a slice of the rows
+(`boosting.train_on_dask`), for a training set larger than one worker's memory. Prediction is
+local either way.
 """
 
 from __future__ import annotations
@@ -31,11 +36,15 @@ import numpy as np
 import polars as pl
 
 from demand_assets.features.training_dataset import LagPlan, lag_plan
+from demand_assets.forecasting.compute import DaskExecutor, Executor
 from demand_assets.forecasting.models.base import quantile_frame
 from demand_assets.forecasting.models.boosting import booster_params, category_vocab, encode, train_boosters
 from demand_assets.forecasting.panel import KEYS, SERIES, TARGET, exogenous_columns
 
-__all__ = ["LightGBMForecaster"]
+__all__ = ["TRAIN_ON", "LightGBMForecaster"]
+
+# Where the boosters train: in this step's process, or across a Dask cluster's workers.
+TRAIN_ON = ("local", "dask")
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +52,8 @@ log = logging.getLogger(__name__)
 class LightGBMForecaster:
     name = "lightgbm"
     period_days = 1  # models pickled before weekly sources were daily
+    train_on = "local"  # models pickled before Dask training were trained locally
+    executor: Executor | None = None
 
     def __init__(
         self,
@@ -58,7 +69,17 @@ class LightGBMForecaster:
         seed: int = 0,
         num_threads: int = 0,
         period_days: int = 1,
+        train_on: str = "local",
+        executor: Executor | None = None,
     ) -> None:
+        if train_on not in TRAIN_ON:
+            raise ValueError(f"train_on must be one of {TRAIN_ON}, got {train_on!r}")
+        if train_on == "dask" and not isinstance(executor, DaskExecutor):
+            raise ValueError(
+                "LightGBM training on dask (lgbm_train_on: dask) needs the dask compute backend: set DEMAND_COMPUTE=dask and DEMAND_DASK_ADDRESS"
+            )
+        self.train_on = train_on
+        self.executor = executor  # the step's Dask executor when train_on is "dask"
         self.period_days = period_days  # days per row: 1, or 7 for a weekly series
         self.num_boost_round = num_boost_round
         self.quantile_max_rows = quantile_max_rows
@@ -76,6 +97,10 @@ class LightGBMForecaster:
         self.models: dict[str, lgb.Booster] = {}
         self.features: list[str] = []
         self.vocab: dict[str, dict[str, int]] = {}
+
+    def __getstate__(self) -> dict:
+        # A registered model must not carry the step's executor (a Dask client does not pickle).
+        return {**self.__dict__, "executor": None}
 
     # ------------------------------------------------------------------ features
     @property
@@ -102,8 +127,10 @@ class LightGBMForecaster:
             tweedie_variance_power=self.tweedie_variance_power,
             quantile_max_rows=self.quantile_max_rows,
             seed=self.seed,
+            dask_client=self.executor.client() if self.train_on == "dask" and isinstance(self.executor, DaskExecutor) else None,
         )
-        log.info("lightgbm: trained %d boosters on %d rows x %d features", len(self.models), train.height, len(self.features))
+        where = f" on dask at {self.executor.address}" if self.train_on == "dask" and isinstance(self.executor, DaskExecutor) else ""
+        log.info("lightgbm: trained %d boosters%s on %d rows x %d features", len(self.models), where, train.height, len(self.features))
         return self
 
     # ------------------------------------------------------------------ predict

@@ -8,6 +8,12 @@ P10, P50 and P90 for every step, made monotone by construction (P50 = P10 + soft
 + softplus) and trained with the pinball loss, and a MEAN (softplus, trained with squared
 error) for what needs an expected value (costs, sums). The direct multi-step head sees no future target.
 
+Inference is batched: the series' input windows go in chunks of `FORWARD_CHUNK` through the
+model's `executor` (the step's compute backend). The network is deterministic and sees each
+series alone, so every backend gives the same forecasts (to float32 rounding). A forward pass is
+cheap (milliseconds per thousand series on a CPU), so a local pool is used only from 8 chunks a
+worker (about 130,000 series on 2 workers); a Dask cluster is for panels a step cannot hold.
+
 Only the target is used, so a planner can upload a CSV of recent sales and get a forecast: the
 global models with covariates live in the daily pipeline. Runs on a GPU when one is present.
 torch is imported when a model is built (`tcn_network.py`), not with this module: a process that
@@ -23,15 +29,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+from demand_assets.forecasting.compute import Executor, InProcess
 from demand_assets.forecasting.models.base import by_steps
 from demand_assets.forecasting.panel import SERIES as PANEL_KEYS
 
 if TYPE_CHECKING:
     from demand_assets.forecasting.models.tcn_network import TCNNetwork
 
-__all__ = ["PANEL_KEYS", "TCNForecaster", "TCNSettings"]
+__all__ = ["FORWARD_CHUNK", "PANEL_KEYS", "TCNForecaster", "TCNSettings"]
 
 log = logging.getLogger(__name__)
+# Series per forward pass sent to the executor, whatever the backend.
+FORWARD_CHUNK = 8192
 
 
 @dataclass(frozen=True)
@@ -63,8 +72,11 @@ class TCNForecaster:
     history have COUNTRY, PRODUCT, a time column (one row per period, no gaps) and the target;
     future names the periods to forecast (at most `settings.horizon` per series)."""
 
-    def __init__(self, settings: TCNSettings = TCNSettings(), *, time: str = "PERIOD", target: str = "UNITS") -> None:
+    executor: Executor | None = None  # models pickled before batched inference had none
+
+    def __init__(self, settings: TCNSettings = TCNSettings(), *, time: str = "PERIOD", target: str = "UNITS", executor: Executor | None = None) -> None:
         self.settings = settings
+        self.executor = executor  # where the forward passes run; None: in this process
         self.time = time
         self.target = target
         self.device = _device()
@@ -138,14 +150,13 @@ class TCNForecaster:
         short = [dict(zip(PANEL_KEYS, k)) for k, y in zip(keys.iter_rows(), series) if len(y) < n_in]
         if short:
             raise ValueError(f"too little history: {len(short)} series have fewer than the {n_in} periods the model reads, e.g. {short[:3]}")
-        import torch
-
         x = np.stack([y[-n_in:] for y in series])
         scale = x.mean(axis=1, keepdims=True) + 1.0
-        self.net.eval()
-        with torch.no_grad():
-            out = self.net(torch.from_numpy(x / scale).to(self.device)).cpu().numpy() * scale[:, :, None]
-        self.net.train()
+        scaled = x / scale
+        chunks = [scaled[i : i + FORWARD_CHUNK] for i in range(0, len(scaled), FORWARD_CHUNK)]
+        executor = self.executor if self.executor is not None and self.device.type == "cpu" else InProcess(progress=getattr(self.executor, "progress", None))
+        parts = executor.map(_forward, chunks, args=(self,), what=f"tcn forward chunks ({FORWARD_CHUNK} series each)", min_per_worker=8)
+        out = np.concatenate(parts) * scale[:, :, None]
         out = np.maximum(out[:, :horizon, :], 0.0)
         n = len(series)
         return pl.DataFrame(
@@ -163,6 +174,7 @@ class TCNForecaster:
         state = self.__dict__.copy()
         state["net"] = None if self.net is None else {k: v.cpu() for k, v in self.net.state_dict().items()}
         state.pop("device", None)
+        state["executor"] = None  # a registered model must not carry the step's executor
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -175,6 +187,19 @@ class TCNForecaster:
 
             self.net = TCNNetwork(self.settings).to(self.device)
             self.net.load_state_dict(weights)
+
+
+def _forward(x: np.ndarray, model: TCNForecaster) -> np.ndarray:
+    """The network's output (series x horizon x 4) for scaled input windows, wherever it runs."""
+    import torch
+
+    net = model.net
+    net.eval()
+    try:
+        with torch.no_grad():
+            return net(torch.from_numpy(x).to(model.device)).cpu().numpy()
+    finally:
+        net.train()
 
 
 def _device() -> Any:
