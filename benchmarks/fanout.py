@@ -9,9 +9,13 @@ from the kernel's accounting of the waited-for children):
   fanout     DEMAND_EXECUTOR=multiprocess with 2 concurrent steps, DEMAND_TRAINING_SLOTS=2,
              DEMAND_COMPUTE=in_process: every unit (model x fold x shard) in a process of its own,
              each holding its libraries to half the cores (the compute resource's thread budget)
+  pool       DEMAND_EXECUTOR=in_process, DEMAND_COMPUTE=processes (the default compute backend):
+             the units in one process, ETS's fits and DeepAR's sample paths on a local pool of 2
   dask       DEMAND_EXECUTOR=in_process, DEMAND_COMPUTE=dask on a LocalCluster of 2 worker
-             processes: the units in one process, the per-series fits (ETS) on the cluster
-The metrics must be identical across the three. `--global-models per_shard` runs LightGBM once per
+             processes: the units in one process, ETS's fits and DeepAR's sample paths on the cluster
+  dask_lgbm  as dask, and LightGBM trained by lightgbm.dask across the cluster (lgbm_train_on: dask)
+The metrics must be identical across serial, pool, fanout and dask (LightGBM's within float
+rounding: a unit on 1 thread sums in another order); dask_lgbm is within a tolerance. `--global-models per_shard` runs LightGBM once per
 store (a unit per fold and store) instead of across all series, for the comparison of both. Unit durations (from the fanout run's events)
 and the per-unit overhead feed the projection for 8, 32 and 128 workers (docs/scaling.md).
 
@@ -26,6 +30,7 @@ import argparse
 import datetime as dt
 import json
 import logging
+import math
 import os
 import platform
 import re
@@ -141,7 +146,14 @@ def _mode(work: Path, mode: str, config: Path) -> dict:
     cluster = None
     if mode == "fanout":
         extra |= {"DEMAND_EXECUTOR": "multiprocess", "DEMAND_MAX_CONCURRENT": "2", "DEMAND_TRAINING_SLOTS": "2"}
-    elif mode == "dask":
+    elif mode == "pool":
+        extra |= {"DEMAND_COMPUTE": "processes"}
+    elif mode == "dask_lgbm":
+        run_config = json.loads(config.read_text())
+        run_config["ops"]["model_backtest"]["config"]["lgbm_train_on"] = "dask"
+        config = config.with_name("backtest_dask_lgbm.yaml")
+        config.write_text(json.dumps(run_config))
+    if mode in ("dask", "dask_lgbm"):
         import distributed
 
         cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None, silence_logs=logging.WARNING)
@@ -197,35 +209,64 @@ def lpt_makespan(durations: list[float], workers: int) -> float:
     return max(loads)
 
 
-def project_m5(overhead_s: float, publish_s: float, folds: int = 4, stores: int = 10, global_models: str = "pooled", per_shard_ratio: float = 1.0) -> dict:
+def project_m5(
+    overhead_s: float,
+    publish_s: float,
+    folds: int = 4,
+    stores: int = 10,
+    global_models: str = "pooled",
+    per_shard_ratio: float = 1.0,
+    sampling: tuple[float, float, int] | None = None,
+) -> dict:
     """Projected wall time of M5's backtest (the default line-up, `folds` folds) on 1 to 128
     workers, from the per-model one-fold step times measured at M5 size (results/m5.json,
     backtest_folds_1; ETS there ran on a 2-process pool, so its core-seconds are twice its wall)
     split into units as model_backtest splits them (ETS per store; the global models per store
     too with `global_models` "per_shard", each store's fit costing `per_shard_ratio` / `stores`
     of the pooled fit, a ratio measured on the slice), plus the measured per-unit overhead (a step
-    process starting and reading its slice) and the publishing step."""
+    process starting and reading its slice) and the publishing step.
+
+    `sampling` (serial_s, chunk_s, cluster_workers): DeepAR's sample paths drawn on a Dask
+    cluster of `cluster_workers` single-threaded workers instead of in the unit. serial_s is one
+    pass's sampling over M5's series in one process (measured), chunk_s one 1,024-series chunk on
+    one worker (measured); a pass then takes ceil(chunks / workers) x chunk_s of the unit's wall
+    time, and its core-seconds move to the cluster. DeepAR makes one pass a unit, the hybrid
+    eight (three cross-fitted windows and the final model, two each)."""
     measured = json.loads((RESULTS.parent / "m5.json").read_text())["phases"]["backtest_folds_1"]["by_model"]
     # DeepAR trains a fixed number of batches whatever the panel's size, so each store's DeepAR
     # costs the whole training (its measured fit); its sample paths scale with the series. The
     # hybrid trains DeepAR 1 + hybrid_windows (3) times.
     deepar_fit = float(re.search(r"fit ([0-9.]+)s", measured["deepar"]["fit_predict_seconds"][0]).group(1))
     fixed = {"deepar": deepar_fit, "hybrid": 4 * deepar_fit}
-    units = []
+    passes = {"deepar": 1, "hybrid": 8}
+    units, cluster_core_s = [], 0.0
     for name, out in measured.items():
         base = name.removesuffix("_uncensored_training")
         seconds = out["seconds"] * (2 if base == "ets" else 1)
+        if sampling is not None and base in passes:
+            serial_s, chunk_s, workers = sampling
+            n_chunks = math.ceil(30_490 / 1024) if global_models == "pooled" else math.ceil(30_490 / stores / 1024)
+            per_pass = math.ceil(n_chunks / workers) * chunk_s
+            n_units = folds * (1 if global_models == "pooled" else stores)
+            # pooled: a pass covers every series; per store: the store's own chunks
+            seconds -= passes[base] * serial_s
+            cluster_core_s += passes[base] * n_chunks * chunk_s * n_units
+            extra = passes[base] * per_pass
+        else:
+            extra = 0.0
         if base == "ets":
             units += [seconds / stores + overhead_s] * (stores * folds)
         elif base == "seasonal_naive" or global_models == "pooled":
-            units += [seconds + overhead_s] * folds
+            units += [seconds + extra + overhead_s] * folds
         else:
             once = fixed.get(base, 0.0)
-            units += [once + (seconds - once) * per_shard_ratio / stores + overhead_s] * (stores * folds)
+            units += [once + (seconds - once) * per_shard_ratio / stores + extra + overhead_s] * (stores * folds)
     total = sum(units)
     out = {
         "global_models": global_models,
         "per_shard_ratio": per_shard_ratio,
+        "sampling_on_cluster": None if sampling is None else {"serial_pass_s": sampling[0], "chunk_s": sampling[1], "cluster_workers": sampling[2]},
+        "cluster_core_hours": round(cluster_core_s / 3600, 2),
         "units": len(units),
         "unit_core_hours": round(total / 3600, 2),
         "longest_unit_s": round(max(units), 1),
@@ -244,13 +285,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scale", type=float, default=0.1, help="share of M5's items per department (1.0: M5's 30,490 series)")
     parser.add_argument("--models", nargs="*", default=["seasonal_naive", "ets", "lightgbm"])
     parser.add_argument("--folds", type=int, default=2)
-    parser.add_argument("--modes", nargs="*", default=["serial", "fanout", "dask"])
+    parser.add_argument("--modes", nargs="*", default=["serial", "fanout", "dask"], choices=["serial", "pool", "fanout", "dask", "dask_lgbm"])
     parser.add_argument(
         "--project",
         nargs=3,
         type=float,
         metavar=("OVERHEAD_S", "PUBLISH_S", "PER_SHARD_RATIO"),
         help="only project M5's four folds (pooled and per-shard global models) from these measured figures, into fanout.json",
+    )
+    parser.add_argument(
+        "--sampling",
+        nargs=3,
+        type=float,
+        metavar=("SERIAL_PASS_S", "CHUNK_S", "CLUSTER_WORKERS"),
+        help="with --project: also project with DeepAR's sample paths on a Dask cluster of this many workers (one pass's sampling in one "
+        "process, and one chunk's on one worker, both measured)",
     )
     parser.add_argument("--history-days", type=int, default=730)
     parser.add_argument(
@@ -260,6 +309,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.project:
         overhead, publish, ratio = args.project
         projections = {g: project_m5(overhead, publish, global_models=g, per_shard_ratio=ratio) for g in ("pooled", "per_shard")}
+        if args.sampling:
+            serial_s, chunk_s, workers = args.sampling
+            for g in ("pooled", "per_shard"):
+                projections[f"{g}_sampling_on_cluster"] = project_m5(
+                    overhead, publish, global_models=g, per_shard_ratio=ratio, sampling=(serial_s, chunk_s, int(workers))
+                )
         saved = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
         RESULTS.write_text(json.dumps(saved | {"projection_m5": projections}, indent=1))
         print(json.dumps(projections, indent=1))
@@ -295,7 +350,19 @@ def main(argv: list[str] | None = None) -> None:
             }
         )
     )
-    results["modes"] = {mode: _mode(work, mode, config) for mode in args.modes}
+    RESULTS.parent.mkdir(exist_ok=True)
+    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    key = f"scale_{args.scale}_folds_{args.folds}" + ("" if args.global_models == "pooled" else f"_{args.global_models}")
+    if args.models != parser.get_default("models"):
+        key += "_" + "-".join(args.models)
+    # Modes measured earlier on the same panel and line-up stay; the ones run now replace theirs.
+    earlier = previous.get(key, {}).get("modes", {}) if previous.get(key, {}).get("models") == args.models else {}
+    results["prepare"] = results.get("prepare") or previous.get(key, {}).get("prepare")
+    results["modes"] = earlier
+    for mode in args.modes:
+        results["modes"][mode] = _mode(work, mode, config)
+        previous[key] = results
+        RESULTS.write_text(json.dumps(previous, indent=1, default=str))  # each mode saved as it ends
     modes = results["modes"]
     if "serial" in modes:
         reference = modes["serial"]["metrics"]
@@ -305,9 +372,7 @@ def main(argv: list[str] | None = None) -> None:
         for out in modes.values():
             out["speedup_over_serial"] = round(modes["serial"]["seconds"] / out["seconds"], 2)
             out["core_seconds_over_serial"] = round(out["cpu_seconds"] / modes["serial"]["cpu_seconds"], 2)
-    RESULTS.parent.mkdir(exist_ok=True)
-    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    previous[f"scale_{args.scale}_folds_{args.folds}" + ("" if args.global_models == "pooled" else f"_{args.global_models}")] = results
+    previous[key] = results
     RESULTS.write_text(json.dumps(previous, indent=1, default=str))
     print(json.dumps({k: v for k, v in results.items() if k != "modes"}, indent=1, default=str))
     for mode, out in modes.items():

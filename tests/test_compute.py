@@ -26,6 +26,8 @@ from demand_assets.forecasting.models.hybrid import DeepARLightGBMHybrid
 from demand_assets.forecasting.models.lightgbm_global import LightGBMForecaster
 from demand_assets.forecasting.models.tcn import TCNForecaster, TCNSettings
 from demand_assets.forecasting.panel import future_frame
+from demand_assets.forecasting.registry import ForecasterPyfunc
+from demand_assets.forecasting.shards import PerShard
 from demand_assets.forecasting.suite import SuiteSettings, model_factories
 from resources import ComputeResource, DeltaStore, resources_from_env
 from tests.conftest import materialize_range, small_resources
@@ -143,10 +145,20 @@ def test_the_suite_hands_the_steps_executor_to_every_model_that_batches_work():
     built = {name: factory() for name, factory in model_factories(SuiteSettings(models=("ets", "deepar", "hybrid", "lightgbm")), executor).items()}
     assert all(built[name].executor is executor for name in ("ets", "deepar", "hybrid"))
     assert built["lightgbm"].executor is None  # trains in its own process unless lgbm_train_on is dask
-    hybrid_deepar = built["hybrid"]._fit_deepar.__func__  # the hybrid's DeepARs get the same executor
-    assert "executor=self.executor" in __import__("inspect").getsource(hybrid_deepar)
     with pytest.raises(ValueError, match=r"lgbm_train_on: dask\) needs the dask compute backend: set DEMAND_COMPUTE=dask"):
         model_factories(SuiteSettings(models=("lightgbm",), lgbm_train_on="dask"), executor)["lightgbm"]()
+
+
+def test_a_loaded_champion_runs_its_batched_work_on_the_steps_executor():
+    """demand_forecast hands its compute executor to the loaded model (and a per-shard model's shards)."""
+    executor = InProcess()
+    per_shard = PerShard(lambda: DeepARForecaster(TINY_DEEPAR), "country", 2, "deepar")
+    per_shard.labels, per_shard.models = ["DE", "FR"], {0: DeepARForecaster(TINY_DEEPAR), 1: DeepARForecaster(TINY_DEEPAR)}
+    ForecasterPyfunc(per_shard, "deepar").use_executor(executor)
+    assert all(m.executor is executor for m in per_shard.models.values())
+    tcn = TCNForecaster(TCNSettings(epochs=1))
+    ForecasterPyfunc(tcn, "tcn", frequency="weekly").use_executor(executor)
+    assert tcn.executor is executor
 
 
 def test_deepar_sample_paths_are_identical_in_process_on_a_process_pool_and_on_a_dask_cluster(cluster, panel, monkeypatch):

@@ -147,6 +147,7 @@ class _RecordingDeepAR:
 
     def __init__(self, config, censoring_aware=True, executor=None):
         self.config = config
+        self.executor = executor
         _RecordingDeepAR.made += 1
         self.serial = _RecordingDeepAR.made  # not id(): a dropped instance's id can be reused
 
@@ -156,7 +157,34 @@ class _RecordingDeepAR:
 
     def predict(self, history, future):
         _RecordingDeepAR.calls.append((self.serial, "predict", history["DATE"].max(), future["DATE"].min()))
+        _RecordingDeepAR.executors.append(self.executor)
         return SeasonalNaive().predict(history, future)
+
+    executors: list = []
+
+
+def test_the_hybrid_draws_every_deepar_pass_on_its_executor_also_when_loaded(panel, monkeypatch):
+    """The hybrid's eight DeepAR passes are most of its time at M5 size: each runs on the step's
+    executor, in training and, once the registered model is loaded and handed one, in prediction."""
+    import pickle
+
+    import demand_assets.forecasting.models.hybrid as hybrid_module
+    from demand_assets.forecasting.compute import InProcess
+    from demand_assets.forecasting.registry import ForecasterPyfunc
+
+    monkeypatch.setattr(hybrid_module, "DeepARForecaster", _RecordingDeepAR)
+    _, _, train, future = panel
+    step = InProcess()
+    _RecordingDeepAR.executors = []
+    model = DeepARLightGBMHybrid(DeepARConfig(prediction_length=14), stage2_windows=2, num_boost_round=5, min_data_in_leaf=5, executor=step).fit(train)
+    assert len(_RecordingDeepAR.executors) == 4 and all(e is step for e in _RecordingDeepAR.executors)  # two windows, two passes each
+    loaded = pickle.loads(pickle.dumps(ForecasterPyfunc(model, "hybrid")))
+    assert loaded.forecaster.executor is None  # the step's executor stays behind
+    later = InProcess()
+    loaded.use_executor(later)
+    _RecordingDeepAR.executors = []
+    loaded.forecaster.predict(train, future)
+    assert len(_RecordingDeepAR.executors) == 2 and all(e is later for e in _RecordingDeepAR.executors)
 
 
 def test_hybrid_stage2_only_sees_out_of_sample_deepar_forecasts(panel, monkeypatch):

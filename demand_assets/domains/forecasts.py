@@ -23,7 +23,7 @@ from demand_assets.domains.training import training_dataset
 from demand_assets.forecasting.panel import SERIES
 from demand_assets.forecasting.registry import CHAMPION_ALIAS, forecast_request, predict_request
 from demand_assets.reporting import figure_to_markdown, forecast_band_figure
-from resources import DeltaStore, DemandSourceResource, MlflowTracking
+from resources import ComputeResource, DeltaStore, DemandSourceResource, MlflowTracking
 
 __all__ = ["DEMAND_FORECAST_CONTRACT", "DemandForecastConfig", "demand_forecast"]
 
@@ -54,14 +54,20 @@ class DemandForecastConfig(dg.Config):
     ],
 )
 def demand_forecast(
-    context: dg.AssetExecutionContext, config: DemandForecastConfig, source: DemandSourceResource, store: DeltaStore, mlflow_tracking: MlflowTracking
+    context: dg.AssetExecutionContext,
+    config: DemandForecastConfig,
+    source: DemandSourceResource,
+    store: DeltaStore,
+    mlflow_tracking: MlflowTracking,
+    compute: ComputeResource,
 ):
     """As of each partition day, the MLflow champion's forecast for the next `horizon` days per
     country x product: MEAN and P10/P50/P90, with the model and registry version that made it.
     Covariates of days not yet stored follow the default plan (last price, no promotion, last
     week's spend repeated); stored days use their stored plan. A weekly source is forecast as of
     its week days, for the week days of the horizon (HORIZON_DAY 7, 14, 21, 28); its other days
-    hold no forecast by design."""
+    hold no forecast by design. The champion's batched work (DeepAR's sample paths, ETS's fits)
+    runs where the `compute` resource says."""
     start, end = partition_dates(context)
     cadence = source.open().cadence
     checks = [DEMAND_FORECAST_CONTRACT, FORECAST_HORIZON_RULE]
@@ -111,16 +117,20 @@ def demand_forecast(
         fig = forecast_band_figure(frame, list(zip(top["COUNTRY"], top["PRODUCT"])), f"{model_name} v{version} as of {latest['DATE'][0]}")
         return {"forecast_bands": dg.MetadataValue.md(figure_to_markdown(fig, "forecast bands")), "model": model_name, "model_version": version}
 
-    yield from publish_window(
-        context,
-        store,
-        "demand_forecast",
-        chunks(),
-        [
-            contract_check(Table.DEMAND_FORECAST, DEMAND_FORECAST_CONTRACT, ctx),
-            ChunkCheck(FORECAST_HORIZON_RULE, lambda chunk: check_forecast_horizon_complete(chunk, series, config.horizon, period_days=cadence.period_days)),
-        ],
-        summarize=summarize,
-        describe=describe,
-        cadence=cadence,
-    )
+    with compute.executor(progress=context.log.info) as executor:
+        model.unwrap_python_model().use_executor(executor)
+        yield from publish_window(
+            context,
+            store,
+            "demand_forecast",
+            chunks(),
+            [
+                contract_check(Table.DEMAND_FORECAST, DEMAND_FORECAST_CONTRACT, ctx),
+                ChunkCheck(
+                    FORECAST_HORIZON_RULE, lambda chunk: check_forecast_horizon_complete(chunk, series, config.horizon, period_days=cadence.period_days)
+                ),
+            ],
+            summarize=summarize,
+            describe=describe,
+            cadence=cadence,
+        )

@@ -76,6 +76,15 @@ class ForecasterPyfunc(PythonModel):
         self.model_name = model_name
         self.frequency = frequency
 
+    def use_executor(self, executor) -> None:
+        """Run the loaded model's batched work (ETS's fits, DeepAR's sample paths, the TCN's
+        forward passes) on `executor`, the step's compute backend: a registered model carries
+        none, and would otherwise do it in its own process. Per-shard models pass it to each shard's."""
+        models = list(getattr(self.forecaster, "models", {}).values()) if hasattr(self.forecaster, "labels") else []
+        for model in [self.forecaster, *models]:
+            if hasattr(model, "executor") and getattr(model, "train_on", "local") == "local":
+                model.executor = executor
+
     @property
     def max_horizon(self) -> int:
         """Periods ahead the model was trained for (per-SKU models)."""

@@ -92,7 +92,9 @@ def train_boosters(
     if dask_client is not None:
         if margins:
             raise ValueError("boosters that start from base margins (the hybrid's stage 2) train locally, not on dask")
-        return train_on_dask(dask_client, rows, features, vocab, params, objectives, num_boost_round=num_boost_round, censoring_aware=censoring_aware, subset=subset)
+        return train_on_dask(
+            dask_client, rows, features, vocab, params, objectives, num_boost_round=num_boost_round, censoring_aware=censoring_aware, subset=subset
+        )
     x = encode(rows, features, vocab)
     y = rows[TARGET].cast(pl.Float64).to_numpy()
     weight = _weights(rows, censoring_aware)

@@ -187,6 +187,7 @@ class DeepARLightGBMHybrid:
     def predict(self, history: pl.DataFrame, future: pl.DataFrame) -> pl.DataFrame:
         if not self.models:
             raise RuntimeError("fit the model before predicting")
+        self.final.executor = self.executor  # a loaded model's final DeepAR samples where the hybrid was told to
         rows = self._rows_from(self.final, history, future)
         x = encode(rows, self.features, self.vocab)
         preds = predict_with_margin(self.models, x, self._margins(rows))

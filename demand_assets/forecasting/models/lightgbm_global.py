@@ -75,9 +75,7 @@ class LightGBMForecaster:
         if train_on not in TRAIN_ON:
             raise ValueError(f"train_on must be one of {TRAIN_ON}, got {train_on!r}")
         if train_on == "dask" and not isinstance(executor, DaskExecutor):
-            raise ValueError(
-                "LightGBM training on dask (lgbm_train_on: dask) needs the dask compute backend: set DEMAND_COMPUTE=dask and DEMAND_DASK_ADDRESS"
-            )
+            raise ValueError("LightGBM training on dask (lgbm_train_on: dask) needs the dask compute backend: set DEMAND_COMPUTE=dask and DEMAND_DASK_ADDRESS")
         self.train_on = train_on
         self.executor = executor  # the step's Dask executor when train_on is "dask"
         self.period_days = period_days  # days per row: 1, or 7 for a weekly series
