@@ -173,7 +173,7 @@ def train_on_dask(
             placed.extend(futures)
             for out, array, future in zip(parts, arrays, futures):
                 out.append(da.from_delayed(future, shape=array.shape, dtype=array.dtype))
-        return tuple(da.concatenate(p) for p in parts)  # type: ignore[return-value]
+        return tuple(da.concatenate(p) for p in parts)
 
     data = {True: on_workers(None)}
     if subset is not None:

@@ -194,6 +194,8 @@ def _forward(x: np.ndarray, model: TCNForecaster) -> np.ndarray:
     import torch
 
     net = model.net
+    if net is None:
+        raise RuntimeError("fit the model first")
     net.eval()
     try:
         with torch.no_grad():
