@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import logging
 import os
 import time
 from pathlib import Path
@@ -23,9 +22,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main(argv: list[str] | None = None) -> None:
-    import distributed
-
-    from demand_assets.forecasting.compute import DaskExecutor, InProcess, ProcessPool
+    from demand_assets.forecasting.compute import DaskExecutor, InProcess, ProcessPool, local_cluster
     from demand_assets.forecasting.models.ets import ETSForecaster
     from demand_assets.forecasting.panel import future_frame
     from tests.forecasting_panel import small_panel
@@ -56,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     results["processes_2_s"] = round(seconds, 2)
     results["processes_identical"] = pooled.equals(reference)
     print("processes", results["processes_2_s"], results["processes_identical"], flush=True)
-    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None, silence_logs=logging.WARNING) as cluster:
+    with local_cluster(2) as cluster:
         with DaskExecutor(cluster.scheduler_address) as dask:
             seconds, on_dask = run(dask)
     results["dask_2_workers_s"] = round(seconds, 2)

@@ -27,9 +27,9 @@ Writes benchmarks/results/fanout.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
-import logging
 import math
 import os
 import platform
@@ -38,6 +38,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from demand_assets.forecasting.compute import local_cluster
 
 RESULTS = Path(__file__).resolve().parent / "results" / "fanout.json"
 ROOT = Path(__file__).resolve().parent.parent
@@ -153,22 +155,19 @@ def _mode(work: Path, mode: str, config: Path) -> dict:
         run_config["ops"]["model_backtest"]["config"]["lgbm_train_on"] = "dask"
         config = config.with_name("backtest_dask_lgbm.yaml")
         config.write_text(json.dumps(run_config))
-    if mode in ("dask", "dask_lgbm"):
-        import distributed
-
-        cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None, silence_logs=logging.WARNING)
-        extra |= {"DEMAND_COMPUTE": "dask", "DEMAND_DASK_ADDRESS": cluster.scheduler_address}
-    env = _env(work, **extra)
-    subprocess.run([str(Path(sys.executable).parent / "demand-deploy"), "pools"], env=env, check=True, capture_output=True)
-    try:
+    with contextlib.ExitStack() as stack:
+        if mode in ("dask", "dask_lgbm"):
+            # Workers started as docs/scaling.md says (no malloc trim threshold, one arena), and the
+            # benchmark's own environment, which the `dg launch` below inherits, left as it was.
+            cluster = stack.enter_context(local_cluster(2))
+            extra |= {"DEMAND_COMPUTE": "dask", "DEMAND_DASK_ADDRESS": cluster.scheduler_address}
+        env = _env(work, **extra)
+        subprocess.run([str(Path(sys.executable).parent / "demand-deploy"), "pools"], env=env, check=True, capture_output=True)
         cpu_before = _dask_cpu(cluster)
         out = _launch(work, "model_backtest", env, config)
         if cluster is not None:
             out["dask_workers_cpu_seconds"] = round(_dask_cpu(cluster) - cpu_before, 1)
             out["cpu_seconds"] = round(out["cpu_seconds"] + out["dask_workers_cpu_seconds"], 1)
-    finally:
-        if cluster is not None:
-            cluster.close()
     out |= _latest_run(work)
     out["metrics"] = _metrics(work)
     print(f"{mode}: {out['seconds']} s wall, {out['cpu_seconds']} CPU s, {out['processes']} processes", flush=True)

@@ -5,6 +5,7 @@ lightgbm.dask on that cluster agrees with the local fit within a stated toleranc
 series is named; a wrong scheduler address fails fast, naming the setting."""
 
 import datetime as dt
+import json
 import logging
 import re
 import time
@@ -17,7 +18,16 @@ import pytest
 from contracts import Table
 from demand_assets.definitions import ALL_ASSETS
 from demand_assets.domains.models import ForecastingConfig
-from demand_assets.forecasting.compute import DaskExecutor, InProcess, ItemFailed, ProcessPool
+from demand_assets.forecasting.compute import (
+    DASK_WORKER_ENVIRON,
+    DASK_WORKER_SHELL,
+    DaskExecutor,
+    InProcess,
+    ItemFailed,
+    ProcessPool,
+    _allocator_environ,
+    local_cluster,
+)
 from demand_assets.forecasting.models import deepar as deepar_module
 from demand_assets.forecasting.models import tcn as tcn_module
 from demand_assets.forecasting.models.deepar import DeepARConfig, DeepARForecaster
@@ -41,9 +51,7 @@ TINY_DEEPAR = DeepARConfig(
 
 @pytest.fixture(scope="module")
 def cluster():
-    import distributed  # a dependency: a missing one fails here, it is never skipped
-
-    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None, silence_logs=logging.WARNING) as local:
+    with local_cluster(2) as local:  # distributed is a dependency: a missing one fails here, it is never skipped
         yield local
 
 
@@ -121,6 +129,67 @@ def test_the_backend_and_the_address_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("DEMAND_COMPUTE", "spark")
     with pytest.raises(ValueError, match="DEMAND_COMPUTE='spark' is not one of in_process, processes, dask"):
         resources_from_env()
+
+
+def test_workers_on_dasks_default_allocator_setting_are_warned_about_and_the_documented_workers_are_not(tmp_path):
+    """Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which made DeepAR's sampling
+    1.7x slower: a client names it and the fix. `dask scheduler` and `dask worker` started as
+    docs/scaling.md says (DASK_WORKER_SHELL) give workers without it, and `local_cluster` starts its
+    workers the same way without leaving their variables in this process's environment."""
+    import os
+    import shlex
+    import subprocess
+    import sys
+
+    import distributed
+
+    before = dict(os.environ)
+    with local_cluster(1) as ours:
+        assert dict(os.environ) == before
+        lines: list[str] = []
+        with DaskExecutor(ours.scheduler_address, progress=lines.append) as dask:
+            assert dask.workers() == 1 and lines == []
+            (found,) = dask.client().run(_allocator_environ).values()  # read on the worker
+            assert found == {"MALLOC_TRIM_THRESHOLD_": None, "MALLOC_ARENA_MAX": DASK_WORKER_ENVIRON["MALLOC_ARENA_MAX"]}
+    try:
+        with distributed.LocalCluster(n_workers=1, processes=True, threads_per_worker=1, dashboard_address=":0", silence_logs=logging.WARNING) as default:
+            with DaskExecutor(default.scheduler_address, progress=lines.append) as dask:
+                dask.workers()
+    finally:  # a plain LocalCluster's nanny leaves its workers' variables in this process
+        os.environ.clear()
+        os.environ.update(before)
+    (line,) = lines
+    assert line.startswith("warning: 1 of 1 Dask workers") and "MALLOC_TRIM_THRESHOLD_=65536" in line
+    assert "start the workers with " + DASK_WORKER_SHELL in line
+
+    bin_dir = os.path.dirname(sys.executable)
+    shell_env = dict(before) | dict(pair.split("=", 1) for pair in shlex.split(line.split("start the workers with ")[1].split(" (docs")[0]))
+    scheduler_file = tmp_path / "scheduler.json"
+    started = [
+        subprocess.Popen([f"{bin_dir}/dask", "scheduler", "--scheduler-file", str(scheduler_file), "--port", "0", "--no-dashboard"], stderr=subprocess.DEVNULL),
+        subprocess.Popen(
+            [f"{bin_dir}/dask", "worker", "--scheduler-file", str(scheduler_file), "--nworkers", "1", "--nthreads", "1", "--no-dashboard"],
+            env=shell_env,
+            stderr=subprocess.DEVNULL,
+        ),
+    ]
+    try:
+        for _ in range(300):  # the scheduler writes its address once it listens
+            if scheduler_file.exists() and scheduler_file.stat().st_size:
+                break
+            time.sleep(0.1)
+        address = json.loads(scheduler_file.read_text())["address"]
+        with distributed.Client(address, timeout="30s") as client:
+            client.wait_for_workers(1, timeout=60)
+        lines.clear()
+        with DaskExecutor(address, progress=lines.append) as dask:
+            assert dask.workers() == 1 and lines == []
+            (found,) = dask.client().run(_allocator_environ).values()
+            assert found == {"MALLOC_TRIM_THRESHOLD_": None, "MALLOC_ARENA_MAX": "1"}
+    finally:
+        for process in started:
+            process.terminate()
+            process.wait(timeout=30)
 
 
 def test_a_pickled_model_leaves_the_steps_executor_behind():
