@@ -120,6 +120,7 @@ def _latest_run(work: Path) -> dict:
     with dg.DagsterInstance.from_config(str(work / "home" / "dagster")) as instance:
         (run,) = instance.get_runs(limit=1)
         starts, spans, pids = {}, {}, {}
+        peaks: dict[str, float] = {}
         for record in instance.get_records_for_run(run.run_id, limit=1_000_000).records:
             entry = record.event_log_entry
             event = entry.dagster_event
@@ -130,7 +131,12 @@ def _latest_run(work: Path) -> dict:
                 pids[entry.step_key] = event.pid
             elif event.event_type == dg.DagsterEventType.STEP_SUCCESS:
                 spans[entry.step_key] = round(entry.timestamp - starts[entry.step_key], 2)
-        return {"status": run.status.value, "step_seconds": spans, "processes": len(set(pids.values())), "run_seconds": None}
+            elif event.event_type == dg.DagsterEventType.STEP_OUTPUT:
+                # each step's process's peak RSS (its own with a process per step), from its output metadata
+                peak = event.step_output_data.metadata.get("peak_rss_gb")
+                if peak is not None:
+                    peaks[entry.step_key] = max(peaks.get(entry.step_key, 0.0), float(peak.value))
+        return {"status": run.status.value, "step_seconds": spans, "step_peak_rss_gb": peaks, "processes": len(set(pids.values())), "run_seconds": None}
 
 
 def _metrics(work: Path) -> list[dict]:

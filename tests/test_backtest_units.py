@@ -300,6 +300,15 @@ def test_units_run_in_parallel_processes_and_match_the_in_process_backtest(store
             if "backtest_unit_step[" in r.event_log_entry.step_key
         }
         assert budgets == {max(1, available_cores() // 2)}
+        # Each unit reports its own process's peak memory; the backtest's metadata has the largest.
+        peaks = [
+            r.event_log_entry.dagster_event.event_specific_data.metadata["peak_rss_gb"].value
+            for r in outputs
+            if "backtest_unit_step[" in r.event_log_entry.step_key
+        ]
+        assert len(peaks) == 4 and all(0.1 < peak < 8 for peak in peaks), peaks
+        published = instance.get_latest_materialization_event(dg.AssetKey("model_backtest")).asset_materialization.metadata
+        assert published["unit_peak_rss_gb_max"].value == max(peaks) and published["peak_rss_gb"].value > 0.1
         spans = _step_spans(instance, run.run_id)
         unit_spans = [span for key, span in spans.items() if key in units]
         # Never more units at once than the pool's 2 slots. (Whether two small units overlap at

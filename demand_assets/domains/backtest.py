@@ -43,6 +43,7 @@ from demand_assets.forecasting.backtest import (
     score_backtest,
     wrmsse_by_model,
 )
+from demand_assets.forecasting.compute import peak_rss_gb
 from demand_assets.forecasting.metrics import Regime
 from demand_assets.forecasting.shards import shard_filter, shard_labels
 from demand_assets.forecasting.suite import ALL_MODELS, UNCENSORED_SUFFIX, SuiteSettings, line_up, model_factories
@@ -166,6 +167,7 @@ class UnitResult:
     pid: int
     seconds: float
     series: int
+    peak_rss_gb: float = 0.0  # the unit's process's peak so far (its own where a unit is a process)
 
 
 @dg.op(
@@ -232,7 +234,7 @@ def plan_backtest(context: dg.OpExecutionContext, config: ForecastingConfig, sou
         f"folds {[str(f.test_start) for f in folds]}: {len(units)} units, {len(shards)} shards by {config.shard_by} for the per-series models"
         + (" and the global models (per_shard)" if config.global_models == "per_shard" else "")
     )
-    yield dg.Output(plan, "plan", metadata={"units": len(units), "shards": len(shards), "training_dataset_version": version})
+    yield dg.Output(plan, "plan", metadata={"units": len(units), "shards": len(shards), "training_dataset_version": version, "peak_rss_gb": peak_rss_gb()})
     for unit in units:
         yield dg.DynamicOutput(unit, output_name="units", mapping_key=unit.key)
 
@@ -258,9 +260,18 @@ def backtest_unit_step(context: dg.OpExecutionContext, plan: BacktestPlan, unit:
         forecasts, timing = backtest_unit(dataset, unit.model, factory, fold, progress=context.log.info, n_folds=len(plan.folds))
     seconds = time.perf_counter() - started
     host, pid = socket.gethostname(), os.getpid()
-    metadata = {"host": host, "pid": pid, "threads": compute.threads(), "series": n_series, "rows": dataset.height, "seconds": round(seconds, 2)}
+    peak = peak_rss_gb()
+    metadata = {
+        "host": host,
+        "pid": pid,
+        "threads": compute.threads(),
+        "series": n_series,
+        "rows": dataset.height,
+        "seconds": round(seconds, 2),
+        "peak_rss_gb": peak,
+    }
     context.add_output_metadata(metadata | timing)
-    return UnitResult(unit, forecasts, timing, host, pid, seconds, n_series)
+    return UnitResult(unit, forecasts, timing, host, pid, seconds, n_series, peak)
 
 
 @dg.op(ins={"plan": dg.In(BacktestPlan), "results": dg.In(list)}, tags={"kind": "publish"})
@@ -325,6 +336,7 @@ def publish_backtest(
                 "SERIES": r.series,
                 "SECONDS": round(r.seconds, 1),
                 "FIT_SECONDS": round(r.timing["FIT_SECONDS"], 1),
+                "PEAK_RSS_GB": r.peak_rss_gb,
             }
             for r in sorted(results, key=lambda r: -r.seconds)
         ]
@@ -345,6 +357,8 @@ def publish_backtest(
             "unit_seconds_total": round(float(units["SECONDS"].sum()), 1),
             "unit_seconds_max": round(float(units["SECONDS"].max()), 1),
             "processes": units["PID"].n_unique(),
+            "unit_peak_rss_gb_max": float(units["PEAK_RSS_GB"].max()),
+            "peak_rss_gb": peak_rss_gb(),  # this publishing step's process (it reads the whole window to score)
             "shards": dg.MetadataValue.json({"by": plan.shard_by, "labels": list(plan.shards)}),
             "lightgbm_tuned_params": dg.MetadataValue.json(plan.tuned),
             "cadence": plan.cadence,

@@ -21,6 +21,7 @@ from demand_assets.domains.drift import write_drift_reference
 from demand_assets.domains.raw import product_demand_truth
 from demand_assets.domains.reads import backtest_record
 from demand_assets.domains.training import training_dataset
+from demand_assets.forecasting.compute import peak_rss_gb
 from demand_assets.forecasting.metrics import Regime
 from demand_assets.forecasting.registry import CHAMPION_ALIAS, ForecasterPyfunc, choose_champion, forecast_request, predict_request
 from demand_assets.forecasting.suite import BASELINE, UNCENSORED_SUFFIX, SuiteSettings, model_factories
@@ -111,7 +112,9 @@ def refit_model(
         )
     seconds = time.perf_counter() - started
     context.log.info(f"registered {name} as version {version}")
-    context.add_output_metadata({"version": version, "host": socket.gethostname(), "pid": os.getpid(), "seconds": round(seconds, 2)})
+    context.add_output_metadata(
+        {"version": version, "host": socket.gethostname(), "pid": os.getpid(), "seconds": round(seconds, 2), "peak_rss_gb": peak_rss_gb()}
+    )
     return Refit(name, version, seconds, socket.gethostname(), os.getpid())
 
 

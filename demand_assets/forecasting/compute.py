@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 from demand_assets.forecasting.threads import cap_worker_threads
 
-__all__ = ["BACKENDS", "DASK_WORKER_ENVIRON", "Backend", "DaskExecutor", "Executor", "InProcess", "ItemFailed", "ProcessPool", "local_cluster"]
+__all__ = ["BACKENDS", "DASK_WORKER_ENVIRON", "Backend", "DaskExecutor", "Executor", "InProcess", "ItemFailed", "ProcessPool", "local_cluster", "peak_rss_gb"]
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +263,14 @@ class DaskExecutor(Executor):
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+def peak_rss_gb() -> float:
+    """This process's peak resident memory so far, in GB (a step's own peak where each step is a
+    process: the multiprocess and Kubernetes executors)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 3)  # kilobytes on Linux
 
 
 def _allocator_environ() -> dict[str, str | None]:
