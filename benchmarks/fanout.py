@@ -33,7 +33,6 @@ import json
 import math
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
@@ -214,22 +213,39 @@ def lpt_makespan(durations: list[float], workers: int) -> float:
     return max(loads)
 
 
+def measured_per_shard_ratios(key: str = "scale_1.0_folds_1_seasonal_naive-lightgbm-deepar") -> dict[str, float]:
+    """Per model, the seconds of its ten store units over its pooled unit's, both fanned out (two
+    units at once, one thread each) on the same M5-size panel: what one store's model costs as a
+    share of the pooled one, times ten. The hybrid was not measured per store; it is given DeepAR's
+    ratio (its work is four DeepAR trainings and eight sampling passes), a stated assumption."""
+    saved = json.loads(RESULTS.read_text())
+    pooled = saved[key]["modes"]["fanout"]["step_seconds"]
+    per_store = saved[key.replace("_folds_1_", "_folds_1_per_shard_")]["modes"]["fanout"]["step_seconds"]
+    ratios = {}
+    for model in ("lightgbm", "deepar"):
+        whole = sum(v for k, v in pooled.items() if f"[{model}__" in k)
+        ratios[model] = round(sum(v for k, v in per_store.items() if f"[{model}__" in k) / whole, 3)
+    ratios["hybrid"] = ratios["deepar"]
+    return ratios
+
+
 def project_m5(
     overhead_s: float,
     publish_s: float,
     folds: int = 4,
     stores: int = 10,
     global_models: str = "pooled",
-    per_shard_ratio: float = 1.0,
+    per_shard_ratio: dict[str, float] | None = None,
     sampling: tuple[float, float, int] | None = None,
 ) -> dict:
     """Projected wall time of M5's backtest (the default line-up, `folds` folds) on 1 to 128
     workers, from the per-model one-fold step times measured at M5 size (results/m5.json,
     backtest_folds_1; ETS there ran on a 2-process pool, so its core-seconds are twice its wall)
     split into units as model_backtest splits them (ETS per store; the global models per store
-    too with `global_models` "per_shard", each store's fit costing `per_shard_ratio` / `stores`
-    of the pooled fit, a ratio measured on the slice), plus the measured per-unit overhead (a step
-    process starting and reading its slice) and the publishing step.
+    too with `global_models` "per_shard", each store's unit costing `per_shard_ratio[model]` /
+    `stores` of the pooled unit: the ratio of the ten store units' seconds to the pooled unit's,
+    both fanned out at M5 size, from `measured_per_shard_ratios`), plus the measured per-unit
+    overhead (a step process starting and reading its slice) and the publishing step.
 
     `sampling` (serial_s, chunk_s, cluster_workers): DeepAR's sample paths drawn on a Dask
     cluster of `cluster_workers` single-threaded workers instead of in the unit. serial_s is one
@@ -238,11 +254,7 @@ def project_m5(
     time, and its core-seconds move to the cluster. DeepAR makes one pass a unit, the hybrid
     eight (three cross-fitted windows and the final model, two each)."""
     measured = json.loads((RESULTS.parent / "m5.json").read_text())["phases"]["backtest_folds_1"]["by_model"]
-    # DeepAR trains a fixed number of batches whatever the panel's size, so each store's DeepAR
-    # costs the whole training (its measured fit); its sample paths scale with the series. The
-    # hybrid trains DeepAR 1 + hybrid_windows (3) times.
-    deepar_fit = float(re.search(r"fit ([0-9.]+)s", measured["deepar"]["fit_predict_seconds"][0]).group(1))
-    fixed = {"deepar": deepar_fit, "hybrid": 4 * deepar_fit}
+    ratios = per_shard_ratio or {}
     passes = {"deepar": 1, "hybrid": 8}
     units, cluster_core_s = [], 0.0
     for name, out in measured.items():
@@ -264,12 +276,11 @@ def project_m5(
         elif base == "seasonal_naive" or global_models == "pooled":
             units += [seconds + extra + overhead_s] * folds
         else:
-            once = fixed.get(base, 0.0)
-            units += [once + (seconds - once) * per_shard_ratio / stores + extra + overhead_s] * (stores * folds)
+            units += [seconds * ratios[base] / stores + extra + overhead_s] * (stores * folds)
     total = sum(units)
     out = {
         "global_models": global_models,
-        "per_shard_ratio": per_shard_ratio,
+        "per_shard_ratio": ratios if global_models == "per_shard" else None,
         "sampling_on_cluster": None if sampling is None else {"serial_pass_s": sampling[0], "chunk_s": sampling[1], "cluster_workers": sampling[2]},
         "cluster_core_hours": round(cluster_core_s / 3600, 2),
         "units": len(units),
@@ -293,10 +304,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--modes", nargs="*", default=["serial", "fanout", "dask"], choices=["serial", "pool", "fanout", "dask", "dask_lgbm"])
     parser.add_argument(
         "--project",
-        nargs=3,
+        nargs=2,
         type=float,
-        metavar=("OVERHEAD_S", "PUBLISH_S", "PER_SHARD_RATIO"),
-        help="only project M5's four folds (pooled and per-shard global models) from these measured figures, into fanout.json",
+        metavar=("OVERHEAD_S", "PUBLISH_S"),
+        help="only project M5's four folds (pooled and per-shard global models) from these measured figures and the per-store "
+        "units measured at M5 size, into fanout.json",
     )
     parser.add_argument(
         "--sampling",
@@ -312,7 +324,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     if args.project:
-        overhead, publish, ratio = args.project
+        overhead, publish = args.project
+        ratio = measured_per_shard_ratios()
         projections = {g: project_m5(overhead, publish, global_models=g, per_shard_ratio=ratio) for g in ("pooled", "per_shard")}
         if args.sampling:
             serial_s, chunk_s, workers = args.sampling

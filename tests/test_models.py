@@ -74,6 +74,17 @@ def test_deepar_trains_and_forecasts_on_a_tiny_panel(panel):
     assert (out["P90"] - out["P10"]).mean() > 0
 
 
+def test_deepar_is_a_function_of_the_data_not_of_its_row_order(panel):
+    """The same rows in another order (another Delta file layout, another day's rebuild of the
+    training dataset) give the same model and the same forecasts, bit for bit."""
+    _, _, train, future = panel
+    shuffled = train.sample(fraction=1.0, shuffle=True, seed=7)
+    assert not shuffled.equals(train) and shuffled.sort(train.columns).equals(train.sort(train.columns))
+    ordered = DeepARForecaster(TINY_DEEPAR).fit(train).predict(train, future).sort("COUNTRY", "PRODUCT", "DATE")
+    reordered = DeepARForecaster(TINY_DEEPAR).fit(shuffled).predict(shuffled, future.reverse()).sort("COUNTRY", "PRODUCT", "DATE")
+    assert reordered.equals(ordered)
+
+
 def test_deepar_refuses_a_horizon_longer_than_it_was_trained_for(panel):
     dataset, _, train, _ = panel
     model = DeepARForecaster(TINY_DEEPAR).fit(train)

@@ -128,7 +128,10 @@ class DeepARForecaster:
         p = self.config.period_days
         n_days = (end - start).days // p + 1  # periods
         n_hist = (history["DATE"].max() - start).days // p + 1
-        series = covariates.select(SERIES).unique(maintain_order=True).with_row_index("_S")
+        # Sorted, not in the rows' order: the entries' order decides the training batches and which
+        # chunk (and seed) a series is sampled in, and the same data stored in another row order
+        # (another Delta file layout) must give the same model and the same forecasts.
+        series = covariates.select(SERIES).unique().sort(SERIES).with_row_index("_S")
         n = series.height
 
         def dense(frame: pl.DataFrame, columns: list[str], width: int) -> np.ndarray:
@@ -173,7 +176,7 @@ class DeepARForecaster:
         self.calendar_flags = [c for c in _CALENDAR_FLAGS if c in train.columns]
         self.covariates = {}
         for c in covariate_columns(train):
-            values = train[c].cast(pl.Float64).drop_nulls()
+            values = train[c].cast(pl.Float64).drop_nulls().sort()  # sorted: the sums do not depend on the rows' order
             mean = float(values.mean()) if values.len() else 0.0
             deviation = float(values.std()) if values.len() > 1 else 0.0
             self.covariates[c] = (mean, deviation if deviation and np.isfinite(deviation) and deviation > 0 else 1.0)
