@@ -35,6 +35,7 @@ from demand_assets.domains.model_runs import BACKTEST_METRICS, log_backtest_runs
 from demand_assets.domains.raw import product_demand_truth
 from demand_assets.domains.training import training_dataset
 from demand_assets.forecasting.backtest import (
+    SCORING_COLUMNS,
     Fold,
     Unit,
     backtest_unit,
@@ -146,10 +147,12 @@ class BacktestPlan:
             tags["delta_version.product_demand_truth"] = str(self.truth_version)
         return tags
 
-    def read(self, store: DeltaStore, shard: int = -1) -> pl.DataFrame:
-        """The plan's window of the training dataset at the plan's version: one shard, or all."""
+    def read(self, store: DeltaStore, shard: int = -1, columns: list[str] | None = None) -> pl.DataFrame:
+        """The plan's window of the training dataset at the plan's version: one shard, or all;
+        every column, or `columns`."""
         where = shard_filter(self.shard_by, self.shards, shard)
-        return store.read_window(Table.TRAINING_DATASET, self.window_start, self.window_end + dt.timedelta(days=1), version=self.dataset_version, where=where)
+        end = self.window_end + dt.timedelta(days=1)
+        return store.read_window(Table.TRAINING_DATASET, self.window_start, end, columns, version=self.dataset_version, where=where)
 
     def truth(self, store: DeltaStore) -> pl.DataFrame | None:
         if self.truth_version is None:
@@ -284,7 +287,7 @@ def publish_backtest(
     missing = [u.key for u in plan.units if u not in done]
     if missing:
         raise dg.Failure(description=f"units without results: {missing}", allow_retries=False)
-    dataset = plan.read(store)
+    dataset = plan.read(store, columns=SCORING_COLUMNS)  # the whole window: only what scoring reads
     folds = list(plan.folds)
     suite = plan.suite
     result = score_backtest(dataset, [r.forecasts for r in results], [r.timing for r in results], folds, truth=plan.truth(store), period_days=suite.period_days)
