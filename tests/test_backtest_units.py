@@ -34,7 +34,7 @@ from demand_assets.forecasting.models.lightgbm_global import LightGBMForecaster
 from demand_assets.forecasting.models.seasonal_naive import SeasonalNaive
 from demand_assets.forecasting.panel import KEYS, future_frame, history_up_to
 from demand_assets.forecasting.shards import PerShard, shard_filter, shard_labels
-from demand_assets.forecasting.suite import SuiteSettings, fits_per_series, model_factories
+from demand_assets.forecasting.suite import SuiteSettings, fits_per_series, input_columns, model_factories
 from demand_assets.forecasting.threads import available_cores
 from resources import DeltaStore
 from tests.conftest import materialize_range, small_resources
@@ -63,6 +63,24 @@ def test_units_cover_every_model_and_fold_and_shard_only_the_per_series_models()
         "lightgbm_uncensored_training",
         "hybrid",
     ]
+
+
+def test_per_series_models_forecast_the_same_from_only_their_input_columns():
+    """A unit or refit of seasonal naive or ETS reads only `input_columns` (5 of the dataset's
+    columns): the forecasts must be those made from the whole dataset, and the global models,
+    which build features from every column, must read everything."""
+    dataset, _ = small_panel()
+    folds = rolling_origin_folds(dataset["DATE"].max(), n_folds=1, horizon=7)
+    names = ("seasonal_naive", "ets", "ets_uncensored_training")
+    factories = model_factories(SuiteSettings(models=names, ets_history_days=120))
+    for name in names:
+        columns = input_columns(name)
+        assert columns is not None and len(columns) < len(dataset.columns)
+        whole, _ = backtest_unit(dataset, name, factories[name], folds[0])
+        narrow, _ = backtest_unit(dataset.select(columns), name, factories[name], folds[0])
+        assert narrow.height == whole.height > 0
+        assert narrow.equals(whole), name
+    assert input_columns("lightgbm") is None and input_columns("deepar_uncensored_training") is None
 
 
 @pytest.mark.parametrize(("shard_by", "n"), [("country", 0), ("series_hash", 3)])

@@ -47,7 +47,7 @@ from demand_assets.forecasting.backtest import (
 from demand_assets.forecasting.compute import peak_rss_gb
 from demand_assets.forecasting.metrics import Regime
 from demand_assets.forecasting.shards import shard_filter, shard_labels
-from demand_assets.forecasting.suite import ALL_MODELS, UNCENSORED_SUFFIX, SuiteSettings, line_up, model_factories
+from demand_assets.forecasting.suite import ALL_MODELS, UNCENSORED_SUFFIX, SuiteSettings, input_columns, line_up, model_factories
 from demand_assets.reporting import figure_to_markdown, forecast_band_figure, frame_to_markdown, metric_comparison_figure
 from resources import ComputeResource, DeltaStore, DemandSourceResource, MlflowTracking
 
@@ -253,7 +253,7 @@ def backtest_unit_step(context: dg.OpExecutionContext, plan: BacktestPlan, unit:
     window. Per-series fits (ETS) run where the `compute` resource says, and the step's libraries
     use the resource's thread budget (cores shared by the training steps that may run at once)."""
     started = time.perf_counter()
-    dataset = plan.read(store, unit.shard)
+    dataset = plan.read(store, unit.shard, columns=input_columns(unit.model))
     fold = plan.folds[unit.fold]
     shard = f" shard {unit.shard + 1}/{len(plan.shards)} ({plan.shards[unit.shard]})" if unit.shard >= 0 else ""
     n_series = dataset.select("COUNTRY", "PRODUCT").n_unique()

@@ -24,7 +24,7 @@ from demand_assets.domains.training import training_dataset
 from demand_assets.forecasting.compute import peak_rss_gb
 from demand_assets.forecasting.metrics import Regime
 from demand_assets.forecasting.registry import CHAMPION_ALIAS, ForecasterPyfunc, choose_champion, forecast_request, predict_request
-from demand_assets.forecasting.suite import BASELINE, UNCENSORED_SUFFIX, SuiteSettings, model_factories
+from demand_assets.forecasting.suite import BASELINE, UNCENSORED_SUFFIX, SuiteSettings, input_columns, model_factories
 from demand_assets.monitoring.promotion import Incumbent, compare_with_incumbent
 from resources import ComputeResource, DeltaStore, MlflowTracking, MonitoringSettings
 
@@ -54,8 +54,9 @@ class RefitPlan:
     dataset_version: int
     tags: dict[str, str]
 
-    def read(self, store: DeltaStore) -> pl.DataFrame:
-        return store.read_window(Table.TRAINING_DATASET, self.window_start, self.window_end + dt.timedelta(days=1), version=self.dataset_version)
+    def read(self, store: DeltaStore, columns: list[str] | None = None) -> pl.DataFrame:
+        end = self.window_end + dt.timedelta(days=1)
+        return store.read_window(Table.TRAINING_DATASET, self.window_start, end, columns, version=self.dataset_version)
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ def refit_model(
     """Refit one model with the settings it was backtested with, log it as an MLflow pyfunc
     and register it as a version of the `demand_forecast` model (without an alias)."""
     started = time.perf_counter()
-    dataset = plan.read(store)
+    dataset = plan.read(store, columns=input_columns(name))
     with compute.training_step(progress=context.log.info) as executor:
         model = model_factories(SuiteSettings.from_json(plan.suite_json), executor)[name]().fit(dataset)
     context.log.info(f"refitted {name} on {dataset.height:,} rows in {time.perf_counter() - started:.1f}s")

@@ -56,9 +56,10 @@ def _observed_lag(column: str) -> int | None:
 
 def exogenous_columns(frame: pl.DataFrame) -> list[str]:
     """Covariates known in advance for every future day (plus macro as of the origin, and a
-    table source's observed covariates, lagged)."""
+    table source's observed covariates, lagged): those of them `frame` has. A per-series model's
+    unit reads only its input columns, none of these."""
     spend = [c for c in frame.columns if c.startswith("SPEND_")]
-    return ["PRICE", "PROMO", *[c for c in _CALENDAR if c in frame.columns], *spend, *macro_columns(frame), *covariate_columns(frame)]
+    return [*[c for c in ("PRICE", "PROMO", *_CALENDAR) if c in frame.columns], *spend, *macro_columns(frame), *covariate_columns(frame)]
 
 
 def _known_lags_only(rows: pl.DataFrame, origin: dt.date, history: pl.DataFrame | None = None) -> pl.DataFrame:

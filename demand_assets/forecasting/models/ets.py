@@ -35,6 +35,8 @@ __all__ = ["ETSForecaster"]
 
 class ETSForecaster:
     name = "ets"
+    # The training dataset's columns fit and predict read: a backtest unit or refit reads no others.
+    input_columns = (*KEYS, TARGET, "IN_STOCK")
     period_days = 1  # models pickled before weekly sources were daily
     executor: Executor | None = None  # models pickled before the compute resource had none
 

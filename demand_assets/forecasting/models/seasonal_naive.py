@@ -20,6 +20,8 @@ __all__ = ["SeasonalNaive"]
 
 class SeasonalNaive:
     name = "seasonal_naive"
+    # The training dataset's columns predict reads: a backtest unit or refit reads no others.
+    input_columns = (*KEYS, TARGET, "IN_STOCK")
 
     period_days = 1  # models pickled before weekly sources were daily
 
