@@ -172,6 +172,7 @@ def _mode(work: Path, mode: str, config: Path) -> dict:
         out = _launch(work, "model_backtest", env, config)
         if cluster is not None:
             out["dask_workers_cpu_seconds"] = round(_dask_cpu(cluster) - cpu_before, 1)
+            out["dask_workers_peak_rss_gb"] = _dask_peak_rss(cluster)
             out["cpu_seconds"] = round(out["cpu_seconds"] + out["dask_workers_cpu_seconds"], 1)
     out |= _latest_run(work)
     out["metrics"] = _metrics(work)
@@ -195,6 +196,24 @@ def _dask_cpu(cluster) -> float:
     return total
 
 
+def _dask_peak_rss(cluster) -> list[float]:
+    """Each cluster worker process's peak RSS in GB so far (the kernel's VmHWM: what the process
+    held at most, its children included by their own peaks)."""
+    import psutil
+
+    peaks = []
+    for worker in cluster.workers.values():
+        process = psutil.Process(worker.process.pid) if getattr(worker, "process", None) else None
+        if process is None:
+            continue
+        for p in [process, *process.children(recursive=True)]:
+            status = Path(f"/proc/{p.pid}/status")
+            if status.exists():
+                kb = next((int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith("VmHWM:")), 0)
+                peaks.append(round(kb / 1024**2, 3))
+    return peaks
+
+
 def _max_difference(metrics: list[dict], reference: list[dict]) -> float | None:
     """The largest absolute difference of any metric between two runs' rows (None: different rows)."""
     if [(r["MODEL"], r["REGIME"]) for r in metrics] != [(r["MODEL"], r["REGIME"]) for r in reference]:
@@ -213,19 +232,24 @@ def lpt_makespan(durations: list[float], workers: int) -> float:
     return max(loads)
 
 
-def measured_per_shard_ratios(key: str = "scale_1.0_folds_1_seasonal_naive-lightgbm-deepar") -> dict[str, float]:
+def measured_per_shard_ratios(keys: tuple[str, ...] = ("scale_1.0_folds_1_seasonal_naive-lightgbm-deepar", "scale_1.0_folds_1_hybrid")) -> dict[str, float]:
     """Per model, the seconds of its ten store units over its pooled unit's, both fanned out (two
     units at once, one thread each) on the same M5-size panel: what one store's model costs as a
-    share of the pooled one, times ten. The hybrid was not measured per store; it is given DeepAR's
-    ratio (its work is four DeepAR trainings and eight sampling passes), a stated assumption."""
+    share of the pooled one, times ten. Each key names a pooled run; its per-store twin is the
+    same key with `_per_shard`. A model with no measured pair (the hybrid before it was measured)
+    is given DeepAR's ratio, a stated assumption."""
     saved = json.loads(RESULTS.read_text())
-    pooled = saved[key]["modes"]["fanout"]["step_seconds"]
-    per_store = saved[key.replace("_folds_1_", "_folds_1_per_shard_")]["modes"]["fanout"]["step_seconds"]
     ratios = {}
-    for model in ("lightgbm", "deepar"):
-        whole = sum(v for k, v in pooled.items() if f"[{model}__" in k)
-        ratios[model] = round(sum(v for k, v in per_store.items() if f"[{model}__" in k) / whole, 3)
-    ratios["hybrid"] = ratios["deepar"]
+    for key in keys:
+        twin = key.replace("_folds_1_", "_folds_1_per_shard_")
+        if key not in saved or twin not in saved:
+            continue
+        pooled, per_store = (saved[k]["modes"]["fanout"]["step_seconds"] for k in (key, twin))
+        for model in ("lightgbm", "deepar", "hybrid"):
+            whole = sum(v for k, v in pooled.items() if f"[{model}__" in k)
+            if whole:
+                ratios[model] = round(sum(v for k, v in per_store.items() if f"[{model}__" in k) / whole, 3)
+    ratios.setdefault("hybrid", ratios["deepar"])
     return ratios
 
 
