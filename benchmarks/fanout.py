@@ -38,7 +38,7 @@ import sys
 import time
 from pathlib import Path
 
-from demand_assets.forecasting.compute import local_cluster
+from demand_assets.forecasting.compute import local_cluster, peak_rss_gb
 
 RESULTS = Path(__file__).resolve().parent / "results" / "fanout.json"
 ROOT = Path(__file__).resolve().parent.parent
@@ -197,21 +197,12 @@ def _dask_cpu(cluster) -> float:
 
 
 def _dask_peak_rss(cluster) -> list[float]:
-    """Each cluster worker process's peak RSS in GB so far (the kernel's VmHWM: what the process
-    held at most, its children included by their own peaks)."""
-    import psutil
+    """Each cluster worker's peak RSS in GB so far, as the worker itself reports it
+    (`compute.peak_rss_gb`, which every step reports of its own process)."""
+    from distributed import Client
 
-    peaks = []
-    for worker in cluster.workers.values():
-        process = psutil.Process(worker.process.pid) if getattr(worker, "process", None) else None
-        if process is None:
-            continue
-        for p in [process, *process.children(recursive=True)]:
-            status = Path(f"/proc/{p.pid}/status")
-            if status.exists():
-                kb = next((int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith("VmHWM:")), 0)
-                peaks.append(round(kb / 1024**2, 3))
-    return peaks
+    with Client(cluster) as client:
+        return list(client.run(peak_rss_gb).values())
 
 
 def _max_difference(metrics: list[dict], reference: list[dict]) -> float | None:
