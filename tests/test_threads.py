@@ -59,3 +59,32 @@ def test_the_compute_resource_shares_the_cores_among_the_training_slots(monkeypa
     with compute.training_step() as executor:
         assert torch.get_num_threads() == 3
         assert executor.workers() == 3  # the local pool stays inside the step's budget
+
+
+def test_ets_fits_in_the_steps_process_use_one_blas_thread_whatever_the_steps_budget():
+    # Each statsmodels fit is small matrices in Python: a second BLAS thread only spins (at M5 size
+    # ETS in one process on 2 threads used 1.96 cores for one core's work).
+    import datetime as dt
+
+    import polars as pl
+
+    from demand_assets.forecasting.compute import InProcess
+    from demand_assets.forecasting.models.ets import ETSForecaster
+
+    def blas_threads() -> int:
+        return max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+
+    seen: list[int] = []
+    executor = InProcess(progress=lambda line: seen.append(blas_threads()))
+    days = pl.date_range(dt.date(2024, 1, 1), dt.date(2024, 4, 30), eager=True)
+    rng = np.random.default_rng(0)
+    train = pl.concat(
+        pl.DataFrame({"DATE": days, "COUNTRY": "DE", "PRODUCT": f"P{k}", "PRODUCT_DEMAND": rng.poisson(3.0, len(days)).astype(float), "IN_STOCK": True})
+        for k in range(3)
+    )
+    future = pl.DataFrame({"DATE": [dt.date(2024, 5, 1)] * 3, "COUNTRY": "DE", "PRODUCT": ["P0", "P1", "P2"]})
+    with thread_limit(2):  # the step's budget on 2 cores with one training slot
+        assert blas_threads() == 2
+        forecast = ETSForecaster(history_days=90, executor=executor).fit(train).predict(train, future)
+        assert blas_threads() == 2  # the step's budget is back for what follows
+    assert forecast.height == 3 and seen and set(seen) == {1}, seen
