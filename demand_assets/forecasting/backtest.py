@@ -11,6 +11,7 @@ last day a week day) has folds of whole weeks: horizon and step are rounded down
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -202,27 +203,31 @@ def score_forecasts(forecasts: pl.DataFrame, scales: pl.DataFrame | None = None)
         frame = frame.join(scales, on=["FOLD", *SERIES], how="left")
     regimes = [r for r in REGIMES if r != "true" or "TRUE_DEMAND" in frame.columns]
     rows = []
-    for (model, fold), part in _with_overall(frame).group_by(["MODEL", "FOLD"], maintain_order=True):
-        for regime in regimes:
-            sub, target = regime_rows(part, regime)
-            a = sub[target].cast(pl.Float64).to_numpy()
-            scale = sub["SCALE"].to_numpy() if "SCALE" in sub.columns else np.full(a.shape, np.nan)
-            rows.append(
-                {
-                    "MODEL": model,
-                    "FOLD": fold,
-                    "REGIME": regime,
-                    "ROWS": sub.height,
-                    "WAPE": wape(a, sub["P50"].to_numpy()),
-                    "RMSE": rmse(a, sub["MEAN"].to_numpy()),
-                    "MASE": mase(a, sub["P50"].to_numpy(), scale),
-                    "BIAS": bias(a, sub["MEAN"].to_numpy()),
-                    "PINBALL_P10": pinball_loss(a, sub["P10"].to_numpy(), 0.1),
-                    "PINBALL_P50": pinball_loss(a, sub["P50"].to_numpy(), 0.5),
-                    "PINBALL_P90": pinball_loss(a, sub["P90"].to_numpy(), 0.9),
-                    "COVERAGE_P10_P90": interval_coverage(a, sub["P10"].to_numpy(), sub["P90"].to_numpy()),
-                }
-            )
+    # One model's rows at a time, each fold then all its folds (FOLD -1): no copy of the whole
+    # frame (at M5 size four folds of six models are 20 M rows, in a step already holding them).
+    for (model,), by_model in frame.group_by(["MODEL"], maintain_order=True):
+        folds = ((fold, part) for (fold,), part in by_model.group_by(["FOLD"], maintain_order=True))
+        for fold, part in itertools.chain(folds, [(-1, by_model)]):
+            for regime in regimes:
+                sub, target = regime_rows(part, regime)
+                a = sub[target].cast(pl.Float64).to_numpy()
+                scale = sub["SCALE"].to_numpy() if "SCALE" in sub.columns else np.full(a.shape, np.nan)
+                rows.append(
+                    {
+                        "MODEL": model,
+                        "FOLD": fold,
+                        "REGIME": regime,
+                        "ROWS": sub.height,
+                        "WAPE": wape(a, sub["P50"].to_numpy()),
+                        "RMSE": rmse(a, sub["MEAN"].to_numpy()),
+                        "MASE": mase(a, sub["P50"].to_numpy(), scale),
+                        "BIAS": bias(a, sub["MEAN"].to_numpy()),
+                        "PINBALL_P10": pinball_loss(a, sub["P10"].to_numpy(), 0.1),
+                        "PINBALL_P50": pinball_loss(a, sub["P50"].to_numpy(), 0.5),
+                        "PINBALL_P90": pinball_loss(a, sub["P90"].to_numpy(), 0.9),
+                        "COVERAGE_P10_P90": interval_coverage(a, sub["P10"].to_numpy(), sub["P90"].to_numpy()),
+                    }
+                )
     return pl.DataFrame(rows).sort("MODEL", "FOLD", "REGIME")
 
 
@@ -246,7 +251,3 @@ def wrmsse_by_model(dataset: pl.DataFrame, forecasts: pl.DataFrame, folds: Seque
     table = pl.DataFrame(rows, schema={"MODEL": pl.String, "FOLD": pl.Int64, "WRMSSE": pl.Float64})
     overall = table.group_by("MODEL").agg(pl.lit(-1, pl.Int64).alias("FOLD"), pl.col("WRMSSE").mean())
     return pl.concat([table, overall.select(table.columns)]).sort("MODEL", "FOLD")
-
-
-def _with_overall(frame: pl.DataFrame) -> pl.DataFrame:
-    return pl.concat([frame, frame.with_columns(pl.lit(-1).cast(frame["FOLD"].dtype).alias("FOLD"))])
