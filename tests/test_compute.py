@@ -315,3 +315,27 @@ def test_model_backtest_sends_its_ets_fits_where_the_compute_resource_says(clust
     done = [re.match(r"ets series: (\d+)/(\d+) done", m) for m in messages if "dask at" in m]
     finished = [int(m.group(2)) for m in done if m and m.group(1) == m.group(2)]
     assert sorted(finished) == [12, 12], messages
+
+
+def test_tcn_forward_passes_do_not_depend_on_the_processs_thread_budget(monkeypatch):
+    """A step's budget (2 threads in process) and a pool or Dask worker's (1) give the same
+    forecasts bit for bit: the convolutions would sum in another order on 2 threads."""
+    import torch
+
+    monkeypatch.setattr(tcn_module, "FORWARD_CHUNK", 4)  # chunks as the backends get them
+
+    rng = np.random.default_rng(0)
+    panel = pl.DataFrame(
+        [{"COUNTRY": f"C{s % 3}", "PRODUCT": f"P{s}", "PERIOD": p, "UNITS": float(rng.poisson(3 + s % 9))} for s in range(60) for p in range(20)]
+    )
+    model = TCNForecaster(TCNSettings(epochs=2)).fit(panel)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        on_two = model.predict_steps(panel)
+        torch.set_num_threads(1)
+        on_one = model.predict_steps(panel)
+    finally:
+        torch.set_num_threads(before)
+    assert on_two["P50"].sum() > 0
+    assert on_two.equals(on_one)

@@ -10,7 +10,8 @@ error) for what needs an expected value (costs, sums). The direct multi-step hea
 
 Inference is batched: the series' input windows go in chunks of `FORWARD_CHUNK` through the
 model's `executor` (the step's compute backend). The network is deterministic and sees each
-series alone, so every backend gives the same forecasts (to float32 rounding). A forward pass is
+series alone, and on a CPU each chunk runs on one thread, so every backend gives the same
+forecasts bit for bit (on 2 threads a convolution sums in another order). A forward pass is
 cheap (milliseconds per thousand series on a CPU), so a local pool is used only from 8 chunks a
 worker (about 130,000 series on 2 workers); a Dask cluster is for panels a step cannot hold.
 
@@ -22,6 +23,7 @@ only loads the code location (every Dagster step process) does not pay for it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -32,6 +34,7 @@ import polars as pl
 from demand_assets.forecasting.compute import Executor, InProcess
 from demand_assets.forecasting.models.base import by_steps
 from demand_assets.forecasting.panel import SERIES as PANEL_KEYS
+from demand_assets.forecasting.threads import thread_limit
 
 if TYPE_CHECKING:
     from demand_assets.forecasting.models.tcn_network import TCNNetwork
@@ -197,8 +200,12 @@ def _forward(x: np.ndarray, model: TCNForecaster) -> np.ndarray:
     if net is None:
         raise RuntimeError("fit the model first")
     net.eval()
+    # On the CPU, one thread per chunk whatever the process's budget: the convolutions split their
+    # sums by thread count, so a chunk on 2 threads differed from the same chunk on a pool or Dask
+    # worker's one in the 7th digit. Chunks are the unit of parallelism (the executor's workers).
+    limit = thread_limit(1) if model.device.type == "cpu" else contextlib.nullcontext()
     try:
-        with torch.no_grad():
+        with limit, torch.no_grad():
             return net(torch.from_numpy(x).to(model.device)).cpu().numpy()
     finally:
         net.train()
