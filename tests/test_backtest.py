@@ -224,3 +224,72 @@ def test_mase_scales_are_each_series_seasonal_naive_error_on_its_fold_history():
             assert got == pytest.approx(seasonal_scale(series["PRODUCT_DEMAND"].to_numpy(), 7))
     new = scales.filter(pl.col("PRODUCT") == "NEW")
     assert new.height == 2 and new["SCALE"].null_count() == 2
+
+
+def test_mase_scales_skip_days_without_an_observed_target():
+    """A day whose target is missing is left out before the seasonal change is taken (the change
+    is to the 7th observed row before), in every fold."""
+    from demand_assets.forecasting.backtest import _series_scales
+    from demand_assets.forecasting.metrics import seasonal_scale
+
+    dataset, _ = small_panel()
+    folds = rolling_origin_folds(dataset["DATE"].max(), n_folds=2, horizon=14)
+    first = dataset.select("COUNTRY", "PRODUCT").row(0)
+    one = (pl.col("COUNTRY") == first[0]) & (pl.col("PRODUCT") == first[1])
+    gappy = dataset.with_columns(pl.when(one & (pl.col("DATE").dt.day() % 5 == 0)).then(None).otherwise(pl.col("PRODUCT_DEMAND")).alias("PRODUCT_DEMAND"))
+    scales = _series_scales(gappy.sample(fraction=1.0, shuffle=True, seed=5), folds)
+    for fold in folds:
+        series = gappy.filter(one & (pl.col("DATE") <= fold.origin)).sort("DATE")["PRODUCT_DEMAND"].drop_nulls().to_numpy()
+        got = scales.filter((pl.col("FOLD") == fold.index) & (pl.col("COUNTRY") == first[0]) & (pl.col("PRODUCT") == first[1]))["SCALE"].item()
+        assert got == pytest.approx(seasonal_scale(series, 7))
+
+
+def test_forecasts_are_sorted_by_model_fold_and_series_whatever_order_and_shards_the_units_came_in():
+    from demand_assets.forecasting.backtest import sorted_forecasts
+
+    rng = np.random.default_rng(1)
+    day = dt.date(2024, 3, 1)
+    rows = [
+        {"MODEL": m, "FOLD": f, "DATE": day + dt.timedelta(days=d), "COUNTRY": c, "PRODUCT": p, "MEAN": float(rng.random())}
+        for m in ("lightgbm", "ets", "seasonal_naive")
+        for f in (0, 1)
+        for c in ("DE", "FR")
+        for p in ("A", "B", "C")
+        for d in range(3)
+    ]
+    full = pl.DataFrame(rows).with_columns(pl.col("FOLD").cast(pl.Int32))
+    # ETS in one frame per country (shard), the others one frame per model and fold; shuffled rows.
+    frames = [full.filter((pl.col("MODEL") == "ets") & (pl.col("COUNTRY") == c)).sample(fraction=1.0, shuffle=True, seed=2) for c in ("FR", "DE")]
+    frames += [g.sample(fraction=1.0, shuffle=True, seed=4) for _, g in full.filter(pl.col("MODEL") != "ets").group_by(["MODEL", "FOLD"])]
+    frames.reverse()
+    got = sorted_forecasts(frames)
+    assert got.equals(full.sort("MODEL", "FOLD", "DATE", "COUNTRY", "PRODUCT"))
+
+
+def test_scores_do_not_depend_on_how_the_forecasts_rows_are_ordered():
+    """Slices of a frame grouped by model and fold, or the same rows interleaved: the same
+    metrics (scaled per fold by each fold's own MASE scales)."""
+    from demand_assets.forecasting.backtest import _series_scales, sorted_forecasts
+
+    dataset, _ = small_panel()
+    folds = rolling_origin_folds(dataset["DATE"].max(), n_folds=2, horizon=7)
+    result = run_backtest(dataset, {"seasonal_naive": SeasonalNaive, "drift": lambda: SeasonalNaive(season=14)}, folds)
+    scales = _series_scales(dataset, folds)
+    grouped = score_forecasts(sorted_forecasts([result.forecasts]), scales)
+    shuffled = score_forecasts(result.forecasts.sample(fraction=1.0, shuffle=True, seed=11), scales)
+    assert grouped.height == 2 * 3 * 2  # 2 models x (2 folds + all) x 2 regimes
+    assert grouped["MASE"].null_count() == 0 and grouped.filter(pl.col("FOLD") == 0)["MASE"].to_list() != grouped.filter(pl.col("FOLD") == 1)["MASE"].to_list()
+    assert_frame_equal(grouped, shuffled, check_exact=False, rel_tol=1e-12)
+    assert_frame_equal(grouped, result.metrics, check_exact=False, rel_tol=1e-12)
+
+
+def test_is_sorted_by_reads_the_columns_in_turn():
+    from demand_assets.forecasting.backtest import _is_sorted_by
+
+    d1, d2 = dt.date(2024, 1, 1), dt.date(2024, 1, 2)
+    frame = pl.DataFrame({"DATE": [d1, d1, d2, d2], "COUNTRY": ["DE", "FR", "DE", "DE"], "PRODUCT": ["Z", "A", "A", "B"]})
+    assert _is_sorted_by(frame, ["DATE", "COUNTRY", "PRODUCT"])
+    assert not _is_sorted_by(frame, ["COUNTRY", "DATE"])
+    assert not _is_sorted_by(frame.reverse(), ["DATE", "COUNTRY", "PRODUCT"])
+    assert not _is_sorted_by(frame.with_columns(pl.Series("PRODUCT", ["Z", "A", "B", "A"])), ["DATE", "COUNTRY", "PRODUCT"])
+    assert _is_sorted_by(frame.head(1), ["DATE"])

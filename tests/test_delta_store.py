@@ -92,3 +92,24 @@ def test_product_demand_written_before_listing_gaps_takes_the_listed_column(stor
     table = store.read_all("product_demand").sort("DATE")
     assert table["LISTED"].to_list() == [None, None, None, None, True, False]
     assert listed_rows(table)["DATE"].to_list() == [jan + dt.timedelta(days=i) for i in range(5)]
+
+
+def test_a_whole_table_overwrite_sent_in_slices_is_one_version_with_every_row(store):
+    """overwrite hands the writer a few rows at a time: one new version, every row, the columns'
+    types as they were (strings with nulls, a column null in the first slice). Row order is not
+    part of a Delta table (the writer does not keep its input's batches in order)."""
+    n = 2_500
+    frame = pl.DataFrame(
+        {
+            "MODEL": ["ets" if i % 3 else "lightgbm" for i in range(n)],
+            "FOLD": pl.Series([i // 1_000 for i in range(n)], dtype=pl.Int32),
+            "DATE": [dt.date(2024, 1, 1) + dt.timedelta(days=i % 28) for i in range(n)],
+            "PRODUCT": [None if i % 17 == 0 else f"P{i}" for i in range(n)],
+            "TRUE_DEMAND": [None if i < 1_200 else float(i) for i in range(n)],
+        }
+    )
+    store.overwrite("backtest_forecasts", pl.DataFrame({"MODEL": ["old"], "FOLD": pl.Series([0], dtype=pl.Int32), "DATE": [dt.date(2023, 1, 1)]}))
+    written = store.overwrite("backtest_forecasts", frame, slice_rows=1_000)
+    assert written.version == 1 and written.rows == n
+    every = ["FOLD", "DATE", "MODEL", "TRUE_DEMAND", "PRODUCT"]
+    assert_frame_equal(store.read_all("backtest_forecasts").sort(every, nulls_last=True), frame.sort(every, nulls_last=True))

@@ -3,6 +3,7 @@
 import datetime as dt
 import math
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -58,3 +59,50 @@ def test_missing_hierarchy_columns_are_named():
     train, test = _frames()
     with pytest.raises(ValueError, match="DEPARTMENT"):
         wrmsse(train.drop("DEPARTMENT"), test)
+
+
+def _reference_scales(train: pl.DataFrame, keys: tuple[str, ...]) -> pl.DataFrame:
+    """The level's scales and weights spelled out the slow way: aggregate, sort, filter from the
+    first sale, shift within each series."""
+    by = list(keys) or ["_TOTAL"]
+    if not keys:
+        train = train.with_columns(pl.lit("total").alias("_TOTAL"))
+    hist = (
+        train.with_columns((pl.col("UNITS") * pl.col("PRICE")).alias("DOLLARS"))
+        .group_by([*by, "DATE"])
+        .agg(pl.col("UNITS").sum(), pl.col("DOLLARS").sum())
+        .sort([*by, "DATE"])
+    )
+    active = hist.filter((pl.col("UNITS") > 0).cum_max().over(by))
+    scale = active.with_columns((pl.col("UNITS") - pl.col("UNITS").shift(1).over(by)).alias("DIFF")).group_by(by).agg((pl.col("DIFF").drop_nulls() ** 2).mean().alias("SCALE"))
+    cutoff = hist["DATE"].unique().sort().tail(28).min()
+    weights = hist.filter(pl.col("DATE") >= cutoff).group_by(by).agg(pl.col("DOLLARS").sum().alias("WEIGHT_DOLLARS"))
+    return weights.join(scale, on=by, how="left").select(*by, "SCALE", "WEIGHT_DOLLARS").sort(by)
+
+
+def test_level_scales_match_the_spelled_out_computation_on_a_shuffled_panel_with_gaps():
+    from demand_assets.forecasting.wrmsse import level_scales
+
+    rng = np.random.default_rng(7)
+    days = [dt.date(2024, 1, 1) + dt.timedelta(days=i) for i in range(60)]
+    rows = []
+    for store, state in (("A", "S1"), ("B", "S1"), ("C", "S2")):
+        for item, dept in (("I1", "D1"), ("I2", "D1"), ("I3", "D2"), ("I4", "D2")):
+            first = int(rng.integers(0, 30))  # not on sale before its first day
+            for d in days:
+                if rng.random() < 0.1:
+                    continue  # a day the series is not listed: no row
+                units = 0 if days.index(d) < first else int(rng.poisson(2))
+                price = None if rng.random() < 0.05 else float(rng.uniform(1, 5))
+                rows.append({"ITEM": item, "STORE": store, "STATE": state, "CATEGORY": "C", "DEPARTMENT": dept, "DATE": d, "UNITS": units, "PRICE": price})
+    train = pl.DataFrame(rows).sample(fraction=1.0, shuffle=True, seed=3)  # rows in no order
+    never_sold = pl.DataFrame([{"ITEM": "I5", "STORE": "A", "STATE": "S1", "CATEGORY": "C", "DEPARTMENT": "D2", "DATE": d, "UNITS": 0, "PRICE": 1.0} for d in days])
+    train = pl.concat([train, never_sold])
+    for keys in M5_LEVELS:
+        by = list(keys) or ["_TOTAL"]
+        got = level_scales(train, keys).sort(by)
+        want = _reference_scales(train, keys)
+        assert got.height == want.height
+        assert got["WEIGHT_DOLLARS"].to_list() == pytest.approx(want["WEIGHT_DOLLARS"].to_list())
+        assert got["SCALE"].to_list() == pytest.approx(want["SCALE"].to_list(), nan_ok=True)
+    assert level_scales(train, ("ITEM", "STORE")).filter(pl.col("ITEM") == "I5")["SCALE"].to_list() == [None]

@@ -17,9 +17,11 @@ store x category; store x department; item; item x state; item x store.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import polars as pl
 
-__all__ = ["M5_LEVELS", "rmsse_by_series", "wrmsse"]
+__all__ = ["M5_LEVELS", "TrainingScales", "level_scales", "rmsse_against", "rmsse_by_series", "training_scales", "wrmsse", "wrmsse_against"]
 
 M5_LEVELS: tuple[tuple[str, ...], ...] = (
     (),
@@ -38,51 +40,87 @@ M5_LEVELS: tuple[tuple[str, ...], ...] = (
 WEIGHT_DAYS = 28
 
 
+BOTTOM = ("ITEM", "STORE")  # the level the frames come at: one row per series and day
+
+
 def _aggregate(frame: pl.DataFrame, by: list[str], values: list[str]) -> pl.DataFrame:
     return frame.group_by([*by, "DATE"]).agg(pl.col(v).sum() for v in values)
 
 
-def rmsse_by_series(train: pl.DataFrame, test: pl.DataFrame, keys: tuple[str, ...]) -> pl.DataFrame:
-    """SERIES, RMSSE, WEIGHT_DOLLARS at one level. `train`: the hierarchy columns, DATE, UNITS,
-    PRICE; `test`: the hierarchy columns, DATE, UNITS (actual) and FORECAST.
+def level_scales(train: pl.DataFrame, keys: tuple[str, ...]) -> pl.DataFrame:
+    """The level's series (its key columns, or `_TOTAL`), each with SCALE (the mean squared
+    day-to-day change from its first non-zero sale on) and WEIGHT_DOLLARS (its dollar sales over
+    the last 28 days of training). `train`: the hierarchy columns, DATE, UNITS, PRICE, at the
+    bottom level.
 
-    Series are grouped by their key columns themselves (no per-row label), and history is put
-    in order by DATE alone: at M5's bottom level the training frame is tens of millions of
-    rows, and a string label or a multi-key sort would cost gigabytes.
+    One pass of a group-by over the level's daily series, each group's rows in date order: at
+    M5's bottom level the training frame is tens of millions of rows, and it is not copied
+    (not aggregated, not labelled, sorted only if it is not already in date order).
     """
     by = list(keys) or ["_TOTAL"]
-    if not keys:
-        train, test = (f.with_columns(pl.lit("total").alias("_TOTAL")) for f in (train, test))
-    hist = _aggregate(train.with_columns((pl.col("UNITS") * pl.col("PRICE")).alias("DOLLARS")), by, ["UNITS", "DOLLARS"]).sort("DATE")
-    # Window expressions run in row order, which is date order within every series.
-    active = hist.filter((pl.col("UNITS") > 0).cum_max().over(by))
-    scale = (
-        active.with_columns((pl.col("UNITS") - pl.col("UNITS").shift(1).over(by)).alias("DIFF"))
-        .group_by(by)
-        .agg((pl.col("DIFF").drop_nulls() ** 2).mean().alias("SCALE"))
+    dollars = (pl.col("UNITS") * pl.col("PRICE")).alias("DOLLARS")
+    if set(keys) == set(BOTTOM):
+        daily = train.select(*by, "DATE", "UNITS", dollars)
+    else:
+        source = train.lazy().with_columns(pl.lit("total").alias("_TOTAL")) if not keys else train.lazy()
+        daily = source.group_by([*by, "DATE"]).agg(pl.col("UNITS").sum(), dollars.sum()).collect()
+    if not daily["DATE"].is_sorted():
+        daily = daily.sort("DATE")  # group-by keeps row order within a group: date order
+    cutoff = daily["DATE"].unique().sort().tail(WEIGHT_DAYS).min()
+    units = pl.col("UNITS").cast(pl.Float64)
+    active = units.filter((pl.col("UNITS") > 0).cum_max())  # from the first sale on
+    return daily.group_by(by).agg(
+        active.diff().pow(2).mean().alias("SCALE"),  # the first change is null, which mean skips
+        pl.col("DOLLARS").filter(pl.col("DATE") >= cutoff).sum().alias("WEIGHT_DOLLARS"),
     )
-    cutoff = hist["DATE"].unique().sort().tail(WEIGHT_DAYS).min()
-    weights = hist.filter(pl.col("DATE") >= cutoff).group_by(by).agg(pl.col("DOLLARS").sum().alias("WEIGHT_DOLLARS"))
+
+
+def rmsse_against(scales: pl.DataFrame, test: pl.DataFrame, keys: tuple[str, ...]) -> pl.DataFrame:
+    """SERIES, RMSSE, WEIGHT_DOLLARS, SCALE at one level, from the level's `level_scales` and
+    `test` (the hierarchy columns, DATE, UNITS (actual) and FORECAST, at the bottom level)."""
+    by = list(keys) or ["_TOTAL"]
+    if not keys:
+        test = test.with_columns(pl.lit("total").alias("_TOTAL"))
     errors = _aggregate(test, by, ["UNITS", "FORECAST"]).group_by(by).agg(((pl.col("UNITS") - pl.col("FORECAST")) ** 2).mean().alias("MSE"))
     label = pl.concat_str([pl.col(k).cast(pl.String) for k in by], separator="|")
     return (
-        errors.join(scale, on=by, how="left")
-        .join(weights, on=by, how="left")
+        errors.join(scales, on=by, how="left")
         .with_columns((pl.col("MSE") / pl.col("SCALE")).sqrt().alias("RMSSE"), pl.col("WEIGHT_DOLLARS").fill_null(0.0), label.alias("SERIES"))
         .select("SERIES", "RMSSE", "WEIGHT_DOLLARS", "SCALE")
         .sort("SERIES")
     )
 
 
-def wrmsse(train: pl.DataFrame, test: pl.DataFrame, levels: tuple[tuple[str, ...], ...] = M5_LEVELS) -> tuple[float, pl.DataFrame]:
-    """(WRMSSE, per-level table LEVEL, KEYS, SERIES_COUNT, SCORE). Frames at the bottom level
-    (ITEM x STORE) with the hierarchy columns the levels name."""
+def rmsse_by_series(train: pl.DataFrame, test: pl.DataFrame, keys: tuple[str, ...]) -> pl.DataFrame:
+    """SERIES, RMSSE, WEIGHT_DOLLARS, SCALE at one level. `train`: the hierarchy columns, DATE,
+    UNITS, PRICE; `test`: the hierarchy columns, DATE, UNITS (actual) and FORECAST."""
+    return rmsse_against(level_scales(train, keys), test, keys)
+
+
+@dataclass(frozen=True)
+class TrainingScales:
+    """Every level's `level_scales` from one training window: computed once per backtest fold
+    and shared by every model's forecasts of that fold."""
+
+    levels: tuple[tuple[str, ...], ...]
+    tables: tuple[pl.DataFrame, ...]
+
+
+def training_scales(train: pl.DataFrame, levels: tuple[tuple[str, ...], ...] = M5_LEVELS) -> TrainingScales:
+    """The scales and weights of every level's series. `train` at the bottom level (ITEM x STORE)
+    with the hierarchy columns the levels name."""
     missing = {k for level in levels for k in level} - set(train.columns)
     if missing:
         raise ValueError(f"the hierarchy lacks column(s) {sorted(missing)}")
+    return TrainingScales(levels, tuple(level_scales(train, keys) for keys in levels))
+
+
+def wrmsse_against(scales: TrainingScales, test: pl.DataFrame) -> tuple[float, pl.DataFrame]:
+    """(WRMSSE, per-level table LEVEL, KEYS, SERIES_COUNT, UNSCALED_SERIES, SCORE) of `test`
+    (bottom level, with the hierarchy columns) against one training window's scales."""
     rows = []
-    for i, keys in enumerate(levels, start=1):
-        per_series = rmsse_by_series(train, test, keys)
+    for i, (keys, table) in enumerate(zip(scales.levels, scales.tables), start=1):
+        per_series = rmsse_against(table, test, keys)
         scored = per_series.filter(pl.col("SCALE") > 0)
         total = scored["WEIGHT_DOLLARS"].sum()
         score = float((scored["RMSSE"] * scored["WEIGHT_DOLLARS"]).sum() / total) if total > 0 else float("nan")
@@ -97,3 +135,9 @@ def wrmsse(train: pl.DataFrame, test: pl.DataFrame, levels: tuple[tuple[str, ...
         )
     table = pl.DataFrame(rows)
     return float(table["SCORE"].mean()), table
+
+
+def wrmsse(train: pl.DataFrame, test: pl.DataFrame, levels: tuple[tuple[str, ...], ...] = M5_LEVELS) -> tuple[float, pl.DataFrame]:
+    """(WRMSSE, per-level table LEVEL, KEYS, SERIES_COUNT, UNSCALED_SERIES, SCORE). Frames at the
+    bottom level (ITEM x STORE) with the hierarchy columns the levels name."""
+    return wrmsse_against(training_scales(train, levels), test)
