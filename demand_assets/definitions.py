@@ -22,7 +22,7 @@ from demand_assets.domains.raw import channel_response_truth, product_demand_tru
 from demand_assets.domains.sku import sku_forecast_models
 from demand_assets.domains.training import training_dataset
 from resources import resources_from_env
-from resources.settings import executor_setting
+from resources.settings import executor_setting, step_start_method
 
 RAW_DOMAIN_ASSETS = [raw_domains]  # country_demand, channel_spend_response, product_demand, product_engagement: checked together, committed together
 GROUND_TRUTH_ASSETS = [product_demand_truth, channel_response_truth]
@@ -47,7 +47,10 @@ def _executor() -> dg.ExecutorDefinition | None:
     if kind == "in_process":
         return dg.in_process_executor
     if kind == "multiprocess":
-        return dg.multiprocess_executor.configured({"max_concurrent": max_concurrent})
+        # Step processes forked from a server that has already imported the code location: a
+        # spawned one re-imports it (about 5 s of CPU per step; docs/scaling.md).
+        start = {"forkserver": {"preload_modules": ["demand_assets.definitions"]}} if step_start_method() == "forkserver" else {"spawn": {}}
+        return dg.multiprocess_executor.configured({"max_concurrent": max_concurrent, "start_method": start})
     from dagster_k8s import k8s_job_executor
 
     return k8s_job_executor.configured({"max_concurrent": max_concurrent})

@@ -86,6 +86,7 @@ LOAD_TIME_SETTINGS: dict[str, str] = {
     "DEMAND_DAILY_SCHEDULE_TIME": "HH:MM UTC of the daily schedule (default 01:00)",
     "DEMAND_EXECUTOR": "multiprocess, in_process or k8s; unset: Dagster's default",
     "DEMAND_MAX_CONCURRENT": "steps at once per run for DEMAND_EXECUTOR (default 4)",
+    "DEMAND_STEP_START": "forkserver (default) or spawn: how DEMAND_EXECUTOR=multiprocess starts a step's process",
     "DEMAND_TRAINING_SLOTS": "training steps (backtest units, refits) at once across all runs: the model_training pool's limit, set by `demand-deploy pools` (default 1); each training step uses cores / this many threads unless DEMAND_STEP_THREADS says",
     "DEMAND_POSTGRES_URL": "the PostgreSQL server of the Dagster instance and MLflow (resources/postgres.py)",
     "DEMAND_DAGSTER_PG_URL": "the instance's database URL, derived from DEMAND_POSTGRES_URL by demand-deploy",
@@ -182,6 +183,16 @@ def executor_setting() -> tuple[str, int] | None:
     if not raw.isdigit() or int(raw) < 1:
         raise ValueError(f"DEMAND_MAX_CONCURRENT={raw!r} must be a whole number >= 1")
     return kind, int(raw)
+
+
+def step_start_method() -> str:
+    """DEMAND_STEP_START: how the multiprocess executor starts a step's process. `forkserver`
+    (the default) forks it from a server process that has imported the code location once;
+    `spawn` starts a fresh interpreter that imports it again (Dagster's own default)."""
+    raw = os.environ.get("DEMAND_STEP_START", "").strip() or "forkserver"
+    if raw not in ("forkserver", "spawn"):
+        raise ValueError(f"DEMAND_STEP_START={raw!r} is not one of forkserver, spawn")
+    return raw
 
 
 def training_slots() -> int:

@@ -40,3 +40,22 @@ def test_knobs_have_one_default_and_no_environment_variable(monkeypatch):
     assert economics.margin_rate == EconomicsSettings.model_fields["margin_rate"].default == 0.35
     overridden = build_resources(resolve=True, overrides={"economics": {"margin_rate": 0.5}})["economics"]
     assert overridden.margin_rate == 0.5
+
+
+def test_the_multiprocess_executor_forks_steps_from_a_preloaded_server_unless_told_to_spawn(monkeypatch):
+    import importlib
+
+    import demand_assets.definitions as definitions
+
+    monkeypatch.setenv("DEMAND_EXECUTOR", "multiprocess")
+    monkeypatch.setenv("DEMAND_MAX_CONCURRENT", "3")
+    monkeypatch.delenv("DEMAND_STEP_START", raising=False)
+    config = definitions._executor().config_schema.resolve_config({}).value["config"]  # type: ignore[union-attr]
+    assert config["max_concurrent"] == 3
+    assert config["start_method"] == {"forkserver": {"preload_modules": ["demand_assets.definitions"]}}
+    importlib.import_module(config["start_method"]["forkserver"]["preload_modules"][0])  # a module that exists
+    monkeypatch.setenv("DEMAND_STEP_START", "spawn")
+    assert definitions._executor().config_schema.resolve_config({}).value["config"]["start_method"] == {"spawn": {}}  # type: ignore[union-attr]
+    monkeypatch.setenv("DEMAND_STEP_START", "fork")
+    with pytest.raises(ValueError, match="DEMAND_STEP_START='fork' is not one of forkserver, spawn"):
+        definitions._executor()
