@@ -74,7 +74,11 @@ def _reference_scales(train: pl.DataFrame, keys: tuple[str, ...]) -> pl.DataFram
         .sort([*by, "DATE"])
     )
     active = hist.filter((pl.col("UNITS") > 0).cum_max().over(by))
-    scale = active.with_columns((pl.col("UNITS") - pl.col("UNITS").shift(1).over(by)).alias("DIFF")).group_by(by).agg((pl.col("DIFF").drop_nulls() ** 2).mean().alias("SCALE"))
+    scale = (
+        active.with_columns((pl.col("UNITS") - pl.col("UNITS").shift(1).over(by)).alias("DIFF"))
+        .group_by(by)
+        .agg((pl.col("DIFF").drop_nulls() ** 2).mean().alias("SCALE"))
+    )
     cutoff = hist["DATE"].unique().sort().tail(28).min()
     weights = hist.filter(pl.col("DATE") >= cutoff).group_by(by).agg(pl.col("DOLLARS").sum().alias("WEIGHT_DOLLARS"))
     return weights.join(scale, on=by, how="left").select(*by, "SCALE", "WEIGHT_DOLLARS").sort(by)
@@ -96,7 +100,9 @@ def test_level_scales_match_the_spelled_out_computation_on_a_shuffled_panel_with
                 price = None if rng.random() < 0.05 else float(rng.uniform(1, 5))
                 rows.append({"ITEM": item, "STORE": store, "STATE": state, "CATEGORY": "C", "DEPARTMENT": dept, "DATE": d, "UNITS": units, "PRICE": price})
     train = pl.DataFrame(rows).sample(fraction=1.0, shuffle=True, seed=3)  # rows in no order
-    never_sold = pl.DataFrame([{"ITEM": "I5", "STORE": "A", "STATE": "S1", "CATEGORY": "C", "DEPARTMENT": "D2", "DATE": d, "UNITS": 0, "PRICE": 1.0} for d in days])
+    never_sold = pl.DataFrame(
+        [{"ITEM": "I5", "STORE": "A", "STATE": "S1", "CATEGORY": "C", "DEPARTMENT": "D2", "DATE": d, "UNITS": 0, "PRICE": 1.0} for d in days]
+    )
     train = pl.concat([train, never_sold])
     for keys in M5_LEVELS:
         by = list(keys) or ["_TOTAL"]
