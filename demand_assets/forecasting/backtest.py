@@ -248,6 +248,17 @@ def _runs(frame: pl.DataFrame) -> list[tuple[str, int, int, int]]:
     return [(model, fold, start, end - start) for (model, fold), start, end in zip(keys, starts, ends)]
 
 
+def _model_fold_runs(forecasts: pl.DataFrame) -> tuple[pl.DataFrame, list[tuple[str, int, int, int]]]:
+    """The frame with each (model, fold)'s rows together, and their runs: the frame itself when
+    they already are (as `sorted_forecasts` leaves them), else sorted by MODEL and FOLD. Each
+    run is then a zero-copy slice."""
+    runs = _runs(forecasts)
+    if len({(model, fold) for model, fold, _, _ in runs}) < len(runs):
+        forecasts = forecasts.sort("MODEL", "FOLD", maintain_order=True)
+        runs = _runs(forecasts)
+    return forecasts, runs
+
+
 def score_forecasts(forecasts: pl.DataFrame, scales: pl.DataFrame | None = None) -> pl.DataFrame:
     """Metrics per model and fold (and FOLD = -1 for all folds) in each regime.
 
@@ -261,10 +272,7 @@ def score_forecasts(forecasts: pl.DataFrame, scales: pl.DataFrame | None = None)
     joining the scales to all at once copied them again.
     """
     regimes = [r for r in REGIMES if r != "true" or "TRUE_DEMAND" in forecasts.columns]
-    runs = _runs(forecasts)
-    if len({(model, fold) for model, fold, _, _ in runs}) < len(runs):
-        forecasts = forecasts.sort("MODEL", "FOLD", maintain_order=True)
-        runs = _runs(forecasts)
+    forecasts, runs = _model_fold_runs(forecasts)
     by_fold = {fold: part.drop("FOLD") for (fold,), part in scales.partition_by("FOLD", as_dict=True).items()} if scales is not None else {}
     runs_of: dict[str, list[tuple[int, int, int]]] = {}
     for model, fold, offset, length in runs:
@@ -314,12 +322,14 @@ def wrmsse_by_model(dataset: pl.DataFrame, forecasts: pl.DataFrame, folds: Seque
     # so they are computed once per fold and every model's forecasts are scored against them.
     names = ["STORE", "STATE", "ITEM", "CATEGORY", "DEPARTMENT"]
     levels = hierarchy.select(*SERIES, *(pl.col(c).cast(pl.Categorical) for c in names))
+    forecasts, runs = _model_fold_runs(forecasts)  # each model's fold a zero-copy slice
     rows = []
     for fold in folds:
         train = history_up_to(dataset, fold.origin).select(*KEYS, pl.col(TARGET).alias("UNITS"), "PRICE").join(levels, on=SERIES, how="inner").drop(SERIES)
         scales = training_scales(train)
         del train
-        for (model,), part in forecasts.filter(pl.col("FOLD") == fold.index).group_by(["MODEL"], maintain_order=True):
+        for model, _, offset, length in (run for run in runs if run[1] == fold.index):
+            part = forecasts.slice(offset, length)
             test = part.select(*KEYS, pl.col("ACTUAL").alias("UNITS"), pl.col("MEAN").alias("FORECAST")).join(levels, on=SERIES, how="inner").drop(SERIES)
             score, _ = wrmsse_against(scales, test)
             rows.append({"MODEL": model, "FOLD": fold.index, "WRMSSE": score})

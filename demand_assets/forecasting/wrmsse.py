@@ -17,6 +17,7 @@ store x category; store x department; item; item x state; item x store.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 import polars as pl
@@ -47,7 +48,21 @@ def _aggregate(frame: pl.DataFrame, by: list[str], values: list[str]) -> pl.Data
     return frame.group_by([*by, "DATE"]).agg(pl.col(v).sum() for v in values)
 
 
-def level_scales(train: pl.DataFrame, keys: tuple[str, ...]) -> pl.DataFrame:
+def _series_keys(frame: pl.LazyFrame, keys: tuple[str, ...]) -> tuple[pl.LazyFrame, list[str]]:
+    """The frame and the columns naming a level's series: its keys, or one `_TOTAL` series."""
+    if keys:
+        return frame, list(keys)
+    return frame.with_columns(pl.lit("total").alias("_TOTAL")), ["_TOTAL"]
+
+
+def _weight_cutoff(train: pl.DataFrame) -> dt.date:
+    """The first of the last 28 training days: the weights' window, the same for every level."""
+    first = train["DATE"].unique().sort().tail(WEIGHT_DAYS).min()
+    assert isinstance(first, dt.date), "training frame without dates"
+    return first
+
+
+def level_scales(train: pl.DataFrame, keys: tuple[str, ...], cutoff: dt.date | None = None) -> pl.DataFrame:
     """The level's series (its key columns, or `_TOTAL`), each with SCALE (the mean squared
     day-to-day change from its first non-zero sale on) and WEIGHT_DOLLARS (its dollar sales over
     the last 28 days of training). `train`: the hierarchy columns, DATE, UNITS, PRICE, at the
@@ -55,18 +70,18 @@ def level_scales(train: pl.DataFrame, keys: tuple[str, ...]) -> pl.DataFrame:
 
     One pass of a group-by over the level's daily series, each group's rows in date order: at
     M5's bottom level the training frame is tens of millions of rows, and it is not copied
-    (not aggregated, not labelled, sorted only if it is not already in date order).
+    (not aggregated, not labelled, sorted only if it is not already in date order). `cutoff`:
+    `_weight_cutoff(train)`, computed once by a caller that scores every level.
     """
-    by = list(keys) or ["_TOTAL"]
     dollars = (pl.col("UNITS") * pl.col("PRICE")).alias("DOLLARS")
+    source, by = _series_keys(train.lazy(), keys)
     if set(keys) == set(BOTTOM):
         daily = train.select(*by, "DATE", "UNITS", dollars)
     else:
-        source = train.lazy().with_columns(pl.lit("total").alias("_TOTAL")) if not keys else train.lazy()
         daily = source.group_by([*by, "DATE"]).agg(pl.col("UNITS").sum(), dollars.sum()).collect()
     if not daily["DATE"].is_sorted():
         daily = daily.sort("DATE")  # group-by keeps row order within a group: date order
-    cutoff = daily["DATE"].unique().sort().tail(WEIGHT_DAYS).min()
+    cutoff = _weight_cutoff(train) if cutoff is None else cutoff
     units = pl.col("UNITS").cast(pl.Float64)
     active = units.filter((pl.col("UNITS") > 0).cum_max())  # from the first sale on
     return daily.group_by(by).agg(
@@ -78,10 +93,8 @@ def level_scales(train: pl.DataFrame, keys: tuple[str, ...]) -> pl.DataFrame:
 def rmsse_against(scales: pl.DataFrame, test: pl.DataFrame, keys: tuple[str, ...]) -> pl.DataFrame:
     """SERIES, RMSSE, WEIGHT_DOLLARS, SCALE at one level, from the level's `level_scales` and
     `test` (the hierarchy columns, DATE, UNITS (actual) and FORECAST, at the bottom level)."""
-    by = list(keys) or ["_TOTAL"]
-    if not keys:
-        test = test.with_columns(pl.lit("total").alias("_TOTAL"))
-    errors = _aggregate(test, by, ["UNITS", "FORECAST"]).group_by(by).agg(((pl.col("UNITS") - pl.col("FORECAST")) ** 2).mean().alias("MSE"))
+    lazy, by = _series_keys(test.lazy(), keys)
+    errors = _aggregate(lazy.collect(), by, ["UNITS", "FORECAST"]).group_by(by).agg(((pl.col("UNITS") - pl.col("FORECAST")) ** 2).mean().alias("MSE"))
     label = pl.concat_str([pl.col(k).cast(pl.String) for k in by], separator="|")
     return (
         errors.join(scales, on=by, how="left")
@@ -112,7 +125,8 @@ def training_scales(train: pl.DataFrame, levels: tuple[tuple[str, ...], ...] = M
     missing = {k for level in levels for k in level} - set(train.columns)
     if missing:
         raise ValueError(f"the hierarchy lacks column(s) {sorted(missing)}")
-    return TrainingScales(levels, tuple(level_scales(train, keys) for keys in levels))
+    cutoff = _weight_cutoff(train)
+    return TrainingScales(levels, tuple(level_scales(train, keys, cutoff) for keys in levels))
 
 
 def wrmsse_against(scales: TrainingScales, test: pl.DataFrame) -> tuple[float, pl.DataFrame]:
