@@ -273,7 +273,7 @@ def test_scores_do_not_depend_on_how_the_forecasts_rows_are_ordered():
 
     dataset, _ = small_panel()
     folds = rolling_origin_folds(dataset["DATE"].max(), n_folds=2, horizon=7)
-    result = run_backtest(dataset, {"seasonal_naive": SeasonalNaive, "drift": lambda: SeasonalNaive(season=14)}, folds)
+    result = run_backtest(dataset, {"seasonal_naive": SeasonalNaive, "narrow_band": lambda: SeasonalNaive(error_weeks=2)}, folds)
     scales = _series_scales(dataset, folds)
     grouped = score_forecasts(sorted_forecasts([result.forecasts]), scales)
     shuffled = score_forecasts(result.forecasts.sample(fraction=1.0, shuffle=True, seed=11), scales)
@@ -293,3 +293,9 @@ def test_is_sorted_by_reads_the_columns_in_turn():
     assert not _is_sorted_by(frame.reverse(), ["DATE", "COUNTRY", "PRODUCT"])
     assert not _is_sorted_by(frame.with_columns(pl.Series("PRODUCT", ["Z", "A", "B", "A"])), ["DATE", "COUNTRY", "PRODUCT"])
     assert _is_sorted_by(frame.head(1), ["DATE"])
+
+
+def test_seasonal_naive_refuses_a_season_other_than_a_week():
+    """Its forecast is the same weekday of the last week; a 14-day season doubled every row."""
+    with pytest.raises(ValueError, match="season must be 7 days, got 14"):
+        SeasonalNaive(season=14)

@@ -26,6 +26,10 @@ class SeasonalNaive:
     period_days = 1  # models pickled before weekly sources were daily
 
     def __init__(self, season: int = 7, error_weeks: int = 8, censoring_aware: bool = False, period_days: int = 1) -> None:
+        if season != 7:
+            # predict looks each future day up by its weekday in the last `season` days: with 14
+            # days every weekday is there twice and every forecast row came out twice.
+            raise ValueError(f"SeasonalNaive repeats the same weekday of the last week: season must be 7 days, got {season}")
         self.season = season  # days
         self.period_days = period_days  # days per row: 1, or 7 for a weekly series
         self.error_weeks = error_weeks
