@@ -65,22 +65,26 @@ def test_units_cover_every_model_and_fold_and_shard_only_the_per_series_models()
     ]
 
 
-def test_per_series_models_forecast_the_same_from_only_their_input_columns():
-    """A unit or refit of seasonal naive or ETS reads only `input_columns` (5 of the dataset's
-    columns): the forecasts must be those made from the whole dataset, and the global models,
-    which build features from every column, must read everything."""
+def test_models_forecast_the_same_from_only_their_input_columns():
+    """A unit or refit reads only its model's `input_columns` (DeepAR 10 of M5's 21 columns): the
+    forecasts must be those made from the whole dataset. The panel has channel response (an
+    outcome, never a feature), so every model reads fewer columns than it has."""
     dataset, _ = small_panel()
     folds = rolling_origin_folds(dataset["DATE"].max(), n_folds=1, horizon=7)
-    names = ("seasonal_naive", "ets", "ets_uncensored_training")
-    factories = model_factories(SuiteSettings(models=names, ets_history_days=120))
+    names = ("seasonal_naive", "ets", "ets_uncensored_training", "lightgbm", "deepar", "hybrid")
+    settings = SuiteSettings(models=names, ets_history_days=120, lgbm_rounds=15, deepar_epochs=1, deepar_batches_per_epoch=3, hybrid_windows=1)
+    factories = model_factories(settings)
     for name in names:
-        columns = input_columns(name)
-        assert columns is not None and len(columns) < len(dataset.columns)
+        columns = input_columns(name, dataset.columns)
+        assert set(columns) <= set(dataset.columns) and {"DATE", "COUNTRY", "PRODUCT", "PRODUCT_DEMAND", "IN_STOCK"} <= set(columns)
+        assert len(columns) < len(dataset.columns) and not any(c.startswith("RESPONSE_") for c in columns), name
         whole, _ = backtest_unit(dataset, name, factories[name], folds[0])
         narrow, _ = backtest_unit(dataset.select(columns), name, factories[name], folds[0])
         assert narrow.height == whole.height > 0
         assert narrow.equals(whole), name
-    assert input_columns("lightgbm") is None and input_columns("deepar_uncensored_training") is None
+    # DeepAR builds its features from the known covariates, never from the target's lags.
+    assert not any(c.startswith("DEMAND_LAG_") for c in input_columns("deepar", dataset.columns))
+    assert "PRICE" in input_columns("deepar", dataset.columns) and "DEMAND_LAG_7" in input_columns("lightgbm", dataset.columns)
 
 
 @pytest.mark.parametrize(("shard_by", "n"), [("country", 0), ("series_hash", 3)])

@@ -147,9 +147,11 @@ class BacktestPlan:
             tags["delta_version.product_demand_truth"] = str(self.truth_version)
         return tags
 
-    def read(self, store: DeltaStore, shard: int = -1, columns: list[str] | None = None) -> pl.DataFrame:
+    def read(self, store: DeltaStore, shard: int = -1, columns: list[str] | None = None, *, model: str | None = None) -> pl.DataFrame:
         """The plan's window of the training dataset at the plan's version: one shard, or all;
-        every column, or `columns`."""
+        every column, or `columns`, or the columns `model` reads (`input_columns`)."""
+        if model is not None:
+            columns = input_columns(model, store.scan(Table.TRAINING_DATASET, version=self.dataset_version).collect_schema().names())
         where = shard_filter(self.shard_by, self.shards, shard)
         end = self.window_end + dt.timedelta(days=1)
         return store.read_window(Table.TRAINING_DATASET, self.window_start, end, columns, version=self.dataset_version, where=where)
@@ -253,7 +255,7 @@ def backtest_unit_step(context: dg.OpExecutionContext, plan: BacktestPlan, unit:
     window. Per-series fits (ETS) run where the `compute` resource says, and the step's libraries
     use the resource's thread budget (cores shared by the training steps that may run at once)."""
     started = time.perf_counter()
-    dataset = plan.read(store, unit.shard, columns=input_columns(unit.model))
+    dataset = plan.read(store, unit.shard, model=unit.model)
     fold = plan.folds[unit.fold]
     shard = f" shard {unit.shard + 1}/{len(plan.shards)} ({plan.shards[unit.shard]})" if unit.shard >= 0 else ""
     n_series = dataset.select("COUNTRY", "PRODUCT").n_unique()

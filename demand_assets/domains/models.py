@@ -54,7 +54,9 @@ class RefitPlan:
     dataset_version: int
     tags: dict[str, str]
 
-    def read(self, store: DeltaStore, columns: list[str] | None = None) -> pl.DataFrame:
+    def read(self, store: DeltaStore, model: str | None = None) -> pl.DataFrame:
+        """The window at the plan's version: every column, or only those `model` reads (`input_columns`)."""
+        columns = None if model is None else input_columns(model, store.scan(Table.TRAINING_DATASET, version=self.dataset_version).collect_schema().names())
         end = self.window_end + dt.timedelta(days=1)
         return store.read_window(Table.TRAINING_DATASET, self.window_start, end, columns, version=self.dataset_version)
 
@@ -98,7 +100,7 @@ def refit_model(
     """Refit one model with the settings it was backtested with, log it as an MLflow pyfunc
     and register it as a version of the `demand_forecast` model (without an alias)."""
     started = time.perf_counter()
-    dataset = plan.read(store, columns=input_columns(name))
+    dataset = plan.read(store, name)
     with compute.training_step(progress=context.log.info) as executor:
         model = model_factories(SuiteSettings.from_json(plan.suite_json), executor)[name]().fit(dataset)
     context.log.info(f"refitted {name} on {dataset.height:,} rows in {time.perf_counter() - started:.1f}s")

@@ -14,6 +14,7 @@ are observed covariates too.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 import polars as pl
 
@@ -38,14 +39,20 @@ _MACRO = ["ECONOMIC_INDEX", "INFLATION_RATE", "UNEMPLOYMENT_RATE"]
 _OBSERVED_PREFIXES = ("OBSERVED_", ENGAGEMENT_PREFIX)
 
 
-def macro_columns(frame: pl.DataFrame) -> list[str]:
-    return [c for c in _MACRO if c in frame.columns]
+def _names(frame: pl.DataFrame | Sequence[str]) -> list[str]:
+    """A frame's column names, or the names themselves (a stored table's schema, before reading it)."""
+    return frame.columns if isinstance(frame, pl.DataFrame) else list(frame)
 
 
-def covariate_columns(frame: pl.DataFrame) -> list[str]:
+def macro_columns(frame: pl.DataFrame | Sequence[str]) -> list[str]:
+    names = _names(frame)
+    return [c for c in _MACRO if c in names]
+
+
+def covariate_columns(frame: pl.DataFrame | Sequence[str]) -> list[str]:
     """A table source's declared covariates as features: KNOWN_<NAME> (same day) and
     OBSERVED_<NAME>_LAG_k (lagged); an event log's ENGAGEMENT_<WHAT>_LAG_k (lagged)."""
-    return [c for c in frame.columns if c.startswith("KNOWN_") or _observed_lag(c) is not None]
+    return [c for c in _names(frame) if c.startswith("KNOWN_") or _observed_lag(c) is not None]
 
 
 def _observed_lag(column: str) -> int | None:
@@ -54,12 +61,13 @@ def _observed_lag(column: str) -> int | None:
     return int(lag) if column.startswith(_OBSERVED_PREFIXES) and head and lag.isdigit() else None
 
 
-def exogenous_columns(frame: pl.DataFrame) -> list[str]:
+def exogenous_columns(frame: pl.DataFrame | Sequence[str]) -> list[str]:
     """Covariates known in advance for every future day (plus macro as of the origin, and a
     table source's observed covariates, lagged): those of them `frame` has. A per-series model's
     unit reads only its input columns, none of these."""
-    spend = [c for c in frame.columns if c.startswith("SPEND_")]
-    return [*[c for c in ("PRICE", "PROMO", *_CALENDAR) if c in frame.columns], *spend, *macro_columns(frame), *covariate_columns(frame)]
+    names = _names(frame)
+    spend = [c for c in names if c.startswith("SPEND_")]
+    return [*[c for c in ("PRICE", "PROMO", *_CALENDAR) if c in names], *spend, *macro_columns(frame), *covariate_columns(frame)]
 
 
 def _known_lags_only(rows: pl.DataFrame, origin: dt.date, history: pl.DataFrame | None = None) -> pl.DataFrame:

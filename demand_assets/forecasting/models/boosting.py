@@ -99,29 +99,38 @@ def train_boosters(
     y = rows[TARGET].cast(pl.Float64).to_numpy()
     weight = _weights(rows, censoring_aware)
 
-    built: dict[tuple[str, bool], lgb.Dataset] = {}  # boosters without their own margin share a binned dataset
-
-    def dataset(name: str) -> lgb.Dataset:
+    # Boosters without their own margin share a binned dataset. Every dataset is binned before
+    # training starts, with the boosters' parameters, and then the float matrix is let go: at M5
+    # size it is 1.3 GB that the binned copy (a byte a value) replaces for the whole training.
+    built: dict[tuple[str, bool], lgb.Dataset] = {}
+    datasets: dict[str, lgb.Dataset] = {}
+    for name in objectives:
         idx = None if name == "mean" else subset
         key = (name if name in margins else "", idx is None)
         if key not in built:
-            take = (lambda a: a) if idx is None else (lambda a: a[idx])
             built[key] = lgb.Dataset(
-                take(x),
-                take(y),
-                weight=take(weight),
-                init_score=take(margins[name]) if name in margins else None,
+                _take(x, idx),
+                _take(y, idx),
+                weight=_take(weight, idx),
+                init_score=_take(margins[name], idx) if name in margins else None,
                 feature_name=list(features),
                 categorical_feature=list(vocab),
-                free_raw_data=False,
-            )
-        return built[key]
+                params=params,
+                free_raw_data=True,
+            ).construct()
+        datasets[name] = built[key]
+    rows_of = {name: dataset.num_data() for name, dataset in datasets.items()}
+    del x, y, weight, built
 
     boosters = {}
     for name, objective in objectives.items():
-        progress = RoundProgress(name, num_boost_round, len(y) if name == "mean" or subset is None else len(subset))
-        boosters[name] = lgb.train(params | objective, dataset(name), num_boost_round=num_boost_round, callbacks=[progress])
+        progress = RoundProgress(name, num_boost_round, rows_of[name])
+        boosters[name] = lgb.train(params | objective, datasets[name], num_boost_round=num_boost_round, callbacks=[progress])
     return boosters
+
+
+def _take(values: np.ndarray, idx: np.ndarray | None) -> np.ndarray:
+    return values if idx is None else values[idx]
 
 
 def _weights(rows: pl.DataFrame, censoring_aware: bool) -> np.ndarray:

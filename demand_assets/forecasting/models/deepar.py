@@ -33,6 +33,7 @@ import logging
 import shutil
 import tempfile
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -92,6 +93,14 @@ class DeepARForecaster:
         self.calendar_flags: list[str] = []
         self.covariates: dict[str, tuple[float, float]] = {}  # a table source's covariate -> (mean, deviation) on the training days
 
+    @staticmethod
+    def input_columns(available: Sequence[str]) -> list[str]:
+        """The training dataset's columns fit and predict read, of those `available`: keys, target,
+        in-stock flag and what `_dynamic` builds its features from (10 of M5's 21: no target
+        lags or rolling means, which DeepAR takes from the target itself)."""
+        base = {*KEYS, TARGET, "IN_STOCK", "PRICE", "PROMO", "IS_HOLIDAY", *_CALENDAR_FLAGS, *covariate_columns(available)}
+        return [c for c in available if c in base or (c.startswith("SPEND_") and "_LAG_" not in c)]
+
     # ------------------------------------------------------------------ data
     def _dynamic(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Known-in-advance features per DATE x series (works on history and future frames)."""
@@ -100,14 +109,21 @@ class DeepARForecaster:
         flags = [pl.col(c).cast(pl.Float64) if c in frame.columns else pl.lit(0.0).alias(c) for c in self.calendar_flags]
         covariates = getattr(self, "covariates", {})  # models pickled before covariates have none
         scaled = [((pl.col(c).cast(pl.Float64) - m) / d).alias(c) if c in frame.columns else pl.lit(0.0).alias(c) for c, (m, d) in covariates.items()]
-        return frame.join(self.median_price, on=SERIES, how="left").select(
-            *KEYS,
-            (pl.col("PRICE") / pl.col("MEDIAN_PRICE")).log().fill_null(0.0).alias("LOG_RELATIVE_PRICE"),
-            pl.col("PROMO").cast(pl.Float64),
-            spend.log1p().alias("LOG_SPEND"),
-            pl.col("IS_HOLIDAY").cast(pl.Float64),
-            *flags,
-            *scaled,
+        # Lazy, so that the join carries only the columns selected (an eager join copies every
+        # column of the frame first: at M5 size the whole training window again).
+        return (
+            frame.lazy()
+            .join(self.median_price.lazy(), on=SERIES, how="left")
+            .select(
+                *KEYS,
+                (pl.col("PRICE") / pl.col("MEDIAN_PRICE")).log().fill_null(0.0).alias("LOG_RELATIVE_PRICE"),
+                pl.col("PROMO").cast(pl.Float64),
+                spend.log1p().alias("LOG_SPEND"),
+                pl.col("IS_HOLIDAY").cast(pl.Float64),
+                *flags,
+                *scaled,
+            )
+            .collect()
         )
 
     @property
@@ -136,9 +152,11 @@ class DeepARForecaster:
 
         def dense(frame: pl.DataFrame, columns: list[str], width: int) -> np.ndarray:
             at = (
-                frame.join(series, on=SERIES, how="inner")
+                frame.lazy()
+                .join(series.lazy(), on=SERIES, how="inner")
                 .select("_S", ((pl.col("DATE") - pl.lit(start)).dt.total_days() // p).alias("_D"), *columns)
                 .filter(pl.col("_D").is_between(0, width - 1))
+                .collect()
             )
             out = np.full((len(columns), n, width), np.nan, dtype=np.float32)
             rows, cols = at["_S"].to_numpy(), at["_D"].to_numpy()
@@ -278,12 +296,15 @@ def _sample_chunk(chunk: tuple[int, list[dict]], predictor, seed: int, horizon: 
 
 
 def _forward_fill(values: np.ndarray) -> np.ndarray:
-    """Carry the last non-NaN value forward along the last axis; NaN before the first -> 0."""
-    seen = ~np.isnan(values)
-    index = np.where(seen, np.arange(values.shape[-1]), 0)
-    np.maximum.accumulate(index, axis=-1, out=index)
-    filled = np.take_along_axis(values, index, axis=-1)
-    return np.nan_to_num(filled, nan=0.0)
+    """Carry the last non-NaN value forward along the last axis; NaN before the first -> 0.
+    In place, one feature (first axis) at a time: the positions are int64, so the whole
+    array's would be twice the features (1.1 GB at M5 size)."""
+    for feature in values.reshape(-1, *values.shape[-2:]) if values.ndim > 2 else [values]:
+        seen = ~np.isnan(feature)
+        index = np.where(seen, np.arange(feature.shape[-1]), 0)
+        np.maximum.accumulate(index, axis=-1, out=index)
+        feature[...] = np.nan_to_num(np.take_along_axis(feature, index, axis=-1), nan=0.0)
+    return values
 
 
 def summarise_samples(keys: pl.DataFrame, samples: np.ndarray, origin: dt.date, future: pl.DataFrame, *, period_days: int = 1) -> pl.DataFrame:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -36,10 +37,14 @@ __all__ = ["ETSForecaster"]
 
 class ETSForecaster:
     name = "ets"
-    # The training dataset's columns fit and predict read: a backtest unit or refit reads no others.
-    input_columns = (*KEYS, TARGET, "IN_STOCK")
     period_days = 1  # models pickled before weekly sources were daily
     executor: Executor | None = None  # models pickled before the compute resource had none
+
+    @staticmethod
+    def input_columns(available: Sequence[str]) -> list[str]:
+        """The training dataset's columns fit and predict read (keys, target, in-stock flag):
+        a backtest unit or refit reads no others."""
+        return [c for c in available if c in (*KEYS, TARGET, "IN_STOCK")]
 
     def __init__(
         self,

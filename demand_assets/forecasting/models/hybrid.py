@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
 
 import lightgbm as lgb
 import numpy as np
@@ -85,6 +86,14 @@ class DeepARLightGBMHybrid:
         self.models: dict[str, lgb.Booster] = {}
         self.features: list[str] = []
         self.vocab: dict[str, dict[str, int]] = {}
+
+    @staticmethod
+    def input_columns(available: Sequence[str]) -> list[str]:
+        """The training dataset's columns fit and predict read, of those `available`: DeepAR's,
+        and stage 2's categories and known covariates (not the target's lags and rolling means:
+        stage 2 has its own as-of-origin target features)."""
+        wanted = {*DeepARForecaster.input_columns(available), *[c for c in ("CATEGORY",) if c in available], *exogenous_columns(available)}
+        return [c for c in available if c in wanted]
 
     # ------------------------------------------------------------- stage-2 rows
     def _deepar_forecast(self, model: DeepARForecaster, history: pl.DataFrame, origin: dt.date) -> pl.DataFrame:
@@ -158,7 +167,9 @@ class DeepARLightGBMHybrid:
             history = history_up_to(train, at)
             model = self._fit_deepar(history)
             rows = self._rows_from(model, history, future_frame(train, at, h))
-            windows.append(rows.join(labels, on=KEYS, how="inner"))
+            # The window's labels only: a join against every day's (22 M rows at M5 size) hashes them all.
+            window_labels = labels.filter(pl.col("DATE").is_between(at, at + dt.timedelta(days=h), closed="right"))
+            windows.append(rows.join(window_labels, on=KEYS, how="inner"))
         self.stage1 = model  # kept for inspection: the newest stage-1 model
         rows = pl.concat(windows, how="diagonal_relaxed")
         self.vocab = category_vocab(train)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
 
 import lightgbm as lgb
 import numpy as np
@@ -38,7 +39,7 @@ import polars as pl
 from demand_assets.features.training_dataset import LagPlan, lag_plan
 from demand_assets.forecasting.compute import DaskExecutor, Executor
 from demand_assets.forecasting.models.base import quantile_frame
-from demand_assets.forecasting.models.boosting import booster_params, category_vocab, encode, train_boosters
+from demand_assets.forecasting.models.boosting import CATEGORICAL, booster_params, category_vocab, encode, train_boosters
 from demand_assets.forecasting.panel import KEYS, SERIES, TARGET, exogenous_columns
 
 __all__ = ["TRAIN_ON", "LightGBMForecaster"]
@@ -100,6 +101,14 @@ class LightGBMForecaster:
         # A registered model must not carry the step's executor (a Dask client does not pickle).
         return {**self.__dict__, "executor": None}
 
+    @staticmethod
+    def input_columns(available: Sequence[str]) -> list[str]:
+        """The training dataset's columns fit and predict read, of those `available`: keys, target,
+        in-stock flag, categories, the target's lags and rolling means (daily or weekly), and the
+        known covariates (at M5 size all 21 columns; a world with channel response reads fewer)."""
+        wanted = {*KEYS, TARGET, "IN_STOCK", *CATEGORICAL, *exogenous_columns(available)}
+        return [c for c in available if c in wanted or c.startswith(("DEMAND_LAG_", "DEMAND_ROLL_MEAN_"))]
+
     # ------------------------------------------------------------------ features
     @property
     def lags(self) -> LagPlan:
@@ -144,9 +153,12 @@ class LightGBMForecaster:
         # fill in (a weekly series has values on its week days only, read every p-th column).
         first = origin - dt.timedelta(days=history_days - 1)
         days = pl.DataFrame({"DATE": pl.date_range(first, origin, eager=True)})
+        # Only the look-back days enter the join: at M5 size a join against the whole history
+        # (22 M rows) built a hash table of 4 GB, the unit's peak, for 1.7 M rows it can match.
+        recent = history.filter(pl.col("DATE") >= first).select(*KEYS, TARGET)
         past = (
             series.join(days, how="cross")
-            .join(history.select(*KEYS, TARGET), on=KEYS, how="left")
+            .join(recent, on=KEYS, how="left")
             .sort(*SERIES, "DATE")[TARGET]
             .cast(pl.Float64)
             .to_numpy()

@@ -8,6 +8,7 @@ weeks), so the interval is as wide as this baseline has recently been wrong.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
@@ -20,10 +21,14 @@ __all__ = ["SeasonalNaive"]
 
 class SeasonalNaive:
     name = "seasonal_naive"
-    # The training dataset's columns predict reads: a backtest unit or refit reads no others.
-    input_columns = (*KEYS, TARGET, "IN_STOCK")
 
     period_days = 1  # models pickled before weekly sources were daily
+
+    @staticmethod
+    def input_columns(available: Sequence[str]) -> list[str]:
+        """The training dataset's columns fit and predict read (keys, target, in-stock flag):
+        a backtest unit or refit reads no others."""
+        return [c for c in available if c in (*KEYS, TARGET, "IN_STOCK")]
 
     def __init__(self, season: int = 7, error_weeks: int = 8, censoring_aware: bool = False, period_days: int = 1) -> None:
         if season != 7:
