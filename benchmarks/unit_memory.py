@@ -29,14 +29,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from benchmarks.publish_memory import _status
+
 RESULTS = Path(__file__).resolve().parent / "results" / "unit_memory.json"
-
-
-def _status(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024**2  # kB -> GB
-    raise KeyError(field)
 
 
 class Timeline(logging.Handler):
