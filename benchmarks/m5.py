@@ -125,12 +125,13 @@ def _stockout_inference(files: Path) -> dict:
     import numpy as np
     import polars as pl
 
-    from demand_assets.sources.m5 import _load, listed_days
+    from demand_assets.sources.m5 import _window, listed_days
 
     out = {}
     for alpha in (0.0001, 0.001, 0.01):
         t0 = time.perf_counter()
-        ids, days, sales, price, in_stock, _gap = _load(files, alpha)
+        window = _window(files, alpha)
+        ids, days, sales, in_stock, price = window.ids, window.days, window.sales, window.in_stock, window.price()
         seconds = time.perf_counter() - t0
         truth = np.zeros(sales.shape, dtype=bool)
         row = {v: i for i, v in enumerate(ids["id"].to_list())}
@@ -149,7 +150,6 @@ def _stockout_inference(files: Path) -> dict:
             "true_share": round(float(truth.sum() / listed.sum()), 4),
             "load_and_infer_seconds": round(seconds, 1),
         }
-        _load.cache_clear()
     return {"by_alpha": out, "peak_rss_gb": _peak_gb()}
 
 

@@ -112,7 +112,7 @@ def test_the_default_limit_is_28_days_and_applies_only_to_implausible_runs():
 
 def test_m5_marks_a_listing_gap_listed_false_in_stock_true_and_training_leaves_it_out(tmp_path):
     from demand_assets.features import build_training_dataset
-    from demand_assets.sources.m5 import M5Shape, M5Source, _load, write_m5_files
+    from demand_assets.sources.m5 import M5Shape, M5Source, write_m5_files
 
     shape = M5Shape.small(items_per_department=1, days=400)
     write_m5_files(tmp_path, shape)
@@ -123,7 +123,6 @@ def test_m5_marks_a_listing_gap_listed_false_in_stock_true_and_training_leaves_i
     steady[100:400] = 0  # priced every week, sold nothing for 300 days
     sales = sales.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(int(v)).otherwise(pl.col(d)).alias(d) for d, v in zip(days, steady))
     sales.write_csv(tmp_path / "sales_train_evaluation.csv")
-    _load.cache_clear()
     source = M5Source(tmp_path)
     end = shape.start + dt.timedelta(days=shape.days)
     frame = pl.concat(list(source.read(Domain.PRODUCT_DEMAND, shape.start, end)))
@@ -136,7 +135,6 @@ def test_m5_marks_a_listing_gap_listed_false_in_stock_true_and_training_leaves_i
     kept = dataset.filter((pl.col("COUNTRY") == first["store_id"]) & (pl.col("PRODUCT") == first["item_id"]))
     assert kept.height == 100 and "LISTED" not in dataset.columns
     assert dataset.height == frame["LISTED"].sum()
-    _load.cache_clear()
 
 
 @pytest.mark.slow
@@ -146,7 +144,7 @@ def test_a_listing_gap_passes_the_contracts_and_stays_out_of_the_training_datase
     import dagster as dg
 
     from demand_assets.definitions import ALL_ASSETS
-    from demand_assets.sources.m5 import M5Shape, _load, write_m5_files
+    from demand_assets.sources.m5 import M5Shape, write_m5_files
     from resources import DemandSourceResource
     from tests.conftest import small_resources
 
@@ -159,7 +157,6 @@ def test_a_listing_gap_passes_the_contracts_and_stays_out_of_the_training_datase
         pl.when(pl.int_range(pl.len()) == 0).then(int(v)).otherwise(pl.col(f"d_{k + 1}")).alias(f"d_{k + 1}") for k, v in enumerate(steady)
     )
     sales.write_csv(tmp_path / "m5" / "sales_train_evaluation.csv")
-    _load.cache_clear()
     resources = small_resources(tmp_path / "delta", source=DemandSourceResource(kind="m5", m5_dir=str(tmp_path / "m5")))
     end = shape.start + dt.timedelta(days=shape.days - 1)
     result = dg.materialize(
@@ -175,4 +172,3 @@ def test_a_listing_gap_passes_the_contracts_and_stays_out_of_the_training_datase
     demand, dataset = resources["store"].read_all("product_demand"), resources["store"].read_all("training_dataset")
     assert (~demand["LISTED"]).sum() == 80 and demand["IN_STOCK"].all()
     assert dataset.height == demand.height - 80
-    _load.cache_clear()

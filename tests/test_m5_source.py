@@ -2,6 +2,7 @@
 (a source without spend or macro data: those assets record that, and nothing fake is written)."""
 
 import datetime as dt
+import logging
 from collections import Counter
 
 import dagster as dg
@@ -13,7 +14,7 @@ from demand_assets.definitions import ALL_ASSETS
 from demand_assets.domains.models import ForecastingConfig
 from demand_assets.domains.selections import selection
 from demand_assets.sources import Domain
-from demand_assets.sources.m5 import M5Shape, M5Source, _load, write_m5_files
+from demand_assets.sources.m5 import M5Shape, M5Source, write_m5_files
 from resources import DemandSourceResource
 from tests.conftest import materialize_range, small_resources
 
@@ -109,7 +110,34 @@ def test_inferred_stockouts_find_the_generators_runs_and_alpha_none_turns_them_o
     assert _read(M5Source(m5_dir, stockout_alpha=None), START, START + dt.timedelta(days=60))["IN_STOCK"].all()
 
 
-def test_bad_m5_files_are_refused_naming_the_rule(tmp_path, m5_dir):
+def test_the_sales_file_streams_by_blocks_of_series_and_a_window_holds_only_its_days(m5_dir, monkeypatch, caplog):
+    """Issue 19 point 5: a unit writing a date range holds its range, not the file. Blocks of 5
+    series (10 blocks here) give the rows of one block; a window's rows are the whole read's rows
+    in that window (stockouts still inferred on each series' whole history)."""
+    from demand_assets.sources import m5
+
+    whole = _read(M5Source(m5_dir), START, START + dt.timedelta(days=SHAPE.days)).sort("DATE", "COUNTRY", "PRODUCT")
+    a = whole.filter(~pl.col("IN_STOCK") & (pl.col("DATE") > START + dt.timedelta(days=100)))["DATE"].min()
+    b = a + dt.timedelta(days=28)
+    one_block = m5._window(m5_dir, 0.001, start=a, end=b)
+    assert one_block.sales.shape == (one_block.ids.height, 28)
+    assert not one_block.in_stock.all()  # a stockout inferred from the series' whole history
+    monkeypatch.setattr(m5, "_SERIES_BATCH", 5)
+    with caplog.at_level(logging.INFO, logger="demand_assets.sources.m5"):
+        blocked = _read(M5Source(m5_dir), START, START + dt.timedelta(days=SHAPE.days)).sort("DATE", "COUNTRY", "PRODUCT")
+    assert blocked.equals(whole)
+    assert f"{one_block.ids.height}/{one_block.ids.height} series read" in caplog.text
+    window = _read(M5Source(m5_dir), a, b).sort("DATE", "COUNTRY", "PRODUCT")
+    assert window.height > 0 and window.equals(whole.filter(pl.col("DATE").is_between(a, b, closed="left")))
+    by_blocks = m5._window(m5_dir, 0.001, start=a, end=b)
+    for name in ("sales", "in_stock", "gap"):
+        assert np.array_equal(getattr(by_blocks, name), getattr(one_block, name)), name
+
+
+def test_bad_m5_files_are_refused_naming_the_rule(tmp_path, m5_dir, monkeypatch):
+    from demand_assets.sources import m5
+
+    monkeypatch.setattr(m5, "_SERIES_BATCH", 5)  # the two bad cells in different blocks: both counted
     with pytest.raises(FileNotFoundError, match="calendar.csv"):
         M5Source(tmp_path)
     with pytest.raises(ValueError, match="DEMAND_M5_DIR"):
@@ -119,8 +147,9 @@ def test_bad_m5_files_are_refused_naming_the_rule(tmp_path, m5_dir):
     for name in ("calendar.csv", "sell_prices.csv"):
         (broken / name).write_bytes((m5_dir / name).read_bytes())
     sales = pl.read_csv(m5_dir / "sales_train_evaluation.csv")
-    sales.with_columns(pl.when(pl.col("id") == sales["id"][3]).then(-2).otherwise(pl.col("d_5")).alias("d_5")).write_csv(broken / "sales_train_evaluation.csv")
-    with pytest.raises(ValueError, match=r"rule 'sales >= 0'.*d_5"):
+    bad = pl.col("id").is_in([sales["id"][3], sales["id"][20]])
+    sales.with_columns(pl.when(bad).then(-2).otherwise(pl.col("d_5")).alias("d_5")).write_csv(broken / "sales_train_evaluation.csv")
+    with pytest.raises(ValueError, match=rf"rule 'sales >= 0' on column 'd_\*': 2 negative cell\(s\), e.g. .*{sales['id'][3]}.*d_5.*{sales['id'][20]}"):
         _read(M5Source(broken), START, START + dt.timedelta(days=7))
 
 
@@ -179,7 +208,6 @@ def test_a_tab_separated_price_file_is_named_not_a_raw_polars_error(tmp_path, m5
     pl.read_csv(m5_dir / "sell_prices.csv").write_csv(tmp_path / "sell_prices.csv", separator="\t")
     with pytest.raises(ValueError, match=r"rule 'M5 file columns' on file sell_prices.csv: missing \['store_id'.*tab-separated, M5 files are comma-separated"):
         M5Source(tmp_path).catalog()
-    _load.cache_clear()
     with pytest.raises(ValueError, match=r"rule 'M5 file columns' on file sell_prices.csv"):
         _read(M5Source(tmp_path), START, START + dt.timedelta(days=7))
 

@@ -22,8 +22,11 @@ is false), no spend and no macro data: those domains are not provided. Stock is 
 IN_STOCK comes from the inferred-stockout rule (`demand_assets.features.stockouts`), true on
 listing-gap days (a gap is not a stockout).
 
-The sales matrix (30,490 x 1,941 int32, about 240 MB) is read once per process; product demand
-streams out of it in date chunks of about `chunk_rows` rows.
+The sales file streams by blocks of 4,000 series: each block's whole history is read, priced and
+its stockouts inferred, and only the requested window's days are kept (6 bytes a series-day, with
+the weekly prices a seventh of that), so a unit writing a date range holds its range, not the
+file: at 10x M5's series a month's unit holds about 60 MB of cells instead of every day's. Product
+demand then streams out of the window in date chunks of about `chunk_rows` rows.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,28 +78,72 @@ def _require_columns(path: Path) -> None:
     raise ValueError(f"rule 'M5 file columns' on file {path.name}: missing {missing}, found {header[:8]}{hint}")
 
 
-@functools.lru_cache(maxsize=2)
-def _load(
-    directory: Path, stockout_alpha: float | None, stockout_max_days: int | None = MAX_STOCKOUT_DAYS
-) -> tuple[pl.DataFrame, pl.DataFrame, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(ids, calendar, sales, price, in_stock, gap): ids one row per series (matrix row order),
-    calendar one row per day column; sales int32, price float32 (NaN: not listed), in_stock and
-    gap (a listing-gap day) bool, all series x day."""
-    started = dt.datetime.now()
+@dataclass
+class _Prices:
+    """Weekly sell prices, series x week float32 (NaN: not listed that week), and each day
+    column's week: a seventh of a day matrix. A sale in a week without a listed price (rare)
+    takes the nearest listed week's price: the item was evidently on sale. An item that sells
+    but is never listed keeps NaN, and the contract (PRICE > 0) names its rows."""
+
+    weekly: np.ndarray
+    day_week: np.ndarray
+    _nearest: np.ndarray | None = None
+
+    def at(self, rows: np.ndarray | slice, cols: np.ndarray, sales: np.ndarray) -> np.ndarray:
+        """The price of each (series row, day column) cell with `sales` units sold (float32, NaN: not
+        listed): `rows` and `cols` index arrays of the cells, or a slice of rows and every column of
+        `cols` (a block of series x days)."""
+        week = self.day_week[cols]
+        price = self.weekly[rows, week] if isinstance(rows, np.ndarray) else self.weekly[rows][:, week]
+        selling_unlisted = (sales > 0) & np.isnan(price)
+        if selling_unlisted.any():
+            if self._nearest is None:
+                self._nearest = pl.from_numpy(self.weekly.T).with_columns(pl.all().fill_nan(None).forward_fill().backward_fill()).to_numpy().T
+            nearest = self._nearest[rows, week] if isinstance(rows, np.ndarray) else self._nearest[rows][:, week]
+            price = np.where(selling_unlisted, nearest, price)
+        return price
+
+
+@dataclass
+class _Window:
+    """The files' days in a window, for every series: what a unit writing those days holds.
+    `ids` one row per series (the sales file's row order), `days` one row per day column of the
+    window (COLUMN: its position in the file, with the calendar's columns); `sales` int32,
+    `in_stock` and `gap` (a listing-gap day) bool, all series x window day; prices weekly."""
+
+    ids: pl.DataFrame
+    days: pl.DataFrame
+    sales: np.ndarray
+    in_stock: np.ndarray
+    gap: np.ndarray
+    prices: _Prices
+
+    def price(self) -> np.ndarray:
+        """Series x window day float32 (NaN: not listed)."""
+        return self.prices.at(slice(None), self.days["COLUMN"].to_numpy(), self.sales)
+
+
+def _window(
+    directory: Path,
+    stockout_alpha: float | None,
+    stockout_max_days: int | None = MAX_STOCKOUT_DAYS,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    block_series: int | None = None,
+) -> _Window:
+    """The files' days in [start, end) (every day when both are None), series by series.
+
+    Inferring a stockout needs a series' whole history (a zero run's length needs the days on
+    both sides), so the sales file streams by blocks of `block_series` series (`_SERIES_BATCH`), each read whole,
+    priced, its stockouts inferred and its window's days kept: memory is a block's whole history
+    plus every series' window (6 bytes a cell) and the weekly prices, not the file's every cell."""
+    started = time.perf_counter()
     sales_path = _sales_file(directory)
     header = pl.read_csv(sales_path, n_rows=0).columns
     missing = [c for c in _ID_COLUMNS if c not in header]
     day_columns = [c for c in header if c.startswith("d_")]
     if missing or not day_columns:
         raise ValueError(f"rule 'M5 sales columns': {sales_path.name} lacks {missing or 'the d_1 ... d_N day columns'}")
-    raw = pl.read_csv(sales_path, schema_overrides={c: pl.Int32 for c in day_columns} | {c: pl.String for c in _ID_COLUMNS})
-    ids = raw.select(_ID_COLUMNS)
-    sales = raw.select(day_columns).to_numpy().astype(np.int32, copy=False)
-    del raw
-    if (bad := np.argwhere(sales < 0)).size:
-        rows = [{"id": ids["id"][int(i)], "d": day_columns[int(j)], "sales": int(sales[i, j])} for i, j in bad[:5]]
-        raise ValueError(f"rule 'sales >= 0' on column 'd_*': {len(bad)} negative cell(s), e.g. {rows}")
-
     for name in _FILE_COLUMNS:
         _require_columns(directory / name)
     calendar = pl.read_csv(directory / "calendar.csv", try_parse_dates=True, infer_schema_length=10_000)
@@ -104,28 +152,58 @@ def _load(
     if (unknown := by_d.filter(pl.col("date").is_null())).height:
         raise ValueError(f"rule 'every day column is in calendar.csv' on column 'd': {unknown.height} unknown, e.g. {unknown['d'].head(5).to_list()}")
     by_d = by_d.sort("COLUMN")
+    ids = pl.read_csv(sales_path, columns=_ID_COLUMNS, schema_overrides={c: pl.String for c in _ID_COLUMNS})
+    prices = _prices(directory, ids, by_d)
+    days = by_d if start is None and end is None else by_d.filter(pl.col("date").is_between(start or dt.date.min, end or dt.date.max, closed="left"))
+    cols = days["COLUMN"].to_numpy().astype(np.int64)
+    n = ids.height
+    sales_w = np.empty((n, len(cols)), dtype=np.int32)
+    in_stock_w, gap_w = np.empty((n, len(cols)), dtype=bool), np.empty((n, len(cols)), dtype=bool)
+    every_col, dates = np.arange(len(day_columns)), by_d["date"]
+    negative: list[dict] = []
+    n_negative, lo, logged = 0, 0, started
+    stream = pl.scan_csv(sales_path, schema_overrides={c: pl.Int32 for c in day_columns} | {c: pl.String for c in _ID_COLUMNS})
+    for batch in stream.select(day_columns).collect_batches(chunk_size=block_series or _SERIES_BATCH):
+        hi = lo + batch.height
+        sales = batch.to_numpy().astype(np.int32, copy=False)
+        del batch
+        if (bad := np.argwhere(sales < 0)).size:
+            n_negative += len(bad)
+            negative += [{"id": ids["id"][lo + int(i)], "d": day_columns[int(j)], "sales": int(sales[i, j])} for i, j in bad[: 5 - len(negative)]]
+        price = prices.at(slice(lo, hi), every_col, sales)
+        in_stock, gap = _inferred_in_stock(dates, sales, price, stockout_alpha, stockout_max_days)
+        sales_w[lo:hi], in_stock_w[lo:hi], gap_w[lo:hi] = sales[:, cols], in_stock[:, cols], gap[:, cols]
+        lo = hi
+        if (now := time.perf_counter()) - logged >= 10 or lo == n:
+            log.info("M5 sales: %s/%s series read, stockouts inferred, %.1fs (%.0f series/s)", f"{lo:,}", f"{n:,}", now - started, lo / (now - started))
+            logged = now
+    if lo != n:
+        raise ValueError(f"rule 'M5 sales rows': {sales_path.name} streamed {lo} series rows, its id columns {n}")
+    if n_negative:
+        raise ValueError(f"rule 'sales >= 0' on column 'd_*': {n_negative} negative cell(s), e.g. {negative}")
+    log.info("M5 files read: %d series x %d days (%d in the window) in %.1fs", n, len(day_columns), len(cols), time.perf_counter() - started)
+    return _Window(ids, days, sales_w, in_stock_w, gap_w, prices)
 
-    prices = pl.read_csv(
-        directory / "sell_prices.csv", schema_overrides={"store_id": pl.String, "item_id": pl.String, "wm_yr_wk": pl.Int64, "sell_price": pl.Float64}
-    )
+
+def _prices(directory: Path, ids: pl.DataFrame, by_d: pl.DataFrame) -> _Prices:
     weeks = by_d["wm_yr_wk"].unique().sort()
     week_index = {int(w): i for i, w in enumerate(weeks.to_list())}
     series_index = ids.select("store_id", "item_id").with_row_index("ROW")
-    priced = prices.join(series_index, on=["store_id", "item_id"], how="inner").filter(pl.col("wm_yr_wk").is_in(weeks.implode()))
+    # Streamed (the file is about 70 M rows at 10x M5): each priced week's series row, week and
+    # price, a batch at a time, into the series x week matrix.
+    priced = (
+        pl.scan_csv(
+            directory / "sell_prices.csv",
+            schema_overrides={"store_id": pl.String, "item_id": pl.String, "wm_yr_wk": pl.Int64, "sell_price": pl.Float64},
+        )
+        .filter(pl.col("wm_yr_wk").is_in(weeks.implode()))
+        .join(series_index.lazy(), on=["store_id", "item_id"], how="inner")
+        .select("ROW", pl.col("wm_yr_wk").replace_strict(week_index, return_dtype=pl.Int32), pl.col("sell_price").cast(pl.Float32))
+    )
     weekly = np.full((ids.height, len(weeks)), np.nan, dtype=np.float32)
-    weekly[priced["ROW"].to_numpy(), priced["wm_yr_wk"].replace_strict(week_index, return_dtype=pl.Int64).to_numpy()] = priced["sell_price"].to_numpy()
-    day_week = by_d["wm_yr_wk"].replace_strict(week_index, return_dtype=pl.Int64).to_numpy()
-    price = weekly[:, day_week]
-    # A sale without a listed price (rare) takes the nearest listed week's price: the item was
-    # evidently on sale. An item that sells but is never listed keeps NaN, and the contract
-    # (PRICE > 0) names its rows.
-    selling_unlisted = (sales > 0) & np.isnan(price)
-    if selling_unlisted.any():
-        nearest = pl.from_numpy(weekly.T).with_columns(pl.all().fill_nan(None).forward_fill().backward_fill()).to_numpy().T
-        price = np.where(selling_unlisted, nearest[:, day_week], price)
-    in_stock, gap = _inferred_in_stock(by_d["date"], sales, price, stockout_alpha, stockout_max_days)
-    log.info("M5 files read: %d series x %d days in %.1fs", ids.height, len(day_columns), (dt.datetime.now() - started).total_seconds())
-    return ids, by_d, sales, price, in_stock, gap
+    for batch in priced.collect_batches(chunk_size=1_000_000):
+        weekly[batch["ROW"].to_numpy(), batch["wm_yr_wk"].to_numpy()] = batch["sell_price"].to_numpy()
+    return _Prices(weekly, by_d["wm_yr_wk"].replace_strict(week_index, return_dtype=pl.Int64).to_numpy())
 
 
 def listed_days(sales: np.ndarray, price: np.ndarray) -> np.ndarray:
@@ -212,7 +290,8 @@ class M5Source(DemandSource):
         return self._catalog
 
     def _read(self, domain: Domain, start: dt.date, end: dt.date) -> Iterator[pl.DataFrame]:
-        ids, days, sales, price, in_stock, gap = _load(self.directory, self.stockout_alpha, self.stockout_max_days)
+        window = _window(self.directory, self.stockout_alpha, self.stockout_max_days, start, end)
+        ids, days = window.ids, window.days
         dates = days["date"]
         snap_by_state = {c.removeprefix("snap_"): days[c].cast(pl.Boolean).to_numpy() for c in days.columns if c.startswith("snap_")}
         event = (
@@ -221,8 +300,9 @@ class M5Source(DemandSource):
             else np.zeros(days.height, bool)
         )
         states = list(dict.fromkeys(ids["state_id"].to_list()))
-        snap = np.stack([snap_by_state.get(s, np.zeros(days.height, bool)) for s in states])  # state x day
+        snap = np.stack([snap_by_state.get(s, np.zeros(days.height, bool)) for s in states])  # state x window day
         state_row = ids["state_id"].replace_strict({s: i for i, s in enumerate(states)}, return_dtype=pl.Int64).to_numpy()
+        file_col = days["COLUMN"].to_numpy().astype(np.int64)
         chunk_days = max(1, self.chunk_rows // max(ids.height, 1))
         day_of = {d: i for i, d in enumerate(dates.to_list())}
         day_values, stores, items = dates.to_numpy(), ids["store_id"].to_numpy(), ids["item_id"].to_numpy()
@@ -230,19 +310,21 @@ class M5Source(DemandSource):
             cols = np.array([day_of[a + dt.timedelta(days=k)] for k in range((b - a).days) if a + dt.timedelta(days=k) in day_of], dtype=np.int64)
             if cols.size == 0:
                 continue
-            block = sales[:, cols]
-            rows, j = np.nonzero(listed_days(block, price[:, cols]))
+            block = window.sales[:, cols]
+            listed = listed_days(block, window.prices.at(slice(None), file_col[cols], block))
+            rows, j = np.nonzero(listed)
             c = cols[j]
+            sold = block[rows, j]
             frame = pl.DataFrame(
                 {
                     "DATE": day_values[c],
                     "COUNTRY": stores[rows],
                     "PRODUCT": items[rows],
-                    "PRODUCT_DEMAND": block[rows, j].astype(np.int64),
-                    "PRICE": price[rows, c].astype(np.float64),
+                    "PRODUCT_DEMAND": sold.astype(np.int64),
+                    "PRICE": window.prices.at(rows, file_col[c], sold).astype(np.float64),
                     "PROMO": np.zeros(len(rows), dtype=bool),
-                    "IN_STOCK": in_stock[rows, c],
-                    "LISTED": ~gap[rows, c],
+                    "IN_STOCK": window.in_stock[rows, c],
+                    "LISTED": ~window.gap[rows, c],
                     "SNAP": snap[state_row[rows], c],
                     "IS_EVENT": event[c],
                 }
