@@ -18,6 +18,11 @@ their look-back, so its memory does not).
 
     .venv/bin/python -m benchmarks.data_scale --work /tmp/data_scale
 
+`--units 1941` instead writes the files for all of M5's days at that width and measures
+`product_demand` as a backfill unit of the last `--unit-days` (28) days and as one unit of every
+day (key `units_scale_<scale>_days_<days>`): the memory of one date-range unit, measured, not
+projected.
+
 Writes benchmarks/results/data_scale.json.
 """
 
@@ -74,6 +79,33 @@ def _slice(work: Path, scale: float, days: int) -> dict:
     return out
 
 
+def _units(work: Path, scale: float, days: int, unit_days: int) -> dict:
+    """`product_demand` over `days` days at `scale` measured as backfill units: first one unit of
+    the last `unit_days` days (a backfill split into date ranges runs many such units), then the
+    whole window in one unit, each its own `dg launch`."""
+    from dataclasses import replace
+
+    from demand_assets.sources.m5 import write_m5_files
+
+    if work.exists():
+        shutil.rmtree(work)
+    (work / "home" / "dagster").mkdir(parents=True)
+    (work / "home" / "dagster" / "dagster.yaml").write_text((ROOT / "deploy" / "dagster.yaml").read_text())
+    began = time.perf_counter()
+    counts = write_m5_files(work / "m5_files", replace(_shape(scale), days=days))
+    out: dict = {"series": counts["sales_train_evaluation.csv"], "days": days, "generate_seconds": round(time.perf_counter() - began, 1)}
+    out["files_bytes"] = {p.name: p.stat().st_size for p in (work / "m5_files").iterdir()}
+    env = _env(work, DEMAND_EXECUTOR="in_process")
+    subprocess.run([str(Path(sys.executable).parent / "demand-deploy"), "pools"], env=env, check=True, capture_output=True)
+    last = START + dt.timedelta(days=days - 1)
+    for name, first in ((f"product_demand_last_{unit_days}_days", last - dt.timedelta(days=unit_days - 1)), ("product_demand_whole", START)):
+        measured = _launch(work, "product_demand", env, partition_range=f"{first}...{last}")
+        measured["rows_in_table"] = _rows(work / "home", "product_demand")
+        out[name] = measured
+        print(f"{days} days, {name}: {measured}", flush=True)
+    return out
+
+
 def _fit(points: list[tuple[int, float]]) -> tuple[float, float]:
     """(fixed, per day) through two measured windows."""
     (d1, y1), (d2, y2) = points[0], points[-1]
@@ -99,12 +131,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", required=True)
     parser.add_argument("--scale", type=float, default=10.0, help="share of M5's items per department (10: 304,900 series)")
     parser.add_argument("--days", type=int, nargs="+", default=[120, 240], help="the windows measured (at least two, for the fit)")
+    parser.add_argument(
+        "--units", type=int, metavar="DAYS", help="instead: files of DAYS days (1941: M5's), product_demand as one unit of --unit-days and as one unit of all"
+    )
+    parser.add_argument("--unit-days", type=int, default=28)
     args = parser.parse_args(argv)
+    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    if args.units:
+        key = f"units_scale_{args.scale}_days_{args.units}"
+        measured = _units(Path(args.work) / key, args.scale, args.units, args.unit_days)
+        previous[key] = {"date": str(dt.date.today()), "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}, **measured}
+        RESULTS.write_text(json.dumps(previous, indent=1))
+        print(json.dumps(previous[key], indent=1))
+        return
     results: dict = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "date": str(dt.date.today()),
         "scale": args.scale,
         "slices": [],
+        **{k: v for k, v in previous.items() if k.startswith("units_")},  # kept from --units runs
     }
     for days in sorted(args.days):
         results["slices"].append(_slice(Path(args.work) / f"days_{days}", args.scale, days))
