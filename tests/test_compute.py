@@ -246,6 +246,12 @@ def test_deepar_sample_paths_are_identical_in_process_on_a_process_pool_and_on_a
     assert reference.height == future.height and reference["MEAN"].sum() > 0
     assert on_pool.equals(reference) and on_dask.equals(reference)
     assert lines[-1].startswith("deepar sample-path chunks (3 series each): 10/10 done") and "dask at" in lines[-1]
+    # predict summarises each chunk where it is drawn: the same as summarising all paths at once
+    model.executor = None
+    keys, paths = model.predict_samples(train, future)
+    assert paths.shape[:2] == (30, TINY_DEEPAR.num_samples)
+    at_once = deepar_module.summary_frame(keys, *deepar_module.summary(paths), origin=train["DATE"].max(), future=future)
+    assert at_once.equals(reference)
 
 
 def test_tcn_forward_passes_are_identical_in_process_on_a_process_pool_and_on_a_dask_cluster(cluster, monkeypatch):

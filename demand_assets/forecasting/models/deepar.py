@@ -109,22 +109,18 @@ class DeepARForecaster:
         flags = [pl.col(c).cast(pl.Float64) if c in frame.columns else pl.lit(0.0).alias(c) for c in self.calendar_flags]
         covariates = getattr(self, "covariates", {})  # models pickled before covariates have none
         scaled = [((pl.col(c).cast(pl.Float64) - m) / d).alias(c) if c in frame.columns else pl.lit(0.0).alias(c) for c, (m, d) in covariates.items()]
+        features = [
+            (pl.col("PRICE") / pl.col("MEDIAN_PRICE")).log().fill_null(0.0).alias("LOG_RELATIVE_PRICE"),
+            pl.col("PROMO").cast(pl.Float64),
+            spend.log1p().alias("LOG_SPEND"),
+            pl.col("IS_HOLIDAY").cast(pl.Float64),
+            *flags,
+            *scaled,
+        ]
         # Lazy, so that the join carries only the columns selected (an eager join copies every
-        # column of the frame first: at M5 size the whole training window again).
-        return (
-            frame.lazy()
-            .join(self.median_price.lazy(), on=SERIES, how="left")
-            .select(
-                *KEYS,
-                (pl.col("PRICE") / pl.col("MEDIAN_PRICE")).log().fill_null(0.0).alias("LOG_RELATIVE_PRICE"),
-                pl.col("PROMO").cast(pl.Float64),
-                spend.log1p().alias("LOG_SPEND"),
-                pl.col("IS_HOLIDAY").cast(pl.Float64),
-                *flags,
-                *scaled,
-            )
-            .collect()
-        )
+        # column of the frame first: at M5 size the whole training window again). Computed in
+        # float64 and kept as float32, as the entries hold them: half the bytes (1 GB at M5 size).
+        return frame.lazy().join(self.median_price.lazy(), on=SERIES, how="left").select(*KEYS, *(f.cast(pl.Float32) for f in features)).collect()
 
     @property
     def dynamic_features(self) -> list[str]:
@@ -255,8 +251,9 @@ class DeepARForecaster:
         on_gpu = "cuda" in str(getattr(self.predictor, "device", "cpu"))
         return self.executor if self.executor is not None and not on_gpu else InProcess(progress=getattr(self.executor, "progress", None))
 
-    def predict_samples(self, history: pl.DataFrame, future: pl.DataFrame) -> tuple[pl.DataFrame, np.ndarray]:
-        """Sample paths (series x samples x horizon) for the future frame's days after the history."""
+    def _draw(self, history: pl.DataFrame, future: pl.DataFrame, *, summarise: bool) -> tuple[pl.DataFrame, list]:
+        """Each chunk's sample paths, or with `summarise` their mean and quantiles (what a forecast
+        needs: at 200 paths, a fiftieth of the paths' bytes to hold and to ship back)."""
         if self.predictor is None:
             raise RuntimeError("fit the model before predicting")
         origin: dt.date = history["DATE"].max()
@@ -267,32 +264,69 @@ class DeepARForecaster:
         covariates = pl.concat([self._dynamic(history), self._dynamic(future)], how="diagonal_relaxed")
         end = origin + dt.timedelta(days=self.config.prediction_length * p)
         entries = self._entries(history, covariates, end=end)
+        del covariates
         chunks = [(i // SAMPLE_CHUNK, entries[i : i + SAMPLE_CHUNK]) for i in range(0, len(entries), SAMPLE_CHUNK)]
         parts = self._sampler().map(
             _sample_chunk,
             chunks,
-            args=(self.predictor, self.config.seed, horizon),
+            args=(self.predictor, self.config.seed, horizon, summarise),
             labels=[f"deepar series {k * SAMPLE_CHUNK + 1}..{k * SAMPLE_CHUNK + len(c)}" for k, c in chunks],
             what=f"deepar sample-path chunks ({SAMPLE_CHUNK} series each)",
             min_per_worker=4,  # a local pool only from 4 chunks a worker: its processes import torch first
         )
-        samples = np.concatenate(parts)
         keys = pl.DataFrame([e["item_id"].split("|") for e in entries], schema=SERIES, orient="row")
-        return keys, samples
+        return keys, parts
+
+    def predict_samples(self, history: pl.DataFrame, future: pl.DataFrame) -> tuple[pl.DataFrame, np.ndarray]:
+        """Sample paths (series x samples x horizon) for the future frame's days after the history."""
+        keys, parts = self._draw(history, future, summarise=False)
+        return keys, np.concatenate(parts)
 
     def predict(self, history: pl.DataFrame, future: pl.DataFrame) -> pl.DataFrame:
-        keys, samples = self.predict_samples(history, future)
-        return summarise_samples(keys, samples, history["DATE"].max(), future, period_days=self.config.period_days)
+        # Summarised chunk by chunk where the paths are drawn: the same numbers as summarising
+        # all paths at once (each series' mean and quantiles are its own), without holding them.
+        keys, parts = self._draw(history, future, summarise=True)
+        stats = [np.concatenate([part[i] for part in parts]) for i in range(4)]
+        return summary_frame(keys, *stats, origin=history["DATE"].max(), future=future, period_days=self.config.period_days)
 
 
-def _sample_chunk(chunk: tuple[int, list[dict]], predictor, seed: int, horizon: int) -> np.ndarray:
+def _sample_chunk(chunk: tuple[int, list[dict]], predictor, seed: int, horizon: int, summarise: bool = False) -> np.ndarray | tuple[np.ndarray, ...]:
     """One chunk's sample paths (series x samples x horizon), seeded by the chunk's index: the
-    same numbers in this process, a pool worker or a Dask worker."""
+    same numbers in this process, a pool worker or a Dask worker; with `summarise`, their
+    `summary`."""
     import torch
 
     index, entries = chunk
     torch.manual_seed(seed + index)
-    return np.stack([f.samples[:, :horizon] for f in predictor.predict(entries)])
+    samples = np.stack([f.samples[:, :horizon] for f in predictor.predict(entries)])
+    return summary(samples) if summarise else samples
+
+
+def summary(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Sample paths (series x samples x horizon) to their mean, p10, p50 and p90 (series x horizon)."""
+    q10, q50, q90 = np.quantile(samples, list(QUANTILES), axis=1)
+    return samples.mean(axis=1), q10, q50, q90
+
+
+def summary_frame(
+    keys: pl.DataFrame, mean: np.ndarray, q10: np.ndarray, q50: np.ndarray, q90: np.ndarray, *, origin: dt.date, future: pl.DataFrame, period_days: int = 1
+) -> pl.DataFrame:
+    """One row per series-period of `future` with MEAN and p10/p50/p90 (each series x horizon)."""
+    n_series, horizon = mean.shape
+    dates = [origin + dt.timedelta(days=h * period_days) for h in range(1, horizon + 1)]
+    frame = pl.DataFrame(
+        {
+            "DATE": pl.Series(dates * n_series, dtype=pl.Date),
+            "COUNTRY": np.repeat(keys["COUNTRY"].to_numpy(), horizon),
+            "PRODUCT": np.repeat(keys["PRODUCT"].to_numpy(), horizon),
+            "M": mean.reshape(-1),
+            "Q10": q10.reshape(-1),
+            "Q50": q50.reshape(-1),
+            "Q90": q90.reshape(-1),
+        }
+    )
+    out = future.select(KEYS).join(frame, on=KEYS, how="left").fill_null(0.0)
+    return quantile_frame(out, out["M"].to_numpy(), out["Q10"].to_numpy(), out["Q50"].to_numpy(), out["Q90"].to_numpy())
 
 
 def _forward_fill(values: np.ndarray) -> np.ndarray:
@@ -305,23 +339,3 @@ def _forward_fill(values: np.ndarray) -> np.ndarray:
         np.maximum.accumulate(index, axis=-1, out=index)
         feature[...] = np.nan_to_num(np.take_along_axis(feature, index, axis=-1), nan=0.0)
     return values
-
-
-def summarise_samples(keys: pl.DataFrame, samples: np.ndarray, origin: dt.date, future: pl.DataFrame, *, period_days: int = 1) -> pl.DataFrame:
-    """Sample paths to one row per series-period with MEAN and p10/p50/p90."""
-    n_series, _, horizon = samples.shape
-    dates = [origin + dt.timedelta(days=h * period_days) for h in range(1, horizon + 1)]
-    q10, q50, q90 = np.quantile(samples, list(QUANTILES), axis=1)
-    frame = pl.DataFrame(
-        {
-            "DATE": pl.Series(dates * n_series, dtype=pl.Date),
-            "COUNTRY": np.repeat(keys["COUNTRY"].to_numpy(), horizon),
-            "PRODUCT": np.repeat(keys["PRODUCT"].to_numpy(), horizon),
-            "M": samples.mean(axis=1).reshape(-1),
-            "Q10": q10.reshape(-1),
-            "Q50": q50.reshape(-1),
-            "Q90": q90.reshape(-1),
-        }
-    )
-    out = future.select(KEYS).join(frame, on=KEYS, how="left").fill_null(0.0)
-    return quantile_frame(out, out["M"].to_numpy(), out["Q10"].to_numpy(), out["Q50"].to_numpy(), out["Q90"].to_numpy())

@@ -152,6 +152,19 @@ class DeepARLightGBMHybrid:
     def _fit_deepar(self, train: pl.DataFrame) -> DeepARForecaster:
         return DeepARForecaster(self.deepar_config, censoring_aware=self.censoring_aware, executor=self.executor).fit(train)
 
+    def _stage1_window(self, train: pl.DataFrame, at: dt.date) -> tuple[DeepARForecaster, pl.DataFrame]:
+        """A stage-1 DeepAR trained to `at`, and its stage-2 rows for the next H days with their
+        labels. A method of its own so that the history up to `at` (nearly the whole window) is
+        let go before the next window's or the final DeepAR's training."""
+        h = self.deepar_config.prediction_length
+        history = history_up_to(train, at)
+        model = self._fit_deepar(history)
+        rows = self._rows_from(model, history, future_frame(train, at, h))
+        del history
+        # The window's labels only: a join against every day's (22 M rows at M5 size) hashes them all.
+        labels = train.filter(pl.col("DATE").is_between(at, at + dt.timedelta(days=h), closed="right")).select(*KEYS, TARGET, "IN_STOCK")
+        return model, rows.join(labels, on=KEYS, how="inner")
+
     def __getstate__(self) -> dict:
         # A registered model must not carry the step's executor (a Dask client does not pickle).
         return {**self.__dict__, "executor": None}
@@ -160,18 +173,13 @@ class DeepARLightGBMHybrid:
         h = self.deepar_config.prediction_length
         origin: dt.date = train["DATE"].max()
         inner = [origin - dt.timedelta(days=k * h) for k in range(self.stage2_windows, 0, -1)]
-        labels = train.select(*KEYS, TARGET, "IN_STOCK")
         windows = []
         for i, at in enumerate(inner):
             log.info("hybrid: stage-1 DeepAR %d/%d trained to %s, forecasting the next %d days", i + 1, len(inner), at, h)
-            history = history_up_to(train, at)
-            model = self._fit_deepar(history)
-            rows = self._rows_from(model, history, future_frame(train, at, h))
-            # The window's labels only: a join against every day's (22 M rows at M5 size) hashes them all.
-            window_labels = labels.filter(pl.col("DATE").is_between(at, at + dt.timedelta(days=h), closed="right"))
-            windows.append(rows.join(window_labels, on=KEYS, how="inner"))
-        self.stage1 = model  # kept for inspection: the newest stage-1 model
+            self.stage1, window = self._stage1_window(train, at)  # kept for inspection: the newest stage-1 model
+            windows.append(window)
         rows = pl.concat(windows, how="diagonal_relaxed")
+        del windows
         self.vocab = category_vocab(train)
         self.features = [*self.vocab, "STEP", *_DEEPAR_FEATURES, *_ORIGIN_FEATURES, *_RESIDUAL_FEATURES, *exogenous_columns(train)]
         self.models = train_boosters(
