@@ -18,10 +18,10 @@ their look-back, so its memory does not).
 
     .venv/bin/python -m benchmarks.data_scale --work /tmp/data_scale
 
-`--units 1941` instead writes the files for all of M5's days at that width and measures
-`product_demand` as a backfill unit of the last `--unit-days` (28) days and as one unit of every
-day (key `units_scale_<scale>_days_<days>`): the memory of one date-range unit, measured, not
-projected.
+`--units 1941` instead writes the files for all of M5's days at that width (once, kept in the
+work folder) and measures `product_demand` as backfill units, each the last N days of the files
+for each N of `--unit-days` (default 28 and 0, every day; key `units_scale_<scale>_days_<days>`):
+the memory and time of one date-range unit, measured, not projected.
 
 Writes benchmarks/results/data_scale.json.
 """
@@ -79,26 +79,34 @@ def _slice(work: Path, scale: float, days: int) -> dict:
     return out
 
 
-def _units(work: Path, scale: float, days: int, unit_days: int) -> dict:
-    """`product_demand` over `days` days at `scale` measured as backfill units: first one unit of
-    the last `unit_days` days (a backfill split into date ranges runs many such units), then the
-    whole window in one unit, each its own `dg launch`."""
+def _units(work: Path, scale: float, days: int, unit_days: list[int]) -> dict:
+    """`product_demand` over `days` days at `scale` measured as backfill units, each its own
+    `dg launch` writing the last N days of the files for each N of `unit_days` (0: every day):
+    a backfill split into date ranges runs many such units. The files are generated once and
+    kept in `work` (generated again only when missing)."""
     from dataclasses import replace
 
     from demand_assets.sources.m5 import write_m5_files
 
-    if work.exists():
-        shutil.rmtree(work)
+    files = work / "m5_files"
+    out: dict = {"days": days}
+    if not (files / "sell_prices.csv").exists():
+        if work.exists():
+            shutil.rmtree(work)
+        began = time.perf_counter()
+        write_m5_files(files, replace(_shape(scale), days=days))
+        out["generate_seconds"] = round(time.perf_counter() - began, 1)
+    out["series"] = int(subprocess.run(["wc", "-l", str(files / "sales_train_evaluation.csv")], capture_output=True, text=True).stdout.split()[0]) - 1
+    out["files_bytes"] = {p.name: p.stat().st_size for p in files.iterdir()}
+    shutil.rmtree(work / "home", ignore_errors=True)
     (work / "home" / "dagster").mkdir(parents=True)
     (work / "home" / "dagster" / "dagster.yaml").write_text((ROOT / "deploy" / "dagster.yaml").read_text())
-    began = time.perf_counter()
-    counts = write_m5_files(work / "m5_files", replace(_shape(scale), days=days))
-    out: dict = {"series": counts["sales_train_evaluation.csv"], "days": days, "generate_seconds": round(time.perf_counter() - began, 1)}
-    out["files_bytes"] = {p.name: p.stat().st_size for p in (work / "m5_files").iterdir()}
     env = _env(work, DEMAND_EXECUTOR="in_process")
     subprocess.run([str(Path(sys.executable).parent / "demand-deploy"), "pools"], env=env, check=True, capture_output=True)
     last = START + dt.timedelta(days=days - 1)
-    for name, first in ((f"product_demand_last_{unit_days}_days", last - dt.timedelta(days=unit_days - 1)), ("product_demand_whole", START)):
+    for n in unit_days:
+        name = f"product_demand_last_{n}_days" if n else "product_demand_whole"
+        first = last - dt.timedelta(days=n - 1) if n else START
         measured = _launch(work, "product_demand", env, partition_range=f"{first}...{last}")
         measured["rows_in_table"] = _rows(work / "home", "product_demand")
         out[name] = measured
@@ -134,13 +142,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--units", type=int, metavar="DAYS", help="instead: files of DAYS days (1941: M5's), product_demand as one unit of --unit-days and as one unit of all"
     )
-    parser.add_argument("--unit-days", type=int, default=28)
+    parser.add_argument("--unit-days", type=int, nargs="+", default=[28, 0], help="with --units: the units' lengths in days (0: every day)")
     args = parser.parse_args(argv)
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     if args.units:
         key = f"units_scale_{args.scale}_days_{args.units}"
         measured = _units(Path(args.work) / key, args.scale, args.units, args.unit_days)
-        previous[key] = {"date": str(dt.date.today()), "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}, **measured}
+        machine = {"date": str(dt.date.today()), "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}}
+        previous[key] = previous.get(key, {}) | machine | measured  # units measured before and not again are kept
         RESULTS.write_text(json.dumps(previous, indent=1))
         print(json.dumps(previous[key], indent=1))
         return
