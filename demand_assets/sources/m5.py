@@ -287,7 +287,14 @@ class M5Source(DemandSource):
         # The id columns only: cheap, so assets that need just the catalog never load the matrix.
         ids = pl.read_csv(_sales_file(self.directory), columns=_ID_COLUMNS, schema_overrides={c: pl.String for c in _ID_COLUMNS})
         _require_columns(self.directory / "sell_prices.csv")
-        prices = pl.scan_csv(self.directory / "sell_prices.csv").group_by("item_id").agg(pl.col("sell_price").median().alias("BASE_PRICE")).collect()
+        # Categorical keys and the streaming engine: at 10x M5 (76 M price rows) 1.9 GB instead of 5.7.
+        prices = (
+            pl.scan_csv(self.directory / "sell_prices.csv", schema_overrides={"item_id": pl.Categorical, "store_id": pl.Categorical})
+            .group_by("item_id")
+            .agg(pl.col("sell_price").median().alias("BASE_PRICE"))
+            .collect(engine="streaming")
+            .with_columns(pl.col("item_id").cast(pl.String))
+        )
         products = (
             ids.group_by("item_id")
             .agg(pl.col("cat_id").first().alias("CATEGORY"), pl.col("dept_id").first().alias("DEPARTMENT"))
