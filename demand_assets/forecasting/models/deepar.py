@@ -147,17 +147,23 @@ class DeepARForecaster:
         n = series.height
 
         def dense(frame: pl.DataFrame, columns: list[str], width: int) -> np.ndarray:
+            # Each row's (series, period) once, then the columns one at a time in the rows' own
+            # order: a joined copy of every column would be 0.9 GB more at M5 size.
             at = (
                 frame.lazy()
-                .join(series.lazy(), on=SERIES, how="inner")
-                .select("_S", ((pl.col("DATE") - pl.lit(start)).dt.total_days() // p).alias("_D"), *columns)
-                .filter(pl.col("_D").is_between(0, width - 1))
+                .select(*SERIES, "DATE")
+                .join(series.lazy(), on=SERIES, how="left", maintain_order="left")
+                .select(pl.col("_S").fill_null(0), ((pl.col("DATE") - pl.lit(start)).dt.total_days() // p).alias("_D"), pl.col("_S").is_not_null().alias("_IN"))
                 .collect()
             )
+            keep = (at["_IN"] & at["_D"].is_between(0, width - 1)).to_numpy()
+            every = bool(keep.all())
+            rows, cols = (at["_S"].to_numpy(), at["_D"].to_numpy()) if every else (at["_S"].to_numpy()[keep], at["_D"].to_numpy()[keep])
+            del at
             out = np.full((len(columns), n, width), np.nan, dtype=np.float32)
-            rows, cols = at["_S"].to_numpy(), at["_D"].to_numpy()
             for i, c in enumerate(columns):
-                out[i, rows, cols] = at[c].cast(pl.Float32).to_numpy()
+                values = frame[c].cast(pl.Float32).to_numpy()
+                out[i, rows, cols] = values if every else values[keep]
             return out
 
         y = pl.col(TARGET).cast(pl.Float64)
