@@ -143,10 +143,20 @@ class DeepARForecaster:
         # Sorted, not in the rows' order: the entries' order decides the training batches and which
         # chunk (and seed) a series is sampled in, and the same data stored in another row order
         # (another Delta file layout) must give the same model and the same forecasts.
-        series = covariates.select(SERIES).unique().sort(SERIES).with_row_index("_S")
+        # Unique on categorical keys: on 22 M rows of strings it held 2 GB at M5 size.
+        series = (
+            covariates.lazy()
+            .select(pl.col(SERIES).cast(pl.Categorical))
+            .unique()
+            .with_columns(pl.col(SERIES).cast(pl.String))
+            .collect()
+            .sort(SERIES)
+            .with_row_index("_S")
+        )
         n = series.height
 
         def dense(frame: pl.DataFrame, columns: list[str], width: int) -> np.ndarray:
+            """series x columns x periods (NaN where the frame has no row)."""
             # Each row's (series, period) once, then the columns one at a time in the rows' own
             # order: a joined copy of every column would be 0.9 GB more at M5 size.
             at = (
@@ -160,16 +170,16 @@ class DeepARForecaster:
             every = bool(keep.all())
             rows, cols = (at["_S"].to_numpy(), at["_D"].to_numpy()) if every else (at["_S"].to_numpy()[keep], at["_D"].to_numpy()[keep])
             del at
-            out = np.full((len(columns), n, width), np.nan, dtype=np.float32)
+            out = np.full((n, len(columns), width), np.nan, dtype=np.float32)
             for i, c in enumerate(columns):
                 values = frame[c].cast(pl.Float32).to_numpy()
-                out[i, rows, cols] = values if every else values[keep]
+                out[rows, i, cols] = values if every else values[keep]
             return out
 
         y = pl.col(TARGET).cast(pl.Float64)
         if self.censoring_aware:
             y = pl.when(pl.col("IN_STOCK")).then(y)  # NaN: unobserved, masked out of the loss
-        target = dense(history.select(*KEYS, y.alias("Y")), ["Y"], n_hist)[0]
+        target = dense(history.select(*KEYS, y.alias("Y")), ["Y"], n_hist)[:, 0]
         feats = _forward_fill(dense(covariates, self.dynamic_features, n_days))
         entries = []
         for s, country, product in series.iter_rows():
@@ -178,7 +188,7 @@ class DeepARForecaster:
                     FieldName.START: pd.Period(start, freq=self._freq(start)),
                     FieldName.TARGET: target[s],
                     FieldName.FEAT_STATIC_CAT: np.array([self.vocab["COUNTRY"].get(country, 0), self.vocab["PRODUCT"].get(product, 0)]),
-                    FieldName.FEAT_DYNAMIC_REAL: np.ascontiguousarray(feats[:, s, :]),
+                    FieldName.FEAT_DYNAMIC_REAL: feats[s],  # a contiguous view: series come first
                     FieldName.ITEM_ID: f"{country}|{product}",
                 }
             )
@@ -192,7 +202,15 @@ class DeepARForecaster:
     def _prepare(self, train: pl.DataFrame) -> list[dict]:
         """Vocabularies, median prices and the feature list from the training days; their entries."""
         self.vocab = {c: {v: i for i, v in enumerate(sorted(train[c].unique().to_list()))} for c in SERIES}
-        self.median_price = train.group_by(SERIES).agg(pl.col("PRICE").median().alias("MEDIAN_PRICE"))
+        # On categorical keys: grouping 22 M rows by their strings took 2.6 GB at M5 size, 1.2 this way.
+        self.median_price = (
+            train.lazy()
+            .select(pl.col(SERIES).cast(pl.Categorical), "PRICE")
+            .group_by(SERIES)
+            .agg(pl.col("PRICE").median().alias("MEDIAN_PRICE"))
+            .with_columns(pl.col(SERIES).cast(pl.String))
+            .collect()
+        )
         self.calendar_flags = [c for c in _CALENDAR_FLAGS if c in train.columns]
         self.covariates = {}
         for c in covariate_columns(train):
@@ -335,13 +353,14 @@ def summary_frame(
     return quantile_frame(out, out["M"].to_numpy(), out["Q10"].to_numpy(), out["Q50"].to_numpy(), out["Q90"].to_numpy())
 
 
-def _forward_fill(values: np.ndarray) -> np.ndarray:
+def _forward_fill(values: np.ndarray, rows: int = 1024) -> np.ndarray:
     """Carry the last non-NaN value forward along the last axis; NaN before the first -> 0.
-    In place, one feature (first axis) at a time: the positions are int64, so the whole
-    array's would be twice the features (1.1 GB at M5 size)."""
-    for feature in values.reshape(-1, *values.shape[-2:]) if values.ndim > 2 else [values]:
-        seen = ~np.isnan(feature)
-        index = np.where(seen, np.arange(feature.shape[-1]), 0)
+    In place, `rows` entries of the first axis at a time: the positions are int64, so the
+    whole array's would be twice the values (1.1 GB at M5 size)."""
+    for lo in range(0, values.shape[0], rows):
+        part = values[lo : lo + rows]
+        seen = ~np.isnan(part)
+        index = np.where(seen, np.arange(part.shape[-1]), 0)
         np.maximum.accumulate(index, axis=-1, out=index)
-        feature[...] = np.nan_to_num(np.take_along_axis(feature, index, axis=-1), nan=0.0)
+        part[...] = np.nan_to_num(np.take_along_axis(part, index, axis=-1), nan=0.0)
     return values
