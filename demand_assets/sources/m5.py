@@ -136,9 +136,10 @@ def _window(
     """The files' days in [start, end) (every day when both are None), series by series.
 
     Inferring a stockout needs a series' whole history (a zero run's length needs the days on
-    both sides), so the sales file streams by blocks of `block_series` series (`_SERIES_BATCH`), each read whole,
-    priced, its stockouts inferred and its window's days kept: memory is a block's whole history
-    plus every series' window (6 bytes a cell) and the weekly prices, not the file's every cell."""
+    both sides), so the sales file streams by blocks of `block_series` series (default
+    `_SERIES_BATCH`), each read whole, priced, its stockouts inferred and its window's days kept:
+    memory is a block's whole history plus every series' window (6 bytes a cell) and the weekly
+    prices, not the file's every cell."""
     started = time.perf_counter()
     sales_path = _sales_file(directory)
     header = pl.read_csv(sales_path, n_rows=0).columns
