@@ -151,6 +151,12 @@ def test_bad_m5_files_are_refused_naming_the_rule(tmp_path, m5_dir, monkeypatch)
     sales.with_columns(pl.when(bad).then(-2).otherwise(pl.col("d_5")).alias("d_5")).write_csv(broken / "sales_train_evaluation.csv")
     with pytest.raises(ValueError, match=rf"rule 'sales >= 0' on column 'd_\*': 2 negative cell\(s\), e.g. .*{sales['id'][3]}.*d_5.*{sales['id'][20]}"):
         _read(M5Source(broken), START, START + dt.timedelta(days=7))
+    lines = (broken / "sales_train_evaluation.csv").read_text().splitlines()
+    (broken / "sales_train_evaluation.csv").write_text("\n".join([*lines[:-1], ",".join(lines[-1].split(",")[:20])]) + "\n")
+    with pytest.raises(
+        ValueError, match=rf"rule 'every day has a sales value' on column 'd_\*': 1 row\(s\) with empty cells, e.g. .*{sales['id'][-1]}.*'d_15'"
+    ):
+        _read(M5Source(broken), START, START + dt.timedelta(days=7))
 
 
 @pytest.fixture(scope="module")

@@ -167,6 +167,13 @@ def _window(
     n_negative, lo, logged = 0, 0, started
     for batch in _row_blocks(sales_path, block_series or _SERIES_BATCH, columns=day_columns, schema_overrides={c: pl.Int32 for c in day_columns}):
         hi = lo + batch.height
+        if batch.null_count().sum_horizontal().item():
+            empty = batch.with_row_index("_R").filter(pl.any_horizontal(pl.exclude("_R").is_null()))
+            rows = [
+                {"id": ids["id"][lo + int(r)], "d": next(c for c in day_columns if empty.row(k, named=True)[c] is None)}
+                for k, r in enumerate(empty["_R"].head(5))
+            ]
+            raise ValueError(f"rule 'every day has a sales value' on column 'd_*': {empty.height} row(s) with empty cells, e.g. {rows}")
         sales = batch.to_numpy().astype(np.int32, copy=False)
         del batch
         if (bad := np.argwhere(sales < 0)).size:
