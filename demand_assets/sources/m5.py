@@ -91,18 +91,16 @@ class _Prices:
     day_week: np.ndarray
     _nearest: np.ndarray | None = None
 
-    def at(self, rows: np.ndarray | slice, cols: np.ndarray, sales: np.ndarray) -> np.ndarray:
-        """The price of each (series row, day column) cell with `sales` units sold (float32, NaN: not
-        listed): `rows` and `cols` index arrays of the cells, or a slice of rows and every column of
-        `cols` (a block of series x days)."""
+    def at(self, rows: slice, cols: np.ndarray, sales: np.ndarray) -> np.ndarray:
+        """The prices of a block of series (`rows`) on the day columns `cols`, given the block's
+        `sales` there (series x days float32, NaN: not listed)."""
         week = self.day_week[cols]
-        price = self.weekly[rows, week] if isinstance(rows, np.ndarray) else self.weekly[rows][:, week]
+        price = self.weekly[rows][:, week]
         selling_unlisted = (sales > 0) & np.isnan(price)
         if selling_unlisted.any():
             if self._nearest is None:
                 self._nearest = pl.from_numpy(self.weekly.T).with_columns(pl.all().fill_nan(None).forward_fill().backward_fill()).to_numpy().T
-            nearest = self._nearest[rows, week] if isinstance(rows, np.ndarray) else self._nearest[rows][:, week]
-            price = np.where(selling_unlisted, nearest, price)
+            price = np.where(selling_unlisted, self._nearest[rows][:, week], price)
         return price
 
 
@@ -339,8 +337,8 @@ class M5Source(DemandSource):
             if cols.size == 0:
                 continue
             block = window.sales[:, cols]
-            listed = listed_days(block, window.prices.at(slice(None), file_col[cols], block))
-            rows, j = np.nonzero(listed)
+            price = window.prices.at(slice(None), file_col[cols], block)
+            rows, j = np.nonzero(listed_days(block, price))
             c = cols[j]
             sold = block[rows, j]
             frame = pl.DataFrame(
@@ -349,7 +347,7 @@ class M5Source(DemandSource):
                     "COUNTRY": stores[rows],
                     "PRODUCT": items[rows],
                     "PRODUCT_DEMAND": sold.astype(np.int64),
-                    "PRICE": window.prices.at(rows, file_col[c], sold).astype(np.float64),
+                    "PRICE": price[rows, j].astype(np.float64),
                     "PROMO": np.zeros(len(rows), dtype=bool),
                     "IN_STOCK": window.in_stock[rows, c],
                     "LISTED": ~window.gap[rows, c],
