@@ -244,3 +244,35 @@ def test_upper_bounds_are_configurable_per_deployment(frames):
     tight = dataclasses.replace(ctx, upper_bounds={"SPEND": big / 2})
     report = CONTRACTS["channel_spend_response"].validate(frame, tight)
     assert not report.passed and any(v.rule == f"at_most_{big / 2:g}" and v.column == "SPEND" for v in report.violations)
+
+
+def test_a_series_missing_a_day_in_a_middle_chunk_is_a_named_hole():
+    """Completeness is judged across the window's chunks, whose per-series spans are folded as
+    they pass: a series with rows in the first and last chunks but none on a day of the middle
+    one is refused, naming the series and the day count; the same window whole passes."""
+    from contracts import ContractError, ContractReport
+    from contracts.registry import Table
+    from demand_assets.domains.publishing import ChunkCheck, WindowCheck
+
+    start = dt.date(2024, 1, 1)
+    days = [start + dt.timedelta(days=i) for i in range(9)]
+    rows = pl.DataFrame(
+        [(d, c, p, 1) for d in days for c, p in (("DE", "P1"), ("DE", "P2"), ("FR", "P1"))],
+        schema=["DATE", "COUNTRY", "PRODUCT", "UNITS"],
+        orient="row",
+    )
+    chunks = [rows.filter(pl.col("DATE").is_between(days[i], days[i + 2])) for i in (0, 3, 6)]
+    always = ChunkCheck("contract", lambda chunk: ContractReport("contract", chunk.height))
+
+    def run(parts):
+        window = WindowCheck(Table.PRODUCT_DEMAND, [always], start, days[-1] + dt.timedelta(days=1), complete_series=True)
+        return sum(c.height for c in window.chunks(parts))
+
+    assert run(chunks) == rows.height
+    holed = [chunks[0], chunks[1].filter(~((pl.col("PRODUCT") == "P2") & (pl.col("DATE") == days[4]))), chunks[2]]
+    with pytest.raises(ContractError) as refused:
+        run(holed)
+    (violation,) = [v for report in refused.value.reports for v in report.violations]
+    assert violation.rule == "every series has a row on every day between its first and last"
+    assert violation.n_rows == 1
+    assert [(e["COUNTRY"], e["PRODUCT"], e["days missing"]) for e in violation.examples] == [("DE", "P2", 1)]
